@@ -1,0 +1,3 @@
+from turret_stream.cli import main
+
+main()

@@ -1,0 +1,206 @@
+"""The `turret-stream` command line: up, api, worker, keys."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from turret_stream import __version__
+from turret_stream.errors import TurretError
+from turret_stream.keys import KeyStore
+from turret_stream.settings import Settings, load_settings
+from turret_stream.stack import running_stack, wait_for_stop_signal
+
+DEFAULT_PROJECT = "default"
+
+
+def _settings(ctx: click.Context, **overrides: Any) -> Settings:
+    base: Settings = ctx.obj
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    return base.with_overrides(**changes) if changes else base
+
+
+def _setup_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # Faust and aiokafka are chatty at INFO; keep their warnings.
+    for name in ("faust", "mode", "aiokafka"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def data_dir_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Where all state lives [default: data_dir setting, ./turret-data].",
+    )(fn)
+
+
+@click.group()
+@click.version_option(__version__, prog_name="turret-stream")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """turret-stream: real-time semantic analytics for AI products."""
+    try:
+        ctx.obj = load_settings()
+    except Exception as exc:  # bad YAML, bad env value: say which, no traceback
+        _fail(f"invalid configuration: {exc}")
+
+
+def _print_banner(stack: Any, new_key: str | None) -> None:
+    s = stack.settings
+    kafka = f"{s.bootstrap_servers} ({'embedded' if stack.broker else 'external'})"
+    click.echo("turret-stream is up")
+    if stack.api_url:
+        click.echo(f"  API:    {stack.api_url}   (POST /track, GET /readyz, /openapi.json)")
+    click.echo(f"  Kafka:  {kafka}")
+    click.echo(f"  Data:   {s.data_dir.resolve()}")
+    if new_key:
+        click.echo(f"  API key for project '{DEFAULT_PROJECT}' (shown once; keep it):")
+        click.echo(new_key)
+    click.echo("Press Ctrl-C to stop.", err=True)
+
+
+def _run(settings: Settings, *, broker: bool, worker: bool, api: bool) -> None:
+    _setup_logging(settings)
+
+    async def run() -> None:
+        async with running_stack(settings, broker=broker, worker=worker, api=api) as stack:
+            new_key = None
+            if stack.keystore is not None and stack.keystore.is_empty():
+                new_key = stack.keystore.create(DEFAULT_PROJECT).secret
+            _print_banner(stack, new_key)
+            sys.stdout.flush()
+            await wait_for_stop_signal()
+            click.echo("stopping...", err=True)
+
+    try:
+        asyncio.run(run())
+    except TurretError as exc:
+        _fail(str(exc))
+    except OSError as exc:  # e.g. the HTTP port is taken
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command()
+@click.option("--port", type=int, default=None, help="HTTP port [default: 8000].")
+@click.option("--host", default=None, help="HTTP bind address [default: 127.0.0.1].")
+@click.option("--kafka-port", type=int, default=None, help="Embedded broker port [default: 9092].")
+@data_dir_option
+@click.pass_context
+def up(
+    ctx: click.Context,
+    port: int | None,
+    host: str | None,
+    kafka_port: int | None,
+    data_dir: Path | None,
+) -> None:
+    """Run everything in one process: broker (unless Kafka is configured), worker, API."""
+    settings = _settings(
+        ctx,
+        **{"http.port": port, "http.host": host, "kafka.embedded_port": kafka_port},
+        data_dir=data_dir,
+    )
+    _run(settings, broker=settings.embedded_broker, worker=True, api=True)
+
+
+@main.command()
+@click.option("--port", type=int, default=None, help="HTTP port [default: 8000].")
+@click.option("--host", default=None, help="HTTP bind address [default: 127.0.0.1].")
+@data_dir_option
+@click.pass_context
+def api(ctx: click.Context, port: int | None, host: str | None, data_dir: Path | None) -> None:
+    """Run only the HTTP API, against the configured Kafka."""
+    settings = _settings(ctx, **{"http.port": port, "http.host": host}, data_dir=data_dir)
+    _run(settings, broker=False, worker=False, api=True)
+
+
+@main.command()
+@data_dir_option
+@click.pass_context
+def worker(ctx: click.Context, data_dir: Path | None) -> None:
+    """Run only the stream worker (Faust agents), against the configured Kafka."""
+    _run(_settings(ctx, data_dir=data_dir), broker=False, worker=True, api=False)
+
+
+@main.group()
+def keys() -> None:
+    """Create, list and revoke API keys."""
+
+
+def _keystore(ctx: click.Context, data_dir: Path | None) -> KeyStore:
+    return KeyStore(_settings(ctx, data_dir=data_dir).keys_db_path)
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@keys.command("create")
+@click.option("--project", required=True, help="Project the key belongs to (created if new).")
+@data_dir_option
+@click.pass_context
+def keys_create(ctx: click.Context, project: str, data_dir: Path | None) -> None:
+    """Create a key; it is printed once, as the last line of stdout."""
+    store = _keystore(ctx, data_dir)
+    try:
+        new = store.create(project)
+    except TurretError as exc:
+        _fail(str(exc))
+    finally:
+        store.close()
+    click.echo(f"Created key {new.info.key_id} for project '{project}'. Store it now:")
+    click.echo(new.secret)
+
+
+@keys.command("list")
+@click.option("--project", default=None, help="Only this project's keys.")
+@data_dir_option
+@click.pass_context
+def keys_list(ctx: click.Context, project: str | None, data_dir: Path | None) -> None:
+    """List keys (ids and projects; never the secrets)."""
+    store = _keystore(ctx, data_dir)
+    try:
+        rows = store.list(project)
+    finally:
+        store.close()
+    click.echo(f"{'KEY ID':<14}{'PROJECT':<24}{'CREATED':<22}{'STATUS'}")
+    for key in rows:
+        status = "active" if key.active else f"revoked {_when(key.revoked_at)}"
+        click.echo(f"{key.key_id:<14}{key.project:<24}{_when(key.created_at):<22}{status}")
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@data_dir_option
+@click.pass_context
+def keys_revoke(ctx: click.Context, key_id: str, data_dir: Path | None) -> None:
+    """Revoke a key by id; it stops working on the next request."""
+    store = _keystore(ctx, data_dir)
+    try:
+        info = store.revoke(key_id)
+    except TurretError as exc:
+        _fail(str(exc))
+    finally:
+        store.close()
+    click.echo(f"Revoked key {info.key_id} of project '{info.project}'.")

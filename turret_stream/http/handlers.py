@@ -1,0 +1,132 @@
+"""Request handlers: parse -> act -> JSON. Domain errors become ApiError answers."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from turret_stream.errors import ApiError, BrokerUnavailable, ErrorCode, invalid, invalid_api_key
+from turret_stream.http.keys import KEYSTORE, PUBLISHER, RATE_LIMITER, SETTINGS, WORKER_PROBE
+from turret_stream.http.openapi import openapi_document
+from turret_stream.http.track_request import parse_json_body, parse_track_request
+from turret_stream.keys import ApiKeyInfo
+from turret_stream.records import TrackedEvent, event_key
+
+API_KEY_HEADER = "X-API-Key"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+def authenticate(request: web.Request) -> ApiKeyInfo:
+    # aiohttp's headers are case-insensitive: x-api-key, X-API-KEY, ... all match.
+    key = request.app[KEYSTORE].authenticate(request.headers.get(API_KEY_HEADER))
+    if key is None:
+        raise invalid_api_key()
+    return key
+
+
+class _GeneratedIds:
+    """Ids the server makes up. Random by default; with an Idempotency-Key they derive from
+    (project, key), so a retried request names the same event, session and user and is
+    recognised downstream as one event."""
+
+    def __init__(self, project: str, idempotency_key: str | None) -> None:
+        self._seed = None if idempotency_key is None else f"{project}\0{idempotency_key}"
+
+    def _hex(self, purpose: str) -> str:
+        if self._seed is None:
+            return uuid.uuid4().hex
+        return hashlib.sha256(f"{purpose}\0{self._seed}".encode()).hexdigest()[:32]
+
+    def event_id(self) -> str:
+        return f"evt_{self._hex('event')}"
+
+    def uuid(self, purpose: str) -> str:
+        return str(uuid.UUID(hex=self._hex(purpose), version=4))
+
+
+async def track(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    key = authenticate(request)
+    retry_after = request.app[RATE_LIMITER].acquire(key.key_id)
+    if retry_after is not None:
+        raise ApiError(
+            429,
+            ErrorCode.RATE_LIMIT_EXCEEDED,
+            f"Rate limit exceeded. Try again in {retry_after} seconds.",
+            retry_after=retry_after,
+        )
+    idempotency_key = request.headers.get(IDEMPOTENCY_HEADER)
+    if idempotency_key is not None and not (
+        0 < len(idempotency_key) <= settings.limits.max_idempotency_key_chars
+    ):
+        raise invalid(
+            IDEMPOTENCY_HEADER,
+            f"must be 1-{settings.limits.max_idempotency_key_chars} characters",
+        )
+    body = parse_track_request(parse_json_body(await request.read()), settings.limits)
+
+    ids = _GeneratedIds(key.project, idempotency_key)
+    event = TrackedEvent(
+        event_id=ids.event_id(),
+        project=key.project,
+        name=body.name,
+        metadata=body.metadata,
+        session_id=body.session_id or ids.uuid("session"),
+        user_id=body.user_id or ids.uuid("user"),
+        received_at=time.time(),
+        session_generated=body.session_id is None,
+        user_generated=body.user_id is None,
+    )
+    try:
+        await request.app[PUBLISHER].publish(
+            event_key(event.project, event.session_id), event.dumps()
+        )
+    except BrokerUnavailable as exc:
+        raise ApiError(
+            503,
+            ErrorCode.SERVICE_UNAVAILABLE,
+            "Event store temporarily unavailable; the event was not tracked. Retry later.",
+            retry_after=settings.kafka.unavailable_retry_after_s,
+        ) from exc
+    return web.json_response(
+        {
+            "success": True,
+            "message": "Event tracked successfully",
+            "event_id": event.event_id,
+            "session_id": event.session_id,
+            "user_id": event.user_id,
+        }
+    )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    broker = await request.app[PUBLISHER].broker_reachable()
+    worker = broker and await request.app[WORKER_PROBE]()
+    checks: dict[str, Any] = {
+        "broker": "ok" if broker else "unreachable",
+        "worker": "ok" if worker else ("unknown" if not broker else "not running"),
+    }
+    if broker and worker:
+        return web.json_response({"status": "ready", "checks": checks})
+    return web.json_response(
+        {
+            "success": False,
+            "status": "not ready",
+            "error": "Not ready: " + ", ".join(f"{k} {v}" for k, v in checks.items() if v != "ok"),
+            "code": str(ErrorCode.NOT_READY),
+            "checks": checks,
+        },
+        status=503,
+    )
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document(request.app[SETTINGS]))

@@ -1,0 +1,151 @@
+"""One typed settings object for every process of turret-stream.
+
+Precedence, highest first: values passed in code (CLI options, tests), ``TURRET_*``
+environment variables (nested with ``__``, e.g. ``TURRET_HTTP__PORT=8080``), the YAML
+file named by ``TURRET_CONFIG`` (else ``configs/turret.yaml`` when it exists in the
+working directory), then the defaults below. ``configs/turret.yaml`` mirrors these
+defaults; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+DEFAULT_CONFIG_FILE = Path("configs") / "turret.yaml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class HttpSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    # Whole request bodies above this size are refused with 413 before they are parsed.
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+
+
+class KafkaSettings(_Section):
+    # Empty means "no external Kafka": `turret-stream up` starts the embedded broker.
+    bootstrap_servers: str = ""
+    embedded_host: str = "127.0.0.1"
+    embedded_port: int = Field(9092, ge=0, le=65535)
+    events_topic: str = "turret.events"
+    partitions: int = Field(8, ge=1)
+    replication_factor: int = Field(1, ge=1)
+    # /track answers 503 when the broker has not acknowledged a write within this time.
+    produce_timeout_s: float = Field(5.0, gt=0)
+    # The retry_after (seconds) a 503 tells clients.
+    unavailable_retry_after_s: int = Field(2, ge=1)
+
+
+class WorkerSettings(_Section):
+    # Faust application id, also the Kafka consumer group.
+    app_id: str = "turret-stream"
+    # Short group timeouts: tansu's group join waits for the rebalance timeout.
+    rebalance_timeout_s: float = Field(5.0, gt=0)
+    session_timeout_s: float = Field(6.0, gt=0)
+    heartbeat_interval_s: float = Field(1.0, gt=0)
+
+
+class TrackLimits(_Section):
+    max_name_chars: int = Field(255, ge=1)
+    max_id_chars: int = Field(255, ge=1)
+    max_text_chars: int = Field(10_000, ge=1)
+    max_metadata_keys: int = Field(100, ge=1)
+    max_metadata_key_chars: int = Field(255, ge=1)
+    max_idempotency_key_chars: int = Field(255, ge=1)
+
+
+class RateLimitSettings(_Section):
+    enabled: bool = True
+    # Sustained rate: `events` per `window_s` seconds, per API key ...
+    events: int = Field(6000, ge=1)
+    window_s: float = Field(60.0, gt=0)
+    # ... plus this many requests that may arrive at once (the bucket's size).
+    burst: int = Field(500, ge=1)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TURRET_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+    )
+
+    data_dir: Path = Path("turret-data")
+    log_level: str = "info"
+    http: HttpSettings = HttpSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    worker: WorkerSettings = WorkerSettings()
+    limits: TrackLimits = TrackLimits()
+    rate_limit: RateLimitSettings = RateLimitSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = config_file_path()
+        if config_file is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+        return tuple(sources)
+
+    @property
+    def embedded_broker(self) -> bool:
+        """True when no external Kafka is configured."""
+        return not self.kafka.bootstrap_servers
+
+    @property
+    def bootstrap_servers(self) -> str:
+        if self.kafka.bootstrap_servers:
+            return self.kafka.bootstrap_servers
+        return f"{self.kafka.embedded_host}:{self.kafka.embedded_port}"
+
+    @property
+    def keys_db_path(self) -> Path:
+        return self.data_dir / "keys.sqlite3"
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with some top-level or dotted (``http.port``) values replaced."""
+        data = self.model_dump()
+        for dotted, value in changes.items():
+            *parents, leaf = dotted.split(".")
+            node = data
+            for part in parents:
+                node = node[part]
+            node[leaf] = value
+        return Settings.model_validate(data)
+
+
+def config_file_path() -> Path | None:
+    """The YAML file to read: ``TURRET_CONFIG`` if set (it must exist), else the default."""
+    named = os.environ.get("TURRET_CONFIG")
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise FileNotFoundError(f"TURRET_CONFIG={named!r}: no such file")
+        return path
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from file and environment, with dotted ``overrides`` on top."""
+    settings = Settings()
+    return settings.with_overrides(**overrides) if overrides else settings

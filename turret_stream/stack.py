@@ -1,0 +1,101 @@
+"""Runs the pieces of turret-stream in one process: the embedded broker, the Faust worker
+and the HTTP API, in that order, and stops them in reverse on Ctrl-C / SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from turret_stream.broker import EmbeddedBroker
+from turret_stream.http.app import create_app
+from turret_stream.http.keys import WorkerProbe
+from turret_stream.keys import KeyStore
+from turret_stream.producer import ensure_topic
+from turret_stream.settings import Settings
+from turret_stream.topology import Topology, build_topology
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunningStack:
+    settings: Settings
+    api_url: str | None = None
+    broker: EmbeddedBroker | None = None
+    topology: Topology | None = None
+    keystore: KeyStore | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@contextlib.asynccontextmanager
+async def running_worker(settings: Settings) -> AsyncIterator[Topology]:
+    """The Faust app started inside this event loop; stopped on exit."""
+    topology = build_topology(settings)
+    # Declare the events topic with its partition count before any consumer joins.
+    k = settings.kafka
+    await ensure_topic(
+        settings.bootstrap_servers, k.events_topic, k.partitions, k.replication_factor
+    )
+    await topology.app.start()
+    try:
+        yield topology
+    finally:
+        await topology.app.stop()
+
+
+def _worker_running(topology: Topology) -> WorkerProbe:
+    async def probe() -> bool:
+        app = topology.app
+        return bool(app.started and not app.should_stop and not app.crashed)
+
+    return probe
+
+
+@contextlib.asynccontextmanager
+async def running_stack(
+    settings: Settings, *, broker: bool, worker: bool, api: bool
+) -> AsyncIterator[RunningStack]:
+    stack = RunningStack(settings)
+    async with contextlib.AsyncExitStack() as exits:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if broker:
+            stack.broker = EmbeddedBroker(
+                settings.kafka.embedded_host,
+                settings.kafka.embedded_port,
+                log_file=settings.data_dir / "broker.log",
+            )
+            await exits.enter_async_context(stack.broker)
+        if worker:
+            stack.topology = await exits.enter_async_context(running_worker(settings))
+        if api:
+            stack.keystore = KeyStore(settings.keys_db_path)
+            exits.callback(stack.keystore.close)
+            probe = _worker_running(stack.topology) if stack.topology else None
+            app = create_app(settings, keystore=stack.keystore, worker_probe=probe)
+            # aiohttp's access log format carries no request headers, so no API key.
+            runner = web.AppRunner(app)
+            await runner.setup()
+            exits.push_async_callback(runner.cleanup)
+            site = web.TCPSite(runner, settings.http.host, settings.http.port)
+            await site.start()
+            host, port = runner.addresses[0][:2]
+            stack.api_url = f"http://{host}:{port}"
+        yield stack
+
+
+async def wait_for_stop_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
