@@ -54,7 +54,6 @@ class EventPublisher:
                     acks="all",
                     enable_idempotence=False,
                     request_timeout_ms=int(self._settings.produce_timeout_s * 1000),
-                    linger_ms=1,
                 )
                 try:
                     await producer.start()
