@@ -243,3 +243,13 @@ async def test_health_and_openapi(client):
     assert (await ready.json())["checks"] == {"broker": "ok", "worker": "ok"}
     doc = await (await client.get("/openapi.json")).json()
     assert doc["paths"]["/track"]["post"]["responses"].keys() >= {"200", "400", "401", "413"}
+
+
+async def test_events_carry_their_keys_project_only(client, settings, keystore):
+    key_a, key_b = keystore.create("alpha").secret, keystore.create("beta").secret
+    # A body cannot claim another project.
+    await post(client, event(session_id="x", project="beta"), key_a)
+    await post(client, event(session_id="x"), key_b)
+    messages = await consume(settings, 2)
+    projects = sorted((m.key, decode(m)["project"]) for m in messages)
+    assert projects == [(b"alpha:x", "alpha"), (b"beta:x", "beta")]
