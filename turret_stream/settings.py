@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import (
@@ -76,6 +76,16 @@ class RateLimitSettings(_Section):
     burst: int = Field(500, ge=1)
 
 
+class StorageSettings(_Section):
+    # "edge": Qdrant's engine in-process (qdrant-edge-py), on disk under data_dir/qdrant.
+    # "server": a Qdrant server through qdrant-client at `url`.
+    backend: Literal["edge", "server"] = "edge"
+    url: str = ""
+    api_key: str = ""
+    # Prefix of every collection name, so several deployments can share one Qdrant server.
+    collection_prefix: str = "turret"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TURRET_",
@@ -91,6 +101,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     limits: TrackLimits = TrackLimits()
     rate_limit: RateLimitSettings = RateLimitSettings()
+    storage: StorageSettings = StorageSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -117,6 +128,10 @@ class Settings(BaseSettings):
         if self.kafka.bootstrap_servers:
             return self.kafka.bootstrap_servers
         return f"{self.kafka.embedded_host}:{self.kafka.embedded_port}"
+
+    @property
+    def qdrant_path(self) -> Path:
+        return self.data_dir / "qdrant"
 
     @property
     def keys_db_path(self) -> Path:
