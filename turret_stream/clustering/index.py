@@ -1,0 +1,99 @@
+"""Where micro-cluster centres live and how their neighbours are found.
+
+DBSTREAM asks one question per event: which centres lie near this point? river answers it
+by scanning every micro-cluster in Python; here a ``CentreIndex`` answers it, so the
+per-event cost follows the index (Qdrant's HNSW) rather than the number of clusters.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    id: int
+    distance: float
+    centre: np.ndarray
+
+
+class CentreIndex(ABC):
+    """Centres by micro-cluster id, searchable by Euclidean distance."""
+
+    @abstractmethod
+    def nearest(self, x: np.ndarray, limit: int) -> list[Neighbour]:
+        """Up to ``limit`` centres nearest to ``x``, nearest first."""
+
+    @abstractmethod
+    def put(self, mc_id: int, centre: np.ndarray) -> None:
+        """Insert a centre or move an existing one."""
+
+    @abstractmethod
+    def remove(self, mc_ids: Iterable[int]) -> None: ...
+
+    @abstractmethod
+    def centre(self, mc_id: int) -> np.ndarray: ...
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+
+class ExactIndex(CentreIndex):
+    """All centres in one numpy matrix, searched exhaustively.
+
+    Exact and simple: the reference the Qdrant-backed index is checked against, and the
+    index for small models and tests. Cost per search grows with the number of centres.
+    """
+
+    def __init__(self, dim: int, dtype: type = np.float64) -> None:
+        self._dim = dim
+        self._matrix = np.zeros((16, dim), dtype=dtype)
+        self._ids: list[int] = []
+        self._row: dict[int, int] = {}
+
+    def nearest(self, x: np.ndarray, limit: int) -> list[Neighbour]:
+        n = len(self._ids)
+        if n == 0:
+            return []
+        distances = np.linalg.norm(self._matrix[:n] - x, axis=1)
+        if limit < n:
+            rows = np.argpartition(distances, limit)[:limit]
+            rows = rows[np.argsort(distances[rows], kind="stable")]
+        else:
+            rows = np.argsort(distances, kind="stable")
+        return [Neighbour(self._ids[r], float(distances[r]), self._matrix[r].copy()) for r in rows]
+
+    def put(self, mc_id: int, centre: np.ndarray) -> None:
+        row = self._row.get(mc_id)
+        if row is None:
+            row = len(self._ids)
+            if row == len(self._matrix):
+                grown = np.zeros((2 * row, self._dim), dtype=self._matrix.dtype)
+                grown[:row] = self._matrix
+                self._matrix = grown
+            self._ids.append(mc_id)
+            self._row[mc_id] = row
+        self._matrix[row] = centre
+
+    def remove(self, mc_ids: Iterable[int]) -> None:
+        for mc_id in mc_ids:
+            row = self._row.pop(mc_id, None)
+            if row is None:
+                continue
+            last = len(self._ids) - 1
+            if row != last:  # move the last row into the hole
+                moved = self._ids[last]
+                self._matrix[row] = self._matrix[last]
+                self._ids[row] = moved
+                self._row[moved] = row
+            self._ids.pop()
+
+    def centre(self, mc_id: int) -> np.ndarray:
+        return self._matrix[self._row[mc_id]].copy()
+
+    def __len__(self) -> int:
+        return len(self._ids)
