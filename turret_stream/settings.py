@@ -116,6 +116,34 @@ class DimensionSettings(_Section):
     enum_max_distinct_ratio: float = Field(0.5, gt=0, le=1)
 
 
+class ClusteringSettings(_Section):
+    # Micro-cluster radius: Euclidean distance between unit vectors (0.5 = cosine 0.875).
+    clustering_threshold: float = Field(0.5, gt=0, le=2)
+    # A micro-cluster's weight halves after this long without new events; 0 = never fades.
+    half_life_s: float = Field(30 * 86400.0, ge=0)
+    # How often weak micro-clusters are cleaned up (absorbed into a neighbour).
+    cleanup_interval_s: float = Field(3600.0, gt=0)
+    intersection_factor: float = Field(0.3, gt=0)
+    # Links from each event's micro-cluster to its nearest other micro-clusters.
+    link_neighbours: int = Field(5, ge=0)
+    # Weight of a link relative to shared density in the topic graph.
+    link_weight: float = Field(0.25, ge=0)
+    # Leiden modularity resolution: higher gives more, smaller topics.
+    resolution: float = Field(3.0, gt=0)
+    # A group of micro-clusters becomes a topic once it holds this many events.
+    min_topic_events: int = Field(3, ge=1)
+    # Topics are recomputed after this many new events, or this long after the last
+    # change, whichever comes first.
+    recluster_every_events: int = Field(500, ge=1)
+    recluster_interval_s: float = Field(2.0, gt=0)
+    # Micro-clusters fetched per neighbour search.
+    search_limit: int = Field(32, ge=2)
+
+    @property
+    def fading_factor(self) -> float:
+        return 0.0 if self.half_life_s == 0 else 1.0 / self.half_life_s
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TURRET_",
@@ -134,6 +162,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = StorageSettings()
     embedding: EmbeddingSettings = EmbeddingSettings()
     dimensions: DimensionSettings = DimensionSettings()
+    clustering: ClusteringSettings = ClusteringSettings()
 
     @classmethod
     def settings_customise_sources(

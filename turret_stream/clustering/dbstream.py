@@ -78,6 +78,8 @@ class Assignment:
     # Micro-clusters whose state changed (weights, centres, shared density, links).
     touched: frozenset[int] = frozenset()
     removed: tuple[int, ...] = ()
+    # The other micro-clusters this point was linked to, nearest first.
+    linked: tuple[int, ...] = ()
 
 
 @dataclass
@@ -156,7 +158,7 @@ class DBSTREAM:
             self._update_neighbours(x, now, within, changes)
         self._mcs[mc].count += 1
         changes.touched.add(mc)
-        self._link(mc, candidates, now, changes)
+        linked = self._link(mc, candidates, now, changes)
 
         if step_mode:
             if self._step % self.cleanup_interval == 0:
@@ -165,7 +167,9 @@ class DBSTREAM:
             self._cleanup(now, changes)
             self._last_cleanup = now
         changes.touched.difference_update(changes.removed)
-        return Assignment(mc, created, frozenset(changes.touched), tuple(changes.removed))
+        return Assignment(
+            mc, created, frozenset(changes.touched), tuple(changes.removed), linked
+        )
 
     def _create(self, x: np.ndarray, now: float) -> int:
         mc_id = self._next_id

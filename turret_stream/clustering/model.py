@@ -1,0 +1,123 @@
+"""TopicModel: everything that clusters one (project, dimension), in one object.
+
+It owns a DBSTREAM instance (micro-clusters), the topic registry (stable topic ids) and
+the reclustering policy. It does no I/O of its own: centres live in the CentreIndex it is
+given, and its owner (the cluster agent) persists what ``dirty()`` reports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from turret_stream.clustering.dbstream import DBSTREAM
+from turret_stream.clustering.index import CentreIndex
+from turret_stream.clustering.macro import micro_cluster_graph, partition
+from turret_stream.clustering.topics import TopicChange, TopicRegistry
+from turret_stream.settings import ClusteringSettings
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one event landed: its micro-cluster, and that micro-cluster's topic now."""
+
+    mc: int
+    topic: str | None
+    new_mc: bool
+
+
+class TopicModel:
+    def __init__(
+        self,
+        settings: ClusteringSettings,
+        index: CentreIndex,
+        *,
+        engine: DBSTREAM | None = None,
+        registry: TopicRegistry | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine or DBSTREAM(
+            index,
+            clustering_threshold=settings.clustering_threshold,
+            fading_factor=settings.fading_factor,
+            cleanup_interval=settings.cleanup_interval_s,
+            intersection_factor=settings.intersection_factor,
+            link_neighbours=settings.link_neighbours,
+            search_limit=settings.search_limit,
+        )
+        self.registry = registry or TopicRegistry()
+        self._since_recluster = 0
+        self._last_change: float | None = None
+        self._last_recluster: float | None = None
+        # Community of each micro-cluster at the last reclustering (Leiden's start).
+        self._communities: dict[int, int] = {}
+        self._touched: set[int] = set()
+        self._removed: set[int] = set()
+
+    # -- learning -------------------------------------------------------------------------
+
+    def learn(self, vector: np.ndarray, t: float) -> Placement:
+        a = self.engine.learn_one(vector, t)
+        self._touched |= a.touched
+        self._removed.update(a.removed)
+        self._touched.difference_update(a.removed)
+        for mc in a.removed:
+            self.registry.mapping.pop(mc, None)
+        if a.mc not in self.registry.mapping:
+            # Until the next reclustering, a new micro-cluster joins the topic of the
+            # nearest micro-cluster it is linked to, so its event has a topic at once.
+            for other in a.linked:
+                topic = self.registry.mapping.get(other)
+                if topic is not None:
+                    self.registry.assign(a.mc, topic)
+                    break
+        self._since_recluster += 1
+        self._last_change = t
+        return Placement(a.mc, self.registry.mapping.get(a.mc), a.created)
+
+    # -- topics ---------------------------------------------------------------------------
+
+    def recluster_due(self, now: float) -> bool:
+        if self._since_recluster == 0:
+            return False
+        if self._since_recluster >= self.settings.recluster_every_events:
+            return True
+        last = self._last_recluster
+        return last is None or now - last >= self.settings.recluster_interval_s
+
+    def recluster(self, now: float) -> list[TopicChange]:
+        s = self.settings
+        nodes = list(self.engine.micro_clusters)
+        edges = micro_cluster_graph(self.engine, now, s.link_weight)
+        communities = partition(
+            edges, nodes, resolution=s.resolution, previous=self._communities or None
+        )
+        self._communities = {mc: i for i, c in enumerate(communities) for mc in c}
+        size = {mc: m.count for mc, m in self.engine.micro_clusters.items()}
+        changes = self.registry.update(communities, size, now, s.min_topic_events)
+        # Topic membership is part of every micro-cluster's persisted state.
+        self._touched.update(nodes)
+        self._since_recluster = 0
+        self._last_recluster = now
+        return changes
+
+    def topic_of(self, mc: int) -> str | None:
+        """The topic of an event assigned to ``mc``, as of now (following cleanups)."""
+        live = self.engine.resolve(mc)
+        return None if live is None else self.registry.mapping.get(live)
+
+    def topics(self) -> dict[str, set[int]]:
+        return self.registry.members()
+
+    def topic_size(self, members: set[int]) -> int:
+        mcs = self.engine.micro_clusters
+        return sum(mcs[m].count for m in members if m in mcs)
+
+    # -- persistence hooks ----------------------------------------------------------------
+
+    def take_dirty(self) -> tuple[set[int], set[int]]:
+        """Micro-clusters changed and removed since the last call; the owner writes them."""
+        touched, removed = self._touched, self._removed
+        self._touched, self._removed = set(), set()
+        return touched & set(self.engine.micro_clusters), removed
