@@ -146,8 +146,13 @@ class DBSTREAM:
         if self._last_cleanup is None:
             self._last_cleanup = now
 
-        candidates = self.index.nearest(x, self.search_limit)
         r = self.clustering_threshold
+        # Most points have a few neighbours: ask for few, and ask again for up to
+        # search_limit only when all of those were inside the radius.
+        first = min(self.search_limit, self.link_neighbours + 2)
+        candidates = self.index.nearest(x, first, self.link_radius)
+        if len(candidates) == first and candidates[-1].distance < r:
+            candidates = self.index.nearest(x, self.search_limit, self.link_radius)
         within = sorted((n for n in candidates if n.distance < r), key=lambda n: n.id)
         if not within:
             mc = self._create(x, now)
@@ -167,9 +172,7 @@ class DBSTREAM:
             self._cleanup(now, changes)
             self._last_cleanup = now
         changes.touched.difference_update(changes.removed)
-        return Assignment(
-            mc, created, frozenset(changes.touched), tuple(changes.removed), linked
-        )
+        return Assignment(mc, created, frozenset(changes.touched), tuple(changes.removed), linked)
 
     def _create(self, x: np.ndarray, now: float) -> int:
         mc_id = self._next_id
@@ -208,18 +211,19 @@ class DBSTREAM:
         for i in ids:
             self.index.put(i, after[i])
 
-    def _link(self, mc: int, candidates: list[Neighbour], now: float, changes: _Changes) -> None:
-        if self.link_neighbours <= 0:
-            return
-        linked = 0
+    def _link(
+        self, mc: int, candidates: list[Neighbour], now: float, changes: _Changes
+    ) -> tuple[int, ...]:
+        linked: list[int] = []
         for n in candidates:
-            if linked == self.link_neighbours or n.distance >= self.link_radius:
+            if len(linked) >= self.link_neighbours or n.distance >= self.link_radius:
                 break
             if n.id == mc:
                 continue
             self._bump(self._links, _pair(mc, n.id), now)
             changes.touched.add(n.id)
-            linked += 1
+            linked.append(n.id)
+        return tuple(linked)
 
     def _bump(self, pairs: dict[Pair, Decayed], pair: Pair, now: float) -> None:
         entry = pairs.get(pair)
@@ -268,7 +272,7 @@ class DBSTREAM:
         for mc_id in removed:
             centre = self.index.centre(mc_id)
             home = None
-            for n in self.index.nearest(centre, self.search_limit + len(gone)):
+            for n in self.index.nearest(centre, self.search_limit + len(gone), self.link_radius):
                 if n.id in gone:
                     continue
                 if n.distance < self.link_radius:

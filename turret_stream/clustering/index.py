@@ -25,8 +25,11 @@ class CentreIndex(ABC):
     """Centres by micro-cluster id, searchable by Euclidean distance."""
 
     @abstractmethod
-    def nearest(self, x: np.ndarray, limit: int) -> list[Neighbour]:
-        """Up to ``limit`` centres nearest to ``x``, nearest first."""
+    def nearest(
+        self, x: np.ndarray, limit: int, max_distance: float | None = None
+    ) -> list[Neighbour]:
+        """Up to ``limit`` centres nearest to ``x``, nearest first, none farther than
+        ``max_distance`` (when given)."""
 
     @abstractmethod
     def put(self, mc_id: int, centre: np.ndarray) -> None:
@@ -55,7 +58,9 @@ class ExactIndex(CentreIndex):
         self._ids: list[int] = []
         self._row: dict[int, int] = {}
 
-    def nearest(self, x: np.ndarray, limit: int) -> list[Neighbour]:
+    def nearest(
+        self, x: np.ndarray, limit: int, max_distance: float | None = None
+    ) -> list[Neighbour]:
         n = len(self._ids)
         if n == 0:
             return []

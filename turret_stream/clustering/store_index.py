@@ -1,0 +1,114 @@
+"""Micro-cluster centres in a Qdrant collection (Euclidean), searched with its HNSW index.
+
+Centres move on almost every event. Writing each move to Qdrant at once would cost one
+write per event; instead moves are kept in a small in-memory overlay that every search
+consults, and written together by :meth:`StoreIndex.flush` (the owner calls it once per
+batch, with each micro-cluster's payload).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from turret_stream.clustering.index import CentreIndex, Neighbour
+from turret_stream.storage import Point, VectorStore
+
+
+def mc_point_id(mc_id: int) -> str:
+    return f"mc_{mc_id}"
+
+
+class StoreIndex(CentreIndex):
+    def __init__(self, store: VectorStore, collection: str, dim: int) -> None:
+        self.store = store
+        self.collection = collection
+        self.dim = dim
+        store.create_collection(collection, dim, "euclid", indexes={"topic": "keyword"})
+        self._ids: set[int] = set()
+        offset = None
+        while True:
+            records, offset = store.scroll(collection, limit=1000, offset=offset)
+            self._ids.update(int(r.id[3:]) for r in records)
+            if offset is None:
+                break
+        self._pending: dict[int, np.ndarray] = {}
+        self._removed: set[int] = set()
+
+    def nearest(
+        self, x: np.ndarray, limit: int, max_distance: float | None = None
+    ) -> list[Neighbour]:
+        # Ask for extra hits: some may be stale positions of pending moves or removals.
+        # The distance bound keeps the answer (and the vectors it carries) small.
+        extra = len(self._pending) + len(self._removed)
+        hits = self.store.search(
+            self.collection,
+            x,
+            limit + min(extra, 256),
+            score_threshold=max_distance,
+            with_vectors=True,
+        )
+        found: dict[int, Neighbour] = {}
+        for hit in hits:
+            mc_id = int(hit.id[3:])
+            if mc_id in self._pending or mc_id in self._removed:
+                continue
+            found[mc_id] = Neighbour(mc_id, hit.score, np.asarray(hit.vector, dtype=np.float64))
+        if self._pending:
+            ids = list(self._pending)
+            centres = np.stack([self._pending[i] for i in ids])
+            distances = np.linalg.norm(centres - x, axis=1)
+            for i, d, c in zip(ids, distances, centres, strict=True):
+                if max_distance is None or d <= max_distance:
+                    found[i] = Neighbour(i, float(d), c.copy())
+        return sorted(found.values(), key=lambda n: n.distance)[:limit]
+
+    def put(self, mc_id: int, centre: np.ndarray) -> None:
+        self._ids.add(mc_id)
+        self._pending[mc_id] = np.asarray(centre, dtype=np.float64)
+        self._removed.discard(mc_id)
+
+    def remove(self, mc_ids: Iterable[int]) -> None:
+        for mc_id in mc_ids:
+            self._ids.discard(mc_id)
+            self._pending.pop(mc_id, None)
+            self._removed.add(mc_id)
+
+    def centre(self, mc_id: int) -> np.ndarray:
+        if mc_id in self._pending:
+            return self._pending[mc_id].copy()
+        [record] = self.store.retrieve(self.collection, [mc_point_id(mc_id)], with_vectors=True)
+        return np.asarray(record.vector, dtype=np.float64)
+
+    def centres(self, mc_ids: Iterable[int]) -> dict[int, np.ndarray]:
+        ids = list(mc_ids)
+        out = {i: self._pending[i].copy() for i in ids if i in self._pending}
+        stored = [mc_point_id(i) for i in ids if i not in out]
+        for record in self.store.retrieve(self.collection, stored, with_vectors=True):
+            out[int(record.id[3:])] = np.asarray(record.vector, dtype=np.float64)
+        return out
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def flush(
+        self,
+        payload_of: Callable[[int], Mapping[str, Any]] | None = None,
+        touched: Iterable[int] = (),
+    ) -> None:
+        """Write pending centres (and ``payload_of`` every pending or ``touched``
+        micro-cluster), and delete removed ones."""
+        payload_of = payload_of or (lambda _: {})
+        moved = dict(self._pending)
+        points = [Point(mc_point_id(i), c, payload_of(i)) for i, c in moved.items()]
+        if points:
+            self.store.upsert(self.collection, points)
+        others = [i for i in touched if i not in moved and i not in self._removed]
+        for i in others:
+            self.store.set_payload(self.collection, [mc_point_id(i)], payload_of(i))
+        if self._removed:
+            self.store.delete(self.collection, [mc_point_id(i) for i in self._removed])
+        self._pending.clear()
+        self._removed.clear()

@@ -1,0 +1,520 @@
+"""EdgeStore: Qdrant's engine in-process (qdrant-edge-py), on disk.
+
+Layout: one edge *shard* per collection, in ``<path>/<collection>/``, plus a lock file
+``<path>/.lock``.
+
+One process only. A shard's write-ahead log is locked while the shard is open, and the
+store also takes an exclusive ``flock`` on ``<path>/.lock``, so a second EdgeStore on the
+same directory (in another process, or in this one) raises ``StorageLocked`` instead of
+corrupting data. Run a single turret-stream worker per data dir, or use the server
+backend to share a Qdrant between processes.
+
+Threads. The binding holds the GIL for the whole of every call (searches, updates,
+``optimize``), so engine calls never run in parallel anyway; a lock still guards each
+store because the collection registry changes under create/drop and a closed shard
+must not be used.
+
+HNSW. Edge has no background optimizer: points land in an appendable segment that is
+searched by brute force until ``EdgeShard.optimize()`` runs; optimize builds the HNSW
+index (and int8 quantized vectors) for segments above ``indexing_threshold``, merges
+small segments and vacuums segments with many deleted points. This store calls it
+itself after every ``EdgeTuning.indexing_threshold_points`` written points, inside the
+write that crosses the mark. Because the GIL is held, an optimize run stops every
+thread of the process for its duration: indexing a few thousand 384-dim points takes
+a fraction of a second, but a vacuum of a large segment (after ~20% of its points
+were rewritten or deleted) takes seconds per 10k points. See benchmarks/store_search.py.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import qdrant_edge as qe
+
+from turret_stream.storage.base import (
+    AnyOf,
+    Between,
+    CollectionNotFound,
+    Condition,
+    Distance,
+    Either,
+    Eq,
+    Filter,
+    Hit,
+    IndexType,
+    Point,
+    Record,
+    StorageLocked,
+    VectorStore,
+    check_collection_name,
+    check_payload_keys,
+    engine_threshold,
+    filter_conditions,
+    ordered,
+    point_uuid,
+    split_payload,
+    stored_payload,
+    vector_list,
+    within_threshold,
+)
+
+_DISTANCES: dict[str, Any] = {
+    "cosine": qe.Distance.Cosine,
+    "euclid": qe.Distance.Euclid,
+    "dot": qe.Distance.Dot,
+}
+_INDEX_TYPES: dict[str, Any] = {
+    "keyword": qe.PayloadSchemaType.Keyword,
+    "integer": qe.PayloadSchemaType.Integer,
+    "float": qe.PayloadSchemaType.Float,
+    "bool": qe.PayloadSchemaType.Bool,
+}
+_INDEX_NAMES = {str(schema): name for name, schema in _INDEX_TYPES.items()}
+_CONFIG_FILE = "edge_config.json"  # written by the engine; documented as the persisted config
+_LOCK_FILE = ".lock"
+
+
+@dataclass(frozen=True)
+class EdgeTuning:
+    """How shards are indexed and searched. Applies to collections created afterwards,
+    except ``search_ef`` and the optimize schedule, which apply at once."""
+
+    hnsw_m: int = 16
+    hnsw_ef_construct: int = 100
+    # Segments whose vectors take less than this (KB) are searched by full scan even
+    # when indexed: below it a scan is cheaper than the graph (engine default).
+    full_scan_threshold_kb: int = 10_000
+    # Beam width of an HNSW search: the main speed/recall knob (engine default ~100).
+    search_ef: int | None = 64
+    # int8 scalar quantization kept in RAM: ~3x faster HNSW builds and searches; hits
+    # are rescored with the original vectors, so scores and thresholds stay exact.
+    quantize: bool = True
+    # Points the appendable (brute-force) segment may hold before optimize indexes it;
+    # also how many written points trigger an optimize run.
+    indexing_threshold_points: int = 1000
+    # Segments the merge optimizer aims for. Not the engine's default (CPUs / 2, at least
+    # 2): with 2 segments every optimize merges the freshly indexed points into the big
+    # segment, i.e. rebuilds the whole index (~30 s for 100k 384-dim points on 2 cores).
+    # With a few more, small segments are merged with each other, cheaply.
+    segment_number: int = 4
+    # Cap on a segment's size, in points (None: the engine's default, hundreds of MB).
+    # A vacuum rebuilds a whole segment, so this bounds the longest optimize pause, at
+    # the price of searching more segments.
+    max_segment_points: int | None = None
+    auto_optimize: bool = True
+
+    def indexing_threshold_kb(self, dim: int) -> int:
+        return _points_to_kb(self.indexing_threshold_points, dim)
+
+    def max_segment_kb(self, dim: int) -> int | None:
+        if self.max_segment_points is None:
+            return None
+        return _points_to_kb(self.max_segment_points, dim)
+
+
+def _points_to_kb(points: int, dim: int) -> int:
+    # The engine sizes segments by their float32 vector storage, in KB.
+    return max(1, math.ceil(points * dim * 4 / 1024))
+
+
+@dataclass(frozen=True)
+class IndexStatus:
+    """What the engine reports about a collection, plus this store's optimize runs."""
+
+    points: int
+    segments: int
+    # Vectors in HNSW-indexed segments (the engine counts deleted ones until vacuum).
+    indexed_vectors: int
+    optimize_runs: int
+    optimize_seconds: float
+    optimize_max_seconds: float
+    # field -> "keyword" | "integer" | "float" | "bool" (or the engine's name for others)
+    payload_indexes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Collection:
+    shard: Any
+    dim: int
+    distance: Distance
+    writes_since_optimize: int = 0
+    optimize_runs: int = 0  # runs that changed something
+    optimize_seconds: float = 0.0
+    optimize_max_seconds: float = 0.0
+
+
+class EdgeStore(VectorStore):
+    """VectorStore on qdrant-edge shards under ``path`` (created if missing)."""
+
+    def __init__(self, path: Path, tuning: EdgeTuning | None = None) -> None:
+        self.path = Path(path)
+        self.tuning = tuning or EdgeTuning()
+        self._lock = threading.RLock()
+        self._collections: dict[str, _Collection] = {}
+        self._search_params = qe.SearchParams(
+            hnsw_ef=self.tuning.search_ef,
+            # Edge does not rescore quantized hits by default: scores would be off by
+            # up to ~0.01 and score_threshold would cut on approximate scores.
+            quantization=qe.QuantizationSearchParams(rescore=True),
+        )
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock_file: IO[str] | None = _acquire_dir_lock(self.path)
+        try:
+            for child in sorted(self.path.iterdir()):
+                if (child / _CONFIG_FILE).is_file():
+                    self._collections[child.name] = _open_shard(child)
+        except BaseException:
+            self._release()
+            raise
+
+    # --- collections ----------------------------------------------------------------
+
+    def create_collection(
+        self,
+        name: str,
+        dim: int,
+        distance: Distance = "cosine",
+        indexes: Mapping[str, IndexType] | None = None,
+    ) -> None:
+        check_collection_name(name)
+        if distance not in _DISTANCES:
+            raise ValueError(f"unknown distance {distance!r}")
+        if not isinstance(dim, int) or dim < 1:
+            raise ValueError(f"dim must be a positive int, got {dim!r}")
+        for index_type in (indexes or {}).values():
+            if index_type not in _INDEX_TYPES:
+                raise ValueError(f"unknown index type {index_type!r}")
+        with self._lock:
+            self._check_open()
+            coll = self._collections.get(name)
+            if coll is None:
+                coll = self._create_shard(name, dim, distance)
+            elif (coll.dim, coll.distance) != (dim, distance):
+                raise ValueError(
+                    f"collection {name!r} exists with dim={coll.dim}, distance={coll.distance}"
+                    f" (asked for dim={dim}, distance={distance})"
+                )
+            existing = {
+                key: str(info.data_type) for key, info in coll.shard.info().payload_schema.items()
+            }
+            for key, index_type in (indexes or {}).items():
+                wanted = _INDEX_TYPES[index_type]
+                if existing.get(key) != str(wanted):
+                    coll.shard.update(qe.UpdateOperation.create_field_index(key, wanted))
+
+    def has_collection(self, name: str) -> bool:
+        with self._lock:
+            return name in self._collections
+
+    def list_collections(self) -> list[str]:
+        with self._lock:
+            return sorted(self._collections)
+
+    def drop_collection(self, name: str) -> None:
+        with self._lock:
+            self._check_open()
+            coll = self._collections.pop(name, None)
+            if coll is not None:
+                coll.shard.close()
+                shutil.rmtree(self.path / name, ignore_errors=True)
+
+    # --- points ---------------------------------------------------------------------
+
+    def upsert(self, name: str, points: Sequence[Point]) -> None:
+        with self._lock:
+            coll = self._get(name)
+            edge_points = []
+            for point in points:  # validate everything before writing anything
+                vector = vector_list(point.vector, point.id)
+                if len(vector) != coll.dim:
+                    raise ValueError(
+                        f"point {point.id!r}: vector has {len(vector)} dimensions, "
+                        f"collection {name!r} has {coll.dim}"
+                    )
+                payload = stored_payload(point.id, point.payload)
+                edge_points.append(qe.Point(point_uuid(point.id), vector, payload))
+            if edge_points:
+                coll.shard.update(qe.UpdateOperation.upsert_points(edge_points))
+                self._written(coll, len(edge_points))
+
+    def set_payload(self, name: str, ids: Sequence[str], payload: Mapping[str, Any]) -> None:
+        check_payload_keys(payload)
+        with self._lock:
+            coll = self._get(name)
+            if not ids or not payload:
+                return
+            # By filter, not by id list: the id-list form fails on a missing id.
+            selector = qe.Filter(must=[qe.HasIdCondition({point_uuid(i) for i in ids})])
+            coll.shard.update(qe.UpdateOperation.set_payload_by_filter(selector, dict(payload)))
+
+    def delete(self, name: str, ids: Sequence[str]) -> None:
+        with self._lock:
+            coll = self._get(name)
+            if ids:
+                coll.shard.update(qe.UpdateOperation.delete_points([point_uuid(i) for i in ids]))
+                self._written(coll, len(ids))
+
+    def retrieve(self, name: str, ids: Sequence[str], with_vectors: bool = False) -> list[Record]:
+        with self._lock:
+            coll = self._get(name)
+            if not ids:
+                return []
+            found = coll.shard.retrieve([point_uuid(i) for i in ids], True, with_vectors)
+        records = (_record(r, with_vectors) for r in found)
+        return ordered(ids, {r.id: r for r in records})
+
+    def search(
+        self,
+        name: str,
+        vector: Sequence[float],
+        limit: int,
+        *,
+        filter: Filter | None = None,
+        score_threshold: float | None = None,
+        with_vectors: bool = False,
+    ) -> list[Hit]:
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        query = qe.Query.Nearest(vector_list(vector))
+        edge_filter = _edge_filter(filter)
+        with self._lock:
+            coll = self._get(name)
+            request = qe.SearchRequest(
+                query=query,
+                limit=limit,
+                filter=edge_filter,
+                params=self._search_params,
+                with_vector=with_vectors,
+                with_payload=True,
+                score_threshold=engine_threshold(coll.distance, score_threshold),
+            )
+            scored = coll.shard.search(request)
+        hits = []
+        for point in scored:
+            if not within_threshold(coll.distance, point.score, score_threshold):
+                break  # best first: the rest are further away still
+            point_id, payload = split_payload(point.payload, point.id)
+            vector_out = point.vector if with_vectors else None
+            hits.append(Hit(point_id, point.score, payload, vector_out))
+        return hits
+
+    def scroll(
+        self,
+        name: str,
+        *,
+        filter: Filter | None = None,
+        limit: int = 100,
+        offset: str | None = None,
+        with_vectors: bool = False,
+    ) -> tuple[list[Record], str | None]:
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        request = qe.ScrollRequest(
+            offset=uuid.UUID(offset) if offset is not None else None,
+            limit=limit,
+            filter=_edge_filter(filter),
+            with_payload=True,
+            with_vector=with_vectors,
+        )
+        with self._lock:
+            page, next_offset = self._get(name).shard.scroll(request)
+        records = [_record(r, with_vectors) for r in page]
+        return records, (str(next_offset) if next_offset is not None else None)
+
+    def count(self, name: str, filter: Filter | None = None) -> int:
+        request = qe.CountRequest(exact=True, filter=_edge_filter(filter))
+        with self._lock:
+            return self._get(name).shard.count(request)
+
+    # --- maintenance ----------------------------------------------------------------
+
+    def optimize(self, name: str | None = None) -> bool:
+        """Run the engine's optimizers (index, merge, vacuum) until there is nothing left
+        to do, for one collection or all. True if anything was rebuilt.
+
+        Blocks every thread of the process while it runs (the binding holds the GIL).
+        """
+        with self._lock:
+            self._check_open()
+            names = [name] if name is not None else list(self._collections)
+            changed = False
+            for each in names:
+                changed |= self._optimize(self._get(each))
+            return changed
+
+    def index_status(self, name: str) -> IndexStatus:
+        with self._lock:
+            coll = self._get(name)
+            info = coll.shard.info()
+            return IndexStatus(
+                points=info.points_count,
+                segments=info.segments_count,
+                indexed_vectors=info.indexed_vectors_count,
+                optimize_runs=coll.optimize_runs,
+                optimize_seconds=coll.optimize_seconds,
+                optimize_max_seconds=coll.optimize_max_seconds,
+                payload_indexes={
+                    key: _INDEX_NAMES.get(str(index.data_type), str(index.data_type))
+                    for key, index in info.payload_schema.items()
+                },
+            )
+
+    def flush(self) -> None:
+        with self._lock:
+            for coll in self._collections.values():
+                coll.shard.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            for coll in self._collections.values():
+                coll.shard.flush()
+                coll.shard.close()
+            self._collections.clear()
+            self._release()
+
+    # --- internals ------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._lock_file is None:
+            raise RuntimeError(f"EdgeStore at {self.path} is closed")
+
+    def _get(self, name: str) -> _Collection:
+        self._check_open()
+        coll = self._collections.get(name)
+        if coll is None:
+            raise CollectionNotFound(name)
+        return coll
+
+    def _create_shard(self, name: str, dim: int, distance: Distance) -> _Collection:
+        directory = self.path / name
+        if directory.exists():
+            # No config file (else it would have been loaded): the remains of a create
+            # that did not finish. Nothing in it is readable; start over.
+            shutil.rmtree(directory)
+        tuning = self.tuning
+        config = qe.EdgeConfig(
+            vectors=qe.EdgeVectorParams(size=dim, distance=_DISTANCES[distance]),
+            hnsw_config=qe.HnswIndexConfig(
+                m=tuning.hnsw_m,
+                ef_construct=tuning.hnsw_ef_construct,
+                full_scan_threshold=tuning.full_scan_threshold_kb,
+            ),
+            quantization_config=(
+                qe.ScalarQuantizationConfig(qe.ScalarType.Int8, always_ram=True)
+                if tuning.quantize
+                else None
+            ),
+            optimizers=qe.EdgeOptimizersConfig(
+                indexing_threshold=tuning.indexing_threshold_kb(dim),
+                default_segment_number=tuning.segment_number,
+                max_segment_size=tuning.max_segment_kb(dim),
+            ),
+            # Payloads are small and read on every hit: keep them in the page cache.
+            payload_memory=qe.Memory.Cached,
+        )
+        try:
+            shard = qe.EdgeShard.create(str(directory), config)
+        except Exception as exc:
+            raise _locked_or(exc, directory) from exc
+        coll = _Collection(shard, dim, distance)
+        self._collections[name] = coll
+        return coll
+
+    def _written(self, coll: _Collection, count: int) -> None:
+        coll.writes_since_optimize += count
+        if (
+            self.tuning.auto_optimize
+            and coll.writes_since_optimize >= self.tuning.indexing_threshold_points
+        ):
+            self._optimize(coll)
+
+    def _optimize(self, coll: _Collection) -> bool:
+        started = time.perf_counter()
+        changed = coll.shard.optimize()
+        coll.writes_since_optimize = 0
+        if changed:
+            took = time.perf_counter() - started
+            coll.optimize_runs += 1
+            coll.optimize_seconds += took
+            coll.optimize_max_seconds = max(coll.optimize_max_seconds, took)
+        return changed
+
+    def _release(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()  # closing the file drops the flock
+            self._lock_file = None
+
+
+def _acquire_dir_lock(path: Path) -> IO[str]:
+    lock_file = open(path / _LOCK_FILE, "a+")  # noqa: SIM115 (held open until close())
+    try:
+        # flock (not fcntl/lockf): it conflicts between two opens in one process too.
+        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock_file.close()
+        raise StorageLocked(path) from None
+    return lock_file
+
+
+def _open_shard(directory: Path) -> _Collection:
+    vectors = json.loads((directory / _CONFIG_FILE).read_text())["vectors"][""]
+    try:
+        shard = qe.EdgeShard.load(str(directory))
+    except Exception as exc:
+        raise _locked_or(exc, directory) from exc
+    return _Collection(shard, int(vectors["size"]), vectors["distance"].lower())
+
+
+def _locked_or(exc: Exception, directory: Path) -> Exception:
+    """StorageLocked when the engine failed because the shard's WAL is locked."""
+    message = str(exc)
+    if "WouldBlock" in message or "Can't init WAL" in message:
+        return StorageLocked(directory, message)
+    return exc
+
+
+def _record(record: Any, with_vectors: bool) -> Record:
+    point_id, payload = split_payload(record.payload, record.id)
+    return Record(point_id, payload, record.vector if with_vectors else None)
+
+
+def _edge_filter(flt: Filter | None) -> Any:
+    if flt is None:
+        return None
+    must, must_not = filter_conditions(flt)
+    if not must and not must_not:
+        return None
+    return qe.Filter(
+        must=[_edge_condition(c) for c in must] or None,
+        must_not=[_edge_condition(c) for c in must_not] or None,
+    )
+
+
+def _edge_condition(condition: Condition) -> Any:
+    match condition:
+        case Eq(key, bool() as value):
+            # The binding turns a Python bool into the int 1/0, which never matches a
+            # stored bool; a numpy bool is converted as a bool.
+            return qe.FieldCondition(key, match=qe.MatchValue(np.bool_(value)))
+        case Eq(key, value):
+            return qe.FieldCondition(key, match=qe.MatchValue(value))
+        case AnyOf(key, values):
+            return qe.FieldCondition(key, match=qe.MatchAny(list(values)))
+        case Between(key, gte, lte):
+            return qe.FieldCondition(key, range=qe.RangeFloat(gte=gte, lte=lte))
+        case Either(conditions) if conditions:
+            return qe.Filter(should=[_edge_condition(c) for c in conditions])
+        case Either():
+            return qe.HasIdCondition(set())  # matches no point
+    raise TypeError(f"unknown condition {condition!r}")
