@@ -44,7 +44,7 @@ def make_settings(data_dir: Path, broker_port: int, **overrides: object) -> Sett
         data_dir=data_dir,
         kafka={
             "embedded_port": broker_port,
-            "events_topic": f"test.events.{tag}",
+            "topic_prefix": f"test.{tag}",
             "partitions": 4,
             "produce_timeout_s": 3.0,
         },

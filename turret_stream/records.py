@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import faust
+import numpy as np
 
 
 class TrackedEvent(faust.Record, serializer="json", namespace="turret.TrackedEvent"):
@@ -30,3 +32,48 @@ class TrackedEvent(faust.Record, serializer="json", namespace="turret.TrackedEve
 def event_key(project: str, session_id: str) -> bytes:
     """The Kafka message key: project names cannot contain ':', so it is unambiguous."""
     return f"{project}:{session_id}".encode()
+
+
+def encode_vector(vector: np.ndarray) -> str:
+    """A float32 vector as base64 (a quarter of its JSON size)."""
+    return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
+
+
+def decode_vector(data: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(data), dtype="<f4").astype(np.float32)
+
+
+class EmbeddedText(faust.Record, serializer="json", namespace="turret.EmbeddedText"):
+    """One metadata string of one event, embedded, on its way to the owner of its
+    (project, dimension). Keyed by :func:`dimension_key`."""
+
+    event_id: str
+    project: str
+    dimension: str
+    text: str
+    # base64 float32 (see encode_vector); empty for values that were not embedded.
+    vector: str
+    model_id: str
+    name: str
+    metadata: dict[str, Any]
+    session_id: str
+    user_id: str
+    received_at: float
+
+
+class TopicAssignment(faust.Record, serializer="json", namespace="turret.TopicAssignment"):
+    """Where one event's text landed; keyed by project:session_id for the session actors."""
+
+    event_id: str
+    project: str
+    dimension: str
+    session_id: str
+    user_id: str
+    mc: int
+    topic: str | None
+    received_at: float
+    segments: dict[str, Any] | None = None
+
+
+def dimension_key(project: str, dimension: str) -> bytes:
+    return f"{project}:{dimension}".encode()

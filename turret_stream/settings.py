@@ -40,13 +40,27 @@ class KafkaSettings(_Section):
     bootstrap_servers: str = ""
     embedded_host: str = "127.0.0.1"
     embedded_port: int = Field(9092, ge=0, le=65535)
-    events_topic: str = "turret.events"
+    # Topics are <prefix>.events (accepted events), <prefix>.texts (embedded texts, keyed
+    # by project:dimension) and <prefix>.assignments (where each event landed).
+    topic_prefix: str = "turret"
     partitions: int = Field(8, ge=1)
     replication_factor: int = Field(1, ge=1)
     # /track answers 503 when the broker has not acknowledged a write within this time.
     produce_timeout_s: float = Field(5.0, gt=0)
     # The retry_after (seconds) a 503 tells clients.
     unavailable_retry_after_s: int = Field(2, ge=1)
+
+    @property
+    def events_topic(self) -> str:
+        return f"{self.topic_prefix}.events"
+
+    @property
+    def texts_topic(self) -> str:
+        return f"{self.topic_prefix}.texts"
+
+    @property
+    def assignments_topic(self) -> str:
+        return f"{self.topic_prefix}.assignments"
 
 
 class WorkerSettings(_Section):
@@ -128,8 +142,11 @@ class ClusteringSettings(_Section):
     link_neighbours: int = Field(5, ge=0)
     # Weight of a link relative to shared density in the topic graph.
     link_weight: float = Field(0.25, ge=0)
-    # Leiden modularity resolution: higher gives more, smaller topics.
+    # Leiden modularity resolution: higher gives more, smaller topics. Modularity merges
+    # more eagerly in small graphs, so the resolution grows from 1 to `resolution` as the
+    # dimension grows to `resolution_full_at` micro-clusters.
     resolution: float = Field(3.0, gt=0)
+    resolution_full_at: int = Field(2000, ge=1)
     # A group of micro-clusters becomes a topic once it holds this many events.
     min_topic_events: int = Field(3, ge=1)
     # Topics are recomputed after this many new events, or this long after the last
@@ -138,6 +155,12 @@ class ClusteringSettings(_Section):
     recluster_interval_s: float = Field(2.0, gt=0)
     # Micro-clusters fetched per neighbour search.
     search_limit: int = Field(32, ge=2)
+
+    def resolution_for(self, micro_clusters: int) -> float:
+        if self.resolution <= 1:
+            return self.resolution
+        ramp = min(1.0, micro_clusters / self.resolution_full_at)
+        return 1.0 + (self.resolution - 1.0) * ramp
 
     @property
     def fading_factor(self) -> float:

@@ -13,12 +13,14 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from turret_stream.broker import EmbeddedBroker
+from turret_stream.embedding import Embedder, open_embedder
 from turret_stream.http.app import create_app
 from turret_stream.http.keys import WorkerProbe
 from turret_stream.keys import KeyStore
 from turret_stream.producer import ensure_topic
 from turret_stream.settings import Settings
-from turret_stream.topology import Topology, build_topology
+from turret_stream.storage import VectorStore, open_store
+from turret_stream.topology import Topology, build_topology, topic_names
 
 log = logging.getLogger(__name__)
 
@@ -30,18 +32,21 @@ class RunningStack:
     broker: EmbeddedBroker | None = None
     topology: Topology | None = None
     keystore: KeyStore | None = None
+    store: VectorStore | None = None
+    embedder: Embedder | None = None
     notes: list[str] = field(default_factory=list)
 
 
 @contextlib.asynccontextmanager
-async def running_worker(settings: Settings) -> AsyncIterator[Topology]:
+async def running_worker(
+    settings: Settings, store: VectorStore, embedder: Embedder
+) -> AsyncIterator[Topology]:
     """The Faust app started inside this event loop; stopped on exit."""
-    topology = build_topology(settings)
-    # Declare the events topic with its partition count before any consumer joins.
+    topology = build_topology(settings, store, embedder)
+    # Declare every topic with its partition count before any consumer joins.
     k = settings.kafka
-    await ensure_topic(
-        settings.bootstrap_servers, k.events_topic, k.partitions, k.replication_factor
-    )
+    for name in topic_names(settings):
+        await ensure_topic(settings.bootstrap_servers, name, k.partitions, k.replication_factor)
     await topology.app.start()
     try:
         yield topology
@@ -71,13 +76,27 @@ async def running_stack(
                 log_file=settings.data_dir / "broker.log",
             )
             await exits.enter_async_context(stack.broker)
+        if worker or api:
+            # One store per process: the in-process engine allows one opener per data
+            # dir, so the API reads through the same object the worker writes.
+            stack.store = open_store(settings)
+            exits.callback(stack.store.close)
         if worker:
-            stack.topology = await exits.enter_async_context(running_worker(settings))
+            stack.embedder = open_embedder(settings.embedding)
+            stack.topology = await exits.enter_async_context(
+                running_worker(settings, stack.store, stack.embedder)
+            )
         if api:
             stack.keystore = KeyStore(settings.keys_db_path)
             exits.callback(stack.keystore.close)
             probe = _worker_running(stack.topology) if stack.topology else None
-            app = create_app(settings, keystore=stack.keystore, worker_probe=probe)
+            app = create_app(
+                settings,
+                keystore=stack.keystore,
+                worker_probe=probe,
+                store=stack.store,
+                embedder=stack.embedder,
+            )
             # aiohttp's access log format carries no request headers, so no API key.
             runner = web.AppRunner(app)
             await runner.setup()

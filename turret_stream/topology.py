@@ -1,9 +1,15 @@
 """The stream topology: which Faust agent owns what, and which topics connect them.
 
-    /track (API) ──> events topic (key: project:session_id) ──> agents.ingest.count_events
+    /track (API)
+      -> <prefix>.events  (key project:session_id)
+           -> agents.ingest.count_events   counts, drops duplicate event ids
+           -> agents.embed.embed           one embedding per metadata string
+      -> <prefix>.texts   (key project:dimension)
+           -> agents.cluster.cluster       owns each dimension: typing, DBSTREAM,
+                                           topics, event store
+      -> <prefix>.assignments (key project:session_id)   where each event landed
 
 Each agent is the single owner of its state; state changes travel as messages on topics.
-The clustering, session and labelling agents of later stages register here too.
 """
 
 from __future__ import annotations
@@ -12,28 +18,41 @@ from dataclasses import dataclass
 
 import faust
 
+from turret_stream.agents.cluster import Owners, register_cluster_agent
+from turret_stream.agents.embed import register_embed_agent
 from turret_stream.agents.ingest import IngestStats, register_ingest_agent
-from turret_stream.records import TrackedEvent
+from turret_stream.embedding import Embedder
+from turret_stream.records import EmbeddedText, TopicAssignment, TrackedEvent
 from turret_stream.settings import Settings
+from turret_stream.storage import VectorStore
 
 
 @dataclass
 class Topology:
     app: faust.App
     events: faust.TopicT
+    texts: faust.TopicT
+    assignments: faust.TopicT
     ingest_stats: IngestStats
+    owners: Owners
 
 
-def build_topology(settings: Settings) -> Topology:
+def topic_names(settings: Settings) -> list[str]:
+    k = settings.kafka
+    return [k.events_topic, k.texts_topic, k.assignments_topic]
+
+
+def build_topology(settings: Settings, store: VectorStore, embedder: Embedder) -> Topology:
     """A Faust app wired to the configured broker, with every topic and agent registered."""
     worker = settings.worker
+    k = settings.kafka
     app = faust.App(
         worker.app_id,
         broker=f"kafka://{settings.bootstrap_servers.replace(',', ';kafka://')}",
         store="memory://",
         datadir=str(settings.data_dir / "faust"),
-        topic_partitions=settings.kafka.partitions,
-        topic_replication_factor=settings.kafka.replication_factor,
+        topic_partitions=k.partitions,
+        topic_replication_factor=k.replication_factor,
         broker_rebalance_timeout=worker.rebalance_timeout_s,
         broker_session_timeout=worker.session_timeout_s,
         broker_heartbeat_interval=worker.heartbeat_interval_s,
@@ -44,10 +63,16 @@ def build_topology(settings: Settings) -> Topology:
         producer_acks=-1,
     )
     events = app.topic(
-        settings.kafka.events_topic,
-        key_type=bytes,
-        value_type=TrackedEvent,
-        partitions=settings.kafka.partitions,
+        k.events_topic, key_type=bytes, value_type=TrackedEvent, partitions=k.partitions
+    )
+    texts = app.topic(
+        k.texts_topic, key_type=bytes, value_type=EmbeddedText, partitions=k.partitions
+    )
+    assignments = app.topic(
+        k.assignments_topic, key_type=bytes, value_type=TopicAssignment, partitions=k.partitions
     )
     stats = register_ingest_agent(app, events)
-    return Topology(app=app, events=events, ingest_stats=stats)
+    register_embed_agent(app, events, texts, embedder, settings)
+    owners = Owners(store, settings, embedder.dim)
+    register_cluster_agent(app, texts, assignments, owners)
+    return Topology(app, events, texts, assignments, stats, owners)

@@ -244,10 +244,11 @@ class DBSTREAM:
             for mc in self._mcs.values()
             if mc.weight * 2 ** (-fading * (now - mc.last_update)) < weak_weight
         ]
+        counts = {mc_id: self._mcs[mc_id].count for mc_id in weak}
         for mc_id in weak:
             self._remove(mc_id, changes)
         if weak:
-            self._absorb(weak, changes)
+            self._absorb(weak, counts)
         threshold = self.intersection_factor * weak_weight
         for pairs in (self._shared, self._links):
             faded = [p for p, d in pairs.items() if d.at(now, fading) < threshold]
@@ -266,8 +267,9 @@ class DBSTREAM:
         self._pairs_of.pop(mc_id, None)
         changes.removed.append(mc_id)
 
-    def _absorb(self, removed: list[int], changes: _Changes) -> None:
-        # Find each removed cluster's nearest survivor before the centres disappear.
+    def _absorb(self, removed: list[int], counts: dict[int, int]) -> None:
+        # Find each removed cluster's nearest survivor before the centres disappear; the
+        # survivor takes over its events (and their count, which sizes topics).
         gone = set(removed)
         for mc_id in removed:
             centre = self.index.centre(mc_id)
@@ -279,6 +281,8 @@ class DBSTREAM:
                     home = n.id
                 break
             self._absorbed[mc_id] = home
+            if home is not None:
+                self._mcs[home].count += counts[mc_id]
         self.index.remove(removed)
 
     def _drop_pair(self, pairs: dict[Pair, Decayed], pair: Pair) -> None:

@@ -91,7 +91,10 @@ class TopicModel:
         nodes = list(self.engine.micro_clusters)
         edges = micro_cluster_graph(self.engine, now, s.link_weight)
         communities = partition(
-            edges, nodes, resolution=s.resolution, previous=self._communities or None
+            edges,
+            nodes,
+            resolution=s.resolution_for(len(nodes)),
+            previous=self._communities or None,
         )
         self._communities = {mc: i for i, c in enumerate(communities) for mc in c}
         size = {mc: m.count for mc, m in self.engine.micro_clusters.items()}

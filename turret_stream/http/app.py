@@ -8,20 +8,26 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from aiokafka.admin import AIOKafkaAdminClient
 
+from turret_stream.embedding import Embedder, open_embedder
 from turret_stream.errors import ApiError, ErrorCode
 from turret_stream.http.keys import (
+    EMBEDDER,
     KEYSTORE,
     PUBLISHER,
+    QUERIES,
     RATE_LIMITER,
     SETTINGS,
+    STORE,
     WORKER_PROBE,
     WorkerProbe,
 )
 from turret_stream.http.routes import setup_routes
 from turret_stream.keys import KeyStore
 from turret_stream.producer import EventPublisher
+from turret_stream.queries import Queries
 from turret_stream.ratelimit import RateLimiter
 from turret_stream.settings import Settings
+from turret_stream.storage import VectorStore, open_store
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +95,8 @@ def create_app(
     *,
     keystore: KeyStore | None = None,
     worker_probe: WorkerProbe | None = None,
+    store: VectorStore | None = None,
+    embedder: Embedder | None = None,
 ) -> web.Application:
     """The API app. ``worker_probe`` tells /readyz whether the worker runs; by default it
     asks the broker about the worker's consumer group."""
@@ -103,10 +111,23 @@ def create_app(
     own_keystore = keystore is None
     app[KEYSTORE] = keystore or KeyStore(settings.keys_db_path)
     app[PUBLISHER] = EventPublisher(settings.bootstrap_servers, settings.kafka)
+    own_store = store is None
+    app[STORE] = store if store is not None else open_store(settings)
+    app[QUERIES] = Queries(app[STORE])
+    loaded: list[Embedder] = [embedder] if embedder is not None else []
+
+    def embedder_source() -> Embedder:
+        if not loaded:
+            loaded.append(open_embedder(settings.embedding))
+        return loaded[0]
+
+    app[EMBEDDER] = embedder_source
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         yield
         await app[PUBLISHER].close()
+        if own_store:
+            app[STORE].close()
         if own_keystore:
             app[KEYSTORE].close()
 

@@ -1,0 +1,70 @@
+"""The cluster agent: the one owner of each (project, dimension)'s topics.
+
+Its input, the texts topic, is keyed by project:dimension, so every text of a dimension
+reaches the same agent instance, in order. The instance keeps a DimensionOwner per
+dimension it has seen, hands it each batch, and publishes where every event landed on
+the assignments topic (keyed by project:session_id for the session actors).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+
+import faust
+
+from turret_stream.catalog import Catalog
+from turret_stream.clustering.owner import DimensionOwner
+from turret_stream.records import EmbeddedText, TopicAssignment, event_key
+from turret_stream.settings import Settings
+from turret_stream.storage import VectorStore
+
+log = logging.getLogger(__name__)
+
+
+class Owners:
+    """This worker's DimensionOwners, created (and restored from the store) on first use."""
+
+    def __init__(self, store: VectorStore, settings: Settings, dim: int) -> None:
+        self.store = store
+        self.catalog = Catalog(store)
+        self.settings = settings
+        self.dim = dim
+        self._owners: dict[tuple[str, str], DimensionOwner] = {}
+        # Tests and the pipeline benchmark watch assignments as they happen.
+        self.listeners: list[Callable[[TopicAssignment], None]] = []
+
+    def get(self, project: str, dimension: str) -> DimensionOwner:
+        owner = self._owners.get((project, dimension))
+        if owner is None:
+            owner = DimensionOwner(
+                self.store, self.catalog, project, dimension, self.settings, self.dim
+            )
+            self._owners[(project, dimension)] = owner
+        return owner
+
+    def process(self, items: Sequence[EmbeddedText]) -> list[TopicAssignment]:
+        groups: dict[tuple[str, str], list[EmbeddedText]] = {}
+        for item in items:
+            groups.setdefault((item.project, item.dimension), []).append(item)
+        out: list[TopicAssignment] = []
+        for (project, dimension), group in groups.items():
+            out.extend(self.get(project, dimension).process(group))
+        return out
+
+
+def register_cluster_agent(
+    app: faust.App,
+    texts: faust.TopicT,
+    assignments: faust.TopicT,
+    owners: Owners,
+) -> None:
+    @app.agent(texts, name="turret.cluster")
+    async def cluster(stream: faust.StreamT[EmbeddedText]) -> None:
+        async for batch in stream.take(256, within=0.05):
+            placed = await asyncio.to_thread(owners.process, batch)
+            for a in placed:
+                await assignments.send(key=event_key(a.project, a.session_id), value=a)
+                for listener in owners.listeners:
+                    listener(a)

@@ -1,0 +1,86 @@
+"""The embedding agent: events -> one embedded text per metadata string.
+
+It reads accepted events in batches, embeds every string metadata value that could be
+text (each distinct string once per batch: repeated values such as "mobile" cost one
+embedding), and sends each one to the owner of its (project, metadata key) on the texts
+topic. Whether a key is a text dimension or a segment is decided by that owner, which
+sees all of the key's values; keys configured as enum, number or ignore are not embedded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import faust
+
+from turret_stream.embedding import Embedder
+from turret_stream.records import EmbeddedText, TrackedEvent, dimension_key, encode_vector
+from turret_stream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def texts_of(event: TrackedEvent, settings: Settings) -> list[tuple[str, str]]:
+    """(key, text) pairs of an event that go to their dimension's owner."""
+    overrides = settings.dimensions.overrides
+    out = []
+    for key, value in event.metadata.items():
+        if not isinstance(value, str) or not value.strip() or _looks_numeric(value):
+            continue
+        typed = overrides.get(f"{event.project}:{key}", overrides.get(key))
+        if typed in ("enum", "number", "ignore"):
+            continue
+        out.append((key, value[: settings.embedding.max_chars]))
+    return out
+
+
+def embed_batch(
+    events: Sequence[TrackedEvent], embedder: Embedder, settings: Settings
+) -> list[EmbeddedText]:
+    pairs = [(event, key, text) for event in events for key, text in texts_of(event, settings)]
+    unique = list(dict.fromkeys(text for _, _, text in pairs))
+    vectors = embedder.embed(unique) if unique else []
+    encoded = {text: encode_vector(v) for text, v in zip(unique, vectors, strict=True)}
+    return [
+        EmbeddedText(
+            event_id=event.event_id,
+            project=event.project,
+            dimension=key,
+            text=text,
+            vector=encoded[text],
+            model_id=embedder.model_id,
+            name=event.name,
+            metadata=event.metadata,
+            session_id=event.session_id,
+            user_id=event.user_id,
+            received_at=event.received_at,
+        )
+        for event, key, text in pairs
+    ]
+
+
+def register_embed_agent(
+    app: faust.App,
+    events: faust.TopicT,
+    texts: faust.TopicT,
+    embedder: Embedder,
+    settings: Settings,
+) -> None:
+    @app.agent(events, name="turret.embed")
+    async def embed(stream: faust.StreamT[TrackedEvent]) -> None:
+        async for batch in stream.take(settings.embedding.batch_size, within=0.05):
+            # The model runs outside the event loop, which keeps serving the API and
+            # Kafka heartbeats meanwhile.
+            embedded = await asyncio.to_thread(embed_batch, batch, embedder, settings)
+            for item in embedded:
+                await texts.send(key=dimension_key(item.project, item.dimension), value=item)

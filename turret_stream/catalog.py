@@ -1,0 +1,119 @@
+"""Where each (project, dimension) keeps its data in the vector store, and the catalog
+of dimensions per project.
+
+Per dimension, three collections: ``<slug>.events`` (one point per event: its text's
+vector and the event), ``<slug>.mc`` (micro-cluster centres) and ``<slug>.topics`` (one
+point per live topic: its centre and figures). The ``catalog`` collection lists each
+project's metadata keys with their type; ``state`` holds each model's snapshot.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from turret_stream.storage import Filter, Point, VectorStore
+
+CATALOG = "catalog"
+STATE = "state"
+_UNIT = [1.0]  # catalog and state points carry no meaningful vector
+
+
+@dataclass(frozen=True)
+class DimensionNames:
+    project: str
+    dimension: str
+    slug: str
+
+    @property
+    def events(self) -> str:
+        return f"{self.slug}.events"
+
+    @property
+    def mc(self) -> str:
+        return f"{self.slug}.mc"
+
+    @property
+    def topics(self) -> str:
+        return f"{self.slug}.topics"
+
+
+def dimension_names(project: str, dimension: str) -> DimensionNames:
+    """Collection names are plain and bounded; the hash keeps distinct keys apart."""
+    readable = re.sub(r"[^a-z0-9_-]+", "_", dimension.lower())[:40].strip("_") or "key"
+    digest = hashlib.sha1(f"{project}\0{dimension}".encode()).hexdigest()[:10]
+    return DimensionNames(project, dimension, f"{project}.{readable}-{digest}")
+
+
+@dataclass(frozen=True)
+class DimensionInfo:
+    project: str
+    key: str
+    type: str
+    decided: bool
+    events: int
+    updated_at: float
+
+
+class Catalog:
+    """Reads and writes of the catalog and state collections. Each dimension's entry is
+    written only by that dimension's owner."""
+
+    def __init__(self, store: VectorStore) -> None:
+        self.store = store
+        store.create_collection(
+            CATALOG, 1, "dot", indexes={"project": "keyword", "type": "keyword"}
+        )
+        store.create_collection(STATE, 1, "dot")
+
+    def save_dimension(
+        self, project: str, key: str, type_: str, decided: bool, tracker: dict, events: int
+    ) -> None:
+        payload = {
+            "project": project,
+            "key": key,
+            "type": type_,
+            "decided": decided,
+            "tracker": tracker,
+            "events": events,
+            "updated_at": time.time(),
+        }
+        self.store.upsert(CATALOG, [Point(f"dim:{project}:{key}", _UNIT, payload)])
+
+    def dimension(self, project: str, key: str) -> dict[str, Any] | None:
+        found = self.store.retrieve(CATALOG, [f"dim:{project}:{key}"])
+        return found[0].payload if found else None
+
+    def dimensions(self, project: str) -> list[DimensionInfo]:
+        out: list[DimensionInfo] = []
+        offset = None
+        while True:
+            records, offset = self.store.scroll(
+                CATALOG, filter=Filter(must={"project": project}), limit=256, offset=offset
+            )
+            for r in records:
+                p = r.payload
+                out.append(
+                    DimensionInfo(
+                        p["project"],
+                        p["key"],
+                        p["type"],
+                        p["decided"],
+                        p["events"],
+                        p["updated_at"],
+                    )
+                )
+            if offset is None:
+                return sorted(out, key=lambda d: (-d.events, d.key))
+
+    def save_state(self, names: DimensionNames, blob: bytes) -> None:
+        payload = {"blob": base64.b64encode(blob).decode(), "saved_at": time.time()}
+        self.store.upsert(STATE, [Point(f"state:{names.slug}", _UNIT, payload)])
+
+    def load_state(self, names: DimensionNames) -> bytes | None:
+        found = self.store.retrieve(STATE, [f"state:{names.slug}"])
+        return base64.b64decode(found[0].payload["blob"]) if found else None

@@ -1,0 +1,91 @@
+"""The read API (/v1/...): topics, events and search, scoped to the caller's project."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from turret_stream.errors import ApiError, ErrorCode, invalid
+from turret_stream.http.handlers import authenticate
+from turret_stream.http.keys import EMBEDDER, QUERIES
+from turret_stream.queries import NotFound
+
+MAX_LIMIT = 500
+MAX_QUERY_CHARS = 2000
+
+
+def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise invalid(name, f"must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise invalid(name, f"must be between {low} and {high}, got {value}")
+    return value
+
+
+def _str_param(request: web.Request, name: str) -> str | None:
+    value = request.query.get(name)
+    if value is not None and not value.strip():
+        raise invalid(name, "must not be empty")
+    return value
+
+
+async def _run(fn: Callable[..., dict[str, Any]], *args: Any) -> web.Response:
+    # Store reads are blocking calls into Qdrant: keep them off the event loop.
+    try:
+        return web.json_response(await asyncio.to_thread(fn, *args))
+    except NotFound as exc:
+        raise ApiError(404, ErrorCode.NOT_FOUND, str(exc)) from exc
+
+
+async def list_clusters(request: web.Request) -> web.Response:
+    project = authenticate(request).project
+    dimension = _str_param(request, "dimension")
+    limit = _int_param(request, "limit", 50, 1, MAX_LIMIT)
+    examples = _int_param(request, "examples", 3, 0, 20)
+    return await _run(request.app[QUERIES].clusters, project, dimension, limit, examples)
+
+
+async def get_cluster(request: web.Request) -> web.Response:
+    project = authenticate(request).project
+    dimension = _str_param(request, "dimension")
+    examples = _int_param(request, "examples", 5, 0, 50)
+    topic = request.match_info["cluster_id"]
+    return await _run(request.app[QUERIES].cluster, project, topic, dimension, examples)
+
+
+async def cluster_events(request: web.Request) -> web.Response:
+    project = authenticate(request).project
+    dimension = _str_param(request, "dimension")
+    limit = _int_param(request, "limit", 50, 1, MAX_LIMIT)
+    cursor = _str_param(request, "cursor")
+    topic = request.match_info["cluster_id"]
+    return await _run(request.app[QUERIES].cluster_events, project, topic, dimension, limit, cursor)
+
+
+async def get_event(request: web.Request) -> web.Response:
+    project = authenticate(request).project
+    return await _run(request.app[QUERIES].event, project, request.match_info["event_id"])
+
+
+async def search(request: web.Request) -> web.Response:
+    project = authenticate(request).project
+    query = request.query.get("q")
+    if query is None:
+        raise ApiError(
+            400, ErrorCode.MISSING_REQUIRED_FIELD, "Missing required field: q", field="q"
+        )
+    if not query.strip() or len(query) > MAX_QUERY_CHARS:
+        raise invalid("q", f"must be 1-{MAX_QUERY_CHARS} characters")
+    dimension = _str_param(request, "dimension")
+    limit = _int_param(request, "limit", 10, 1, 100)
+    embedder = request.app[EMBEDDER]()
+    [vector] = await asyncio.to_thread(embedder.embed, [query])
+    return await _run(request.app[QUERIES].search, project, vector, dimension, limit)

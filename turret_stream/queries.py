@@ -1,0 +1,293 @@
+"""The read side: topics and events of a project, as the API serves them.
+
+Reads go to the vector store only (never to a worker's memory), so an API process can run
+apart from the workers when the store is a Qdrant server. An event's topic is resolved
+through its dimension's current micro-cluster -> topic mapping (from the owner's last
+snapshot), so events that arrived as noise show their topic once their region became a
+topic, and merges apply to old events too.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from turret_stream.catalog import Catalog, DimensionInfo, DimensionNames, dimension_names
+from turret_stream.clustering import snapshot
+from turret_stream.storage import Filter, Record, VectorStore
+
+EXAMPLES = 5
+
+
+class NotFound(Exception):
+    """A dimension, topic or event that the project does not have."""
+
+
+@dataclass(frozen=True)
+class TopicMap:
+    """One dimension's micro-cluster -> topic mapping as of the owner's last snapshot."""
+
+    mapping: dict[int, str]
+    absorbed: dict[int, int | None]
+    successor: dict[str, str | None]
+    micro_clusters: set[int]
+
+    def topic_of(self, mc: int | None) -> str | None:
+        hops = 0
+        while mc is not None and mc not in self.micro_clusters and hops <= len(self.absorbed):
+            mc = self.absorbed.get(mc)
+            hops += 1
+        return None if mc is None else self.mapping.get(mc)
+
+    def members(self, topic: str) -> list[int]:
+        """Every micro-cluster id whose events belong to ``topic``, absorbed ones included."""
+        live = [mc for mc, t in self.mapping.items() if t == topic]
+        found = set(live)
+        for gone in self.absorbed:
+            if self.topic_of(gone) == topic:
+                found.add(gone)
+        return sorted(found)
+
+
+EMPTY_MAP = TopicMap({}, {}, {}, set())
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+class Queries:
+    def __init__(self, store: VectorStore) -> None:
+        self.store = store
+        self.catalog = Catalog(store)
+        self._maps: dict[str, tuple[float, TopicMap]] = {}
+        self._lock = threading.Lock()
+
+    # -- dimensions -----------------------------------------------------------------------
+
+    def text_dimensions(self, project: str) -> list[DimensionInfo]:
+        return [d for d in self.catalog.dimensions(project) if d.type == "text" and d.events]
+
+    def dimension(self, project: str, key: str | None) -> DimensionNames:
+        dims = self.text_dimensions(project)
+        if key is None:
+            if not dims:
+                raise NotFound("This project has no clustered text dimension yet")
+            return dimension_names(project, dims[0].key)
+        if not any(d.key == key for d in dims):
+            known = ", ".join(d.key for d in dims) or "none yet"
+            raise NotFound(f"No text dimension '{key}' in this project (text dimensions: {known})")
+        return dimension_names(project, key)
+
+    def topic_map(self, names: DimensionNames) -> TopicMap:
+        found = self.store.retrieve("state", [f"state:{names.slug}"])
+        if not found:
+            return EMPTY_MAP
+        saved_at = found[0].payload["saved_at"]
+        with self._lock:
+            cached = self._maps.get(names.slug)
+            if cached and cached[0] == saved_at:
+                return cached[1]
+        blob = self.catalog.load_state(names)
+        state = snapshot.loads(blob).get("model") if blob else None
+        if not state:
+            return EMPTY_MAP
+        engine, registry = state["engine"], state["registry"]
+        topic_map = TopicMap(
+            mapping={int(k): v for k, v in registry["mapping"]},
+            absorbed={int(k): v for k, v in engine["absorbed"]},
+            successor=dict(registry["successor"]),
+            micro_clusters={int(m[0]) for m in engine["mcs"]},
+        )
+        with self._lock:
+            self._maps[names.slug] = (saved_at, topic_map)
+        return topic_map
+
+    # -- topics ---------------------------------------------------------------------------
+
+    def clusters(self, project: str, key: str | None, limit: int, examples: int) -> dict:
+        names = self.dimension(project, key)
+        info = self.catalog.dimension(project, names.dimension) or {}
+        total = info.get("events", 0)
+        topics = self._topic_records(names)
+        topics.sort(key=lambda r: -r.payload.get("size", 0))
+        shown = [self._topic_view(names, r, total, examples) for r in topics[:limit]]
+        in_topics = sum(r.payload.get("size", 0) for r in topics)
+        return {
+            "success": True,
+            "project": project,
+            "dimension": names.dimension,
+            "total_events": total,
+            "unassigned_events": max(0, total - in_topics),
+            "total_clusters": len(topics),
+            "clusters": shown,
+        }
+
+    def cluster(self, project: str, topic_id: str, key: str | None, examples: int) -> dict:
+        names, record = self._find_topic(project, topic_id, key)
+        total = (self.catalog.dimension(project, names.dimension) or {}).get("events", 0)
+        view = self._topic_view(names, record, total, examples)
+        if record.payload.get("status") != "active":
+            view["current_id"] = self.topic_map(names).successor.get(topic_id)
+        return {"success": True, "project": project, "dimension": names.dimension, "cluster": view}
+
+    def cluster_events(
+        self, project: str, topic_id: str, key: str | None, limit: int, cursor: str | None
+    ) -> dict:
+        names, _ = self._find_topic(project, topic_id, key)
+        members = self.topic_map(names).members(topic_id)
+        if not members:
+            return {"success": True, "events": [], "next_cursor": None}
+        records, next_cursor = self.store.scroll(
+            names.events, filter=Filter(must={"mc": members}), limit=limit, offset=cursor
+        )
+        return {
+            "success": True,
+            "project": project,
+            "dimension": names.dimension,
+            "cluster_id": topic_id,
+            "events": [self._event_view(r.payload, topic_id) for r in records],
+            "next_cursor": next_cursor,
+        }
+
+    def _topic_records(self, names: DimensionNames) -> list[Record]:
+        if not self.store.has_collection(names.topics):
+            return []
+        out: list[Record] = []
+        offset = None
+        while True:
+            records, offset = self.store.scroll(
+                names.topics, filter=Filter(must={"status": "active"}), limit=256, offset=offset
+            )
+            out.extend(records)
+            if offset is None:
+                return out
+
+    def _find_topic(
+        self, project: str, topic_id: str, key: str | None
+    ) -> tuple[DimensionNames, Record]:
+        dims = (
+            [self.dimension(project, key)]
+            if key
+            else [dimension_names(project, d.key) for d in self.text_dimensions(project)]
+        )
+        for names in dims:
+            if not self.store.has_collection(names.topics):
+                continue
+            found = self.store.retrieve(names.topics, [topic_id], with_vectors=True)
+            if found:
+                return names, found[0]
+        raise NotFound(f"No cluster '{topic_id}' in this project")
+
+    def _topic_view(
+        self, names: DimensionNames, record: Record, total: int, examples: int
+    ) -> dict[str, Any]:
+        p = record.payload
+        size = p.get("size", 0)
+        view = {
+            "id": record.id,
+            "label": p.get("label"),
+            "status": p.get("status"),
+            "size": size,
+            "share": round(size / total, 4) if total else 0.0,
+            "first_seen": _iso(p.get("first_seen")),
+            "last_seen": _iso(p.get("last_seen")),
+            "counts": {
+                "hourly": [{"hour": _iso(h * 3600), "count": c} for h, c in p.get("hours", [])],
+                "daily": [{"day": _iso(d * 86400)[:10], "count": c} for d, c in p.get("days", [])],
+            },
+            "micro_clusters": p.get("micro_clusters", 0),
+            "created_at": _iso(p.get("created_at")),
+        }
+        if p.get("merged_into"):
+            view["merged_into"] = p["merged_into"]
+        if examples:
+            view["examples"] = self._examples(names, record, examples)
+        return view
+
+    def _examples(self, names: DimensionNames, record: Record, n: int) -> list[dict]:
+        """The events nearest the topic's centre."""
+        members = self.topic_map(names).members(record.id)
+        vector = record.vector or self._with_vector(names, record)
+        if not members or vector is None:
+            return []
+        hits = self.store.search(
+            names.events, np.asarray(vector), n, filter=Filter(must={"mc": members})
+        )
+        return [
+            {
+                "event_id": h.payload["event_id"],
+                "text": h.payload["text"],
+                "ts": _iso(h.payload["ts"]),
+                "similarity": round(h.score, 4),
+            }
+            for h in hits
+        ]
+
+    def _with_vector(self, names: DimensionNames, record: Record) -> list[float] | None:
+        found = self.store.retrieve(names.topics, [record.id], with_vectors=True)
+        return found[0].vector if found else None
+
+    # -- events ---------------------------------------------------------------------------
+
+    def _event_view(self, payload: dict[str, Any], topic: str | None) -> dict[str, Any]:
+        return {
+            "event_id": payload["event_id"],
+            "name": payload["name"],
+            "text": payload["text"],
+            "metadata": payload["metadata"],
+            "session_id": payload["session_id"],
+            "user_id": payload["user_id"],
+            "timestamp": _iso(payload["ts"]),
+            "micro_cluster": payload["mc"],
+            "cluster_id": topic,
+        }
+
+    def event(self, project: str, event_id: str) -> dict:
+        event: dict[str, Any] | None = None
+        clusters: dict[str, Any] = {}
+        for dim in self.text_dimensions(project):
+            names = dimension_names(project, dim.key)
+            if not self.store.has_collection(names.events):
+                continue
+            found = self.store.retrieve(names.events, [event_id])
+            if not found:
+                continue
+            payload = found[0].payload
+            topic = self.topic_map(names).topic_of(payload["mc"])
+            view = self._event_view(payload, topic)
+            if event is None:
+                event = {
+                    k: v
+                    for k, v in view.items()
+                    if k not in ("text", "micro_cluster", "cluster_id")
+                }
+            clusters[dim.key] = {
+                "text": payload["text"],
+                "cluster_id": topic,
+                "micro_cluster": payload["mc"],
+            }
+        if event is None:
+            raise NotFound(f"No event '{event_id}' in this project (or not clustered yet)")
+        return {"success": True, "event": {**event, "dimensions": clusters}}
+
+    def search(self, project: str, vector: np.ndarray, key: str | None, limit: int) -> dict:
+        names = self.dimension(project, key)
+        topic_map = self.topic_map(names)
+        hits = self.store.search(names.events, vector, limit)
+        return {
+            "success": True,
+            "project": project,
+            "dimension": names.dimension,
+            "results": [
+                {
+                    **self._event_view(h.payload, topic_map.topic_of(h.payload["mc"])),
+                    "similarity": round(h.score, 4),
+                }
+                for h in hits
+            ],
+        }
