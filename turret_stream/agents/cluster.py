@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import time
 from collections.abc import Callable, Sequence
 
 import faust
@@ -32,6 +34,8 @@ class Owners:
         self.settings = settings
         self.dim = dim
         self._owners: dict[tuple[str, str], DimensionOwner] = {}
+        # Batches and timer ticks run in worker threads; one at a time touches owners.
+        self._lock = threading.Lock()
         # Tests and the pipeline benchmark watch assignments as they happen.
         self.listeners: list[Callable[[TopicAssignment], None]] = []
 
@@ -49,9 +53,22 @@ class Owners:
         for item in items:
             groups.setdefault((item.project, item.dimension), []).append(item)
         out: list[TopicAssignment] = []
-        for (project, dimension), group in groups.items():
-            out.extend(self.get(project, dimension).process(group))
+        with self._lock:
+            for (project, dimension), group in groups.items():
+                out.extend(self.get(project, dimension).process(group))
         return out
+
+    def tick(self) -> int:
+        """Recluster every owner that is due; returns how many did."""
+        now = time.time()
+        with self._lock:
+            return sum(owner.tick(now) for owner in self._owners.values())
+
+    def clear(self) -> None:
+        """Forget in-memory owners (after a rebalance a dimension may have moved to
+        another worker; if it comes back, its owner is restored from the store)."""
+        with self._lock:
+            self._owners.clear()
 
 
 def register_cluster_agent(
@@ -60,6 +77,14 @@ def register_cluster_agent(
     assignments: faust.TopicT,
     owners: Owners,
 ) -> None:
+    @app.on_partitions_revoked.connect
+    async def forget_owners(app: faust.App, revoked: object, **_: object) -> None:
+        await asyncio.to_thread(owners.clear)
+
+    @app.timer(owners.settings.clustering.recluster_interval_s, name="turret.recluster")
+    async def recluster_idle() -> None:
+        await asyncio.to_thread(owners.tick)
+
     @app.agent(texts, name="turret.cluster")
     async def cluster(stream: faust.StreamT[EmbeddedText]) -> None:
         async for batch in stream.take(256, within=0.05):

@@ -225,6 +225,16 @@ class DimensionOwner:
         self._save()
         return out
 
+    def tick(self, now: float) -> bool:
+        """Recluster if due (called on a timer, so the last events before a pause get
+        their topics without waiting for more traffic). True if it reclustered."""
+        if self.model is None or not self.model.recluster_due(now):
+            return False
+        changes = self.model.recluster(now)
+        self._write_topics(retired=[c for c in changes if c.kind in ("merged", "retired")])
+        self._save()
+        return True
+
     def _remember(self, event_id: str) -> None:
         self.seen[event_id] = None
         if len(self.seen) > SEEN_LIMIT:
