@@ -1,4 +1,4 @@
-"""The `turret-stream` command line: up, api, worker, keys."""
+"""The `turret-stream` command line: up, api, worker, keys, replay, export."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ import click
 
 from turret_stream import __version__
 from turret_stream.errors import TurretError
+from turret_stream.export import ExportError, run_export
 from turret_stream.keys import KeyStore
+from turret_stream.replay import Columns, ReplayError, ReplayOptions, replay
 from turret_stream.settings import Settings, load_settings
 from turret_stream.stack import running_stack, wait_for_stop_signal
 
@@ -204,3 +206,103 @@ def keys_revoke(ctx: click.Context, key_id: str, data_dir: Path | None) -> None:
     finally:
         store.close()
     click.echo(f"Revoked key {info.key_id} of project '{info.project}'.")
+
+
+def _local_url(settings: Settings) -> str:
+    # A wildcard bind address is reachable on loopback.
+    host = settings.http.host
+    host = "127.0.0.1" if host in ("", "0.0.0.0") else "[::1]" if host == "::" else host
+    return f"http://{host}:{settings.http.port}"
+
+
+@main.command("replay")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--project", required=True, help="Project to replay into (the key's project).")
+@click.option("--text-column", default="text", show_default=True, help="Column with the text.")
+@click.option("--session-column", default=None, help="Column with the session id.")
+@click.option("--user-column", default=None, help="Column with the user id.")
+@click.option(
+    "--exclude-column", multiple=True, help="A column not to send (repeatable), e.g. ids."
+)
+@click.option("--name", default="user_prompt", show_default=True, help="Event name.")
+@click.option("--dimension", default="prompt", show_default=True, help="Metadata key of the text.")
+@click.option(
+    "--url", default=None, help="API base URL [default: from http.host/http.port settings]."
+)
+@click.option(
+    "--api-key",
+    envvar="TURRET_API_KEY",
+    default=None,
+    help="Key to send with (it decides the project) [env TURRET_API_KEY; default: a "
+    "temporary key for --project in --data-dir, revoked at the end].",
+)
+@click.option("--concurrency", type=click.IntRange(1, 64), default=8, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N rows.")
+@data_dir_option
+@click.pass_context
+def replay_cmd(
+    ctx: click.Context,
+    file: Path,
+    project: str,
+    text_column: str,
+    session_column: str | None,
+    user_column: str | None,
+    exclude_column: tuple[str, ...],
+    name: str,
+    dimension: str,
+    url: str | None,
+    api_key: str | None,
+    concurrency: int,
+    limit: int | None,
+    data_dir: Path | None,
+) -> None:
+    """Send a .jsonl or .csv file through /track, row by row, like live traffic."""
+    settings = _settings(ctx, data_dir=data_dir)
+    options = ReplayOptions(
+        path=file,
+        project=project,
+        url=(url or _local_url(settings)).rstrip("/"),
+        columns=Columns(text_column, session_column, user_column, frozenset(exclude_column)),
+        name=name,
+        dimension=dimension,
+        concurrency=concurrency,
+        limit=limit,
+    )
+    try:
+        stats = replay(options, api_key=api_key, keys_db=settings.keys_db_path)
+    except ReplayError as exc:
+        _fail(str(exc))
+    click.echo(stats.summary())
+    if stats.aborted:
+        _fail(stats.aborted)
+    if stats.failed:
+        for code, message in stats.first_error.items():
+            click.echo(f"  {code}, e.g. {message}", err=True)
+        sys.exit(1)
+
+
+@main.group("export")
+def export_group() -> None:
+    """Export data from the store (the edge store opens in one process: stop `up` first)."""
+
+
+@export_group.command("events")
+@click.option("--project", required=True, help="Project whose events to export.")
+@click.option("--dimension", default=None, help="Only this text dimension [default: all].")
+@click.option(
+    "--out",
+    default="-",
+    show_default=True,
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Output file; - for stdout.",
+)
+@data_dir_option
+@click.pass_context
+def export_events_cmd(
+    ctx: click.Context, project: str, dimension: str | None, out: str, data_dir: Path | None
+) -> None:
+    """Write a project's events as JSONL, one event per line, with their cluster_id."""
+    try:
+        run_export(_settings(ctx, data_dir=data_dir), project, dimension, out)
+    except (ExportError, TurretError, OSError) as exc:
+        _fail(str(exc))

@@ -24,6 +24,9 @@ from turret_stream.topology import Topology, build_topology, topic_names
 
 log = logging.getLogger(__name__)
 
+# Longest wait for the Faust worker to stop before the process leaves anyway.
+STOP_TIMEOUT_S = 15.0
+
 
 @dataclass
 class RunningStack:
@@ -51,7 +54,10 @@ async def running_worker(
     try:
         yield topology
     finally:
-        await topology.app.stop()
+        try:
+            await asyncio.wait_for(topology.app.stop(), STOP_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("worker did not stop within %ss; leaving anyway", STOP_TIMEOUT_S)
 
 
 def _worker_running(topology: Topology) -> WorkerProbe:

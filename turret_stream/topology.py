@@ -61,6 +61,10 @@ def build_topology(settings: Settings, store: VectorStore, embedder: Embedder) -
         autodiscover=False,
         # tansu has no InitProducerId: no idempotent producer, no exactly-once.
         producer_acks=-1,
+        # Do not wait for in-flight stream batches on shutdown: with Stream.take that wait
+        # can hang (faust-streaming #162). Unacked events are redelivered on restart and
+        # recognised by event id, so nothing is lost or counted twice.
+        stream_wait_empty=False,
     )
     events = app.topic(
         k.events_topic, key_type=bytes, value_type=TrackedEvent, partitions=k.partitions

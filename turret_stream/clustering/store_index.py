@@ -40,22 +40,24 @@ class StoreIndex(CentreIndex):
     def nearest(
         self, x: np.ndarray, limit: int, max_distance: float | None = None
     ) -> list[Neighbour]:
-        # Ask for extra hits: some may be stale positions of pending moves or removals.
-        # The distance bound keeps the answer (and the vectors it carries) small.
-        extra = len(self._pending) + len(self._removed)
-        hits = self.store.search(
-            self.collection,
-            x,
-            limit + min(extra, 256),
-            score_threshold=max_distance,
-            with_vectors=True,
-        )
-        found: dict[int, Neighbour] = {}
-        for hit in hits:
-            mc_id = int(hit.id[3:])
-            if mc_id in self._pending or mc_id in self._removed:
-                continue
-            found[mc_id] = Neighbour(mc_id, hit.score, np.asarray(hit.vector, dtype=np.float64))
+        # Stored hits may be stale (a pending move or removal): ask for a few extra, and
+        # ask again, wider, only when too many of them were stale.
+        slack = 8
+        want = limit + slack
+        while True:
+            hits = self.store.search(
+                self.collection, x, want, score_threshold=max_distance, with_vectors=True
+            )
+            fresh = [h for h in hits if int(h.id[3:]) not in self._pending]
+            fresh = [h for h in fresh if int(h.id[3:]) not in self._removed]
+            stale = len(hits) - len(fresh)
+            if len(hits) < want or len(fresh) >= limit or stale == 0:
+                break
+            want += stale + len(self._pending) + len(self._removed)
+        found = {
+            int(h.id[3:]): Neighbour(int(h.id[3:]), h.score, np.asarray(h.vector, np.float64))
+            for h in fresh
+        }
         if self._pending:
             ids = list(self._pending)
             centres = np.stack([self._pending[i] for i in ids])

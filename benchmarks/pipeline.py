@@ -1,0 +1,201 @@
+"""End-to-end pipeline throughput and latency, next to the raw model; clustering cost
+as micro-clusters grow.
+
+    python benchmarks/pipeline.py --data ../shared/data/banking77.csv --events 2000
+
+Part 1 runs the embedded stack in this process (tansu, the Faust worker, the API) and
+posts texts to /track over loopback as fast as the pipeline takes them; it prints events
+per second processed (accepted -> embedded -> clustered -> stored), event-to-topic
+latency (from /track's answer to the cluster agent's assignment), and, on the same
+machine and texts, raw fastembed throughput (batch 64), with the ratio.
+
+Part 2 measures TopicModel.learn (neighbour search in Qdrant's in-process engine, the
+DBSTREAM update, links) per event on models holding 1k, 10k and 100k micro-clusters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import logging
+import socket
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+
+from turret_stream.clustering.dbstream import MicroCluster
+from turret_stream.clustering.model import TopicModel
+from turret_stream.clustering.store_index import StoreIndex
+from turret_stream.keys import KeyStore
+from turret_stream.settings import ClusteringSettings, EmbeddingSettings, Settings
+from turret_stream.stack import running_stack
+from turret_stream.storage.edge import EdgeStore
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def read_texts(path: Path, n: int) -> list[str]:
+    with path.open(newline="", encoding="utf-8") as f:
+        texts = [row["text"] for row in csv.DictReader(f) if row.get("text")]
+    rng = np.random.default_rng(0)
+    return [texts[i] for i in rng.permutation(len(texts))[:n]]
+
+
+async def run_pipeline(texts: list[str], concurrency: int) -> dict:
+    """First half of the texts as fast as possible (capacity); second half paced at half
+    that rate (latency at a steady load)."""
+    workdir = Path(tempfile.mkdtemp(prefix="turret-pipeline-"))
+    settings = Settings(
+        data_dir=workdir,
+        log_level="warning",
+        kafka={"embedded_port": free_port()},
+        http={"port": 0},
+        rate_limit={"enabled": False},
+    )
+    key = KeyStore(settings.keys_db_path).create("bench").secret
+    sent_at: dict[str, float] = {}
+    done_at: dict[str, float] = {}
+    half = len(texts) // 2
+    async with running_stack(settings, broker=True, worker=True, api=True) as stack:
+        stack.topology.owners.listeners.append(
+            lambda a: done_at.setdefault(a.event_id, time.perf_counter())
+        )
+        await asyncio.sleep(1)
+        headers = {"X-API-Key": key}
+
+        async def post(session: aiohttp.ClientSession, i: int, text: str) -> None:
+            body = {"name": "user_prompt", "metadata": {"prompt": text}, "session_id": f"s{i % 50}"}
+            async with session.post(f"{stack.api_url}/track", json=body, headers=headers) as r:
+                data = await r.json()
+            sent_at[data["event_id"]] = time.perf_counter()
+
+        async def wait_done(n: int) -> None:
+            deadline = time.perf_counter() + 600
+            while len(done_at) < n and time.perf_counter() < deadline:
+                await asyncio.sleep(0.02)
+
+        async with aiohttp.ClientSession() as session:
+            queue = list(enumerate(texts[:half]))
+
+            async def client() -> None:
+                while queue:
+                    await post(session, *queue.pop(0))
+
+            started = time.perf_counter()
+            await asyncio.gather(*(client() for _ in range(concurrency)))
+            await wait_done(half)
+            capacity = half / (max(done_at.values()) - started)
+
+            paced_ids_before = set(sent_at)
+            interval = 2.0 / capacity  # half the capacity
+            tasks = []
+            for i, text in enumerate(texts[half:], start=half):
+                tasks.append(asyncio.create_task(post(session, i, text)))
+                await asyncio.sleep(interval)
+            await asyncio.gather(*tasks)
+            await wait_done(len(texts))
+    paced = [e for e in sent_at if e not in paced_ids_before and e in done_at]
+    latencies = sorted(done_at[e] - sent_at[e] for e in paced)
+    q = statistics.quantiles(latencies, n=100)
+    return {
+        "events": half,
+        "rate": capacity,
+        "paced_rate": capacity / 2,
+        "p50": q[49],
+        "p95": q[94],
+    }
+
+
+def raw_fastembed(texts: list[str]) -> float:
+    from fastembed import TextEmbedding
+
+    from turret_stream.embedding import open_embedder
+
+    # The same model files the product loads, through plain fastembed, batch 64.
+    ours = open_embedder(EmbeddingSettings())
+    model: TextEmbedding = ours._model  # type: ignore[attr-defined]
+    list(model.embed(texts[:64], batch_size=64))  # warm-up
+    started = time.perf_counter()
+    list(model.embed(texts, batch_size=64))
+    return len(texts) / (time.perf_counter() - started)
+
+
+def clustering_cost(sizes: list[int], probes: int) -> list[tuple[int, float, float]]:
+    rng = np.random.default_rng(1)
+    dim, intrinsic = 384, 32
+    basis = rng.standard_normal((intrinsic, dim)).astype(np.float32)
+    out = []
+    for n in sizes:
+        with tempfile.TemporaryDirectory() as d:
+            store = EdgeStore(Path(d) / "q")
+            index = StoreIndex(store, "mc", dim)
+            model = TopicModel(ClusteringSettings(), index)
+            centres = rng.standard_normal((n, intrinsic)).astype(np.float32) @ basis
+            centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+            for i, c in enumerate(centres):  # n micro-clusters, as if learned
+                model.engine._mcs[i] = MicroCluster(i, 1.0, 0.0, 0.0, 1)
+                index.put(i, c)
+                if i % 5000 == 4999:
+                    index.flush()
+            model.engine._next_id = n
+            index.flush()
+            store.optimize()
+            # Events near existing micro-clusters, as real traffic mostly is.
+            picks = centres[rng.integers(0, n, probes)]
+            noisy = picks + rng.normal(scale=0.02, size=picks.shape).astype(np.float32)
+            noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
+            times = []
+            for j, x in enumerate(noisy):
+                t0 = time.perf_counter()
+                model.learn(x, t=1.0 + j)
+                times.append(time.perf_counter() - t0)
+                if j % 64 == 63:
+                    index.flush()
+            store.close()
+        out.append((n, statistics.median(times) * 1e3, statistics.quantiles(times, n=20)[18] * 1e3))
+        print(
+            f"  {n:>7} micro-clusters: {out[-1][1]:.2f} ms/event (p95 {out[-1][2]:.2f})", flush=True
+        )
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--events", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--sizes", type=int, nargs="*", default=[1000, 10_000, 100_000])
+    parser.add_argument("--probes", type=int, default=500)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+    texts = read_texts(args.data, args.events)
+    print(f"Part 1: {len(texts)} texts from {args.data.name} through the embedded stack")
+    result = asyncio.run(run_pipeline(texts, args.concurrency))
+    raw = raw_fastembed(texts)
+    print(f"  pipeline: {result['rate']:.0f} events/s processed (full speed)")
+    print(
+        f"  event -> topic latency at {result['paced_rate']:.0f} events/s (half capacity): "
+        f"p50 {result['p50'] * 1e3:.0f} ms, p95 {result['p95'] * 1e3:.0f} ms"
+    )
+    print(f"  raw fastembed (batch 64, same texts): {raw:.0f} texts/s")
+    print(f"  ratio pipeline / raw model: {result['rate'] / raw:.2f}")
+
+    print("Part 2: TopicModel.learn per event (Qdrant edge index)")
+    costs = clustering_cost(args.sizes, args.probes)
+    if len(costs) > 1:
+        print(f"  growth {costs[0][0]} -> {costs[-1][0]}: {costs[-1][1] / costs[0][1]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
