@@ -49,6 +49,9 @@ class KafkaSettings(_Section):
     produce_timeout_s: float = Field(5.0, gt=0)
     # The retry_after (seconds) a 503 tells clients.
     unavailable_retry_after_s: int = Field(2, ge=1)
+    # Longest wait of a worker's fetch for new messages. tansu holds a fetch for the whole
+    # wait even when data arrives, so this bounds the latency of every hop.
+    fetch_max_wait_ms: int = Field(100, ge=1)
 
     @property
     def events_topic(self) -> str:

@@ -22,6 +22,7 @@ from turret_stream.agents.cluster import Owners, register_cluster_agent
 from turret_stream.agents.embed import register_embed_agent
 from turret_stream.agents.ingest import IngestStats, register_ingest_agent
 from turret_stream.embedding import Embedder
+from turret_stream.faust_app import TurretApp
 from turret_stream.records import EmbeddedText, TopicAssignment, TrackedEvent
 from turret_stream.settings import Settings
 from turret_stream.storage import VectorStore
@@ -46,8 +47,9 @@ def build_topology(settings: Settings, store: VectorStore, embedder: Embedder) -
     """A Faust app wired to the configured broker, with every topic and agent registered."""
     worker = settings.worker
     k = settings.kafka
-    app = faust.App(
+    app = TurretApp(
         worker.app_id,
+        fetch_max_wait_ms=k.fetch_max_wait_ms,
         broker=f"kafka://{settings.bootstrap_servers.replace(',', ';kafka://')}",
         store="memory://",
         datadir=str(settings.data_dir / "faust"),
