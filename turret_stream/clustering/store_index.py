@@ -42,7 +42,7 @@ class StoreIndex(CentreIndex):
     ) -> list[Neighbour]:
         # Stored hits may be stale (a pending move or removal): ask for a few extra, and
         # ask again, wider, only when too many of them were stale.
-        slack = 8
+        slack = 2
         want = limit + slack
         while True:
             hits = self.store.search(
