@@ -129,9 +129,8 @@ def test_up_killed_after_catching_up_keeps_topics_and_ids(tmp_path):
                 )[0]
                 == 200
             )
-        clusters = wait_for_events(up.url, key, len(rows))
-        time.sleep(3)  # idle: the owners recluster and write their state
-        clusters = get(up.url, key, "/v1/clusters?dimension=prompt&examples=0")
+        # Idle: the owners recluster on their own and write their state.
+        clusters = wait_for_events(up.url, key, len(rows), in_topics=len(rows) - 2)
         before = {c["id"]: c["size"] for c in clusters["clusters"]}
         assert len(before) >= 3
         up.stop(signal.SIGKILL)
@@ -154,12 +153,14 @@ def get(url: str, key: str, path: str) -> dict:
         return json.loads(resp.read())
 
 
-def wait_for_events(url: str, key: str, n: int, timeout: float = 90) -> dict:
+def wait_for_events(url: str, key: str, n: int, in_topics: int = 0, timeout: float = 90) -> dict:
+    """Clusters once ``n`` events are stored and at least ``in_topics`` of them in topics."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             body = get(url, key, "/v1/clusters?dimension=prompt&examples=0")
-            if body["total_events"] >= n:
+            placed = body["total_events"] - body["unassigned_events"]
+            if body["total_events"] >= n and placed >= in_topics:
                 return body
         except Exception:
             pass

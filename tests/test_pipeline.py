@@ -80,8 +80,9 @@ def pipeline_run(tmp_path_factory, broker):
 
             await asyncio.to_thread(send)
             await wait_until(lambda: len(seen) >= len(rows) + 1)
-            # Let the owners recluster once everything is in (they do when idle).
-            await asyncio.sleep(2.5)
+            # The owners recluster on their own once traffic pauses: wait for topics that
+            # hold every event before sending the late one.
+            await wait_until(lambda: topics_hold(stack, len(rows)), timeout=30)
             await asyncio.to_thread(
                 TurretClient(acme, stack.api_url).track,
                 "user_prompt",
@@ -95,6 +96,12 @@ def pipeline_run(tmp_path_factory, broker):
 
     asyncio.run(run())
     return result
+
+
+def topics_hold(stack, n: int) -> bool:
+    owner = stack.topology.owners.get("acme", "prompt")
+    model = owner.model
+    return model is not None and sum(model.topic_size(m) for m in model.topics().values()) >= n
 
 
 async def read_api(http: aiohttp.ClientSession, acme: str, other: str, result: dict) -> dict:

@@ -81,7 +81,10 @@ def register_cluster_agent(
     async def forget_owners(app: faust.App, revoked: object, **_: object) -> None:
         await asyncio.to_thread(owners.clear)
 
-    @app.timer(owners.settings.clustering.recluster_interval_s, name="turret.recluster")
+    # Check often; each owner reclusters only when due (recluster_interval_s since its last).
+    tick = min(0.5, owners.settings.clustering.recluster_interval_s / 4)
+
+    @app.timer(tick, name="turret.recluster")
     async def recluster_idle() -> None:
         await asyncio.to_thread(owners.tick)
 
