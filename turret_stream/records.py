@@ -77,3 +77,27 @@ class TopicAssignment(faust.Record, serializer="json", namespace="turret.TopicAs
 
 def dimension_key(project: str, dimension: str) -> bytes:
     return f"{project}:{dimension}".encode()
+
+
+class Transition(faust.Record, serializer="json", namespace="turret.Transition"):
+    """A session moved to another topic (or entered its first one: ``from_topic`` None).
+
+    Published on <prefix>.transitions keyed by project:session_id, so a session's
+    transitions stay in event order.
+    """
+
+    project: str
+    dimension: str
+    session_id: str
+    user_id: str
+    from_topic: str | None
+    to_topic: str
+    from_label: str | None
+    to_label: str | None
+    # 1 for the session's first topic, then +1 per topic change.
+    step: int
+    event_id: str
+    # received_at of the event that made the move, and of the session's previous step.
+    at: float
+    previous_at: float | None
+    segments: dict[str, Any] | None = None

@@ -65,6 +65,10 @@ class KafkaSettings(_Section):
     def assignments_topic(self) -> str:
         return f"{self.topic_prefix}.assignments"
 
+    @property
+    def transitions_topic(self) -> str:
+        return f"{self.topic_prefix}.transitions"
+
 
 class WorkerSettings(_Section):
     # Faust application id, also the Kafka consumer group.
@@ -170,6 +174,23 @@ class ClusteringSettings(_Section):
         return 0.0 if self.half_life_s == 0 else 1.0 / self.half_life_s
 
 
+class JourneySettings(_Section):
+    # A session idle this long has dropped off; its last topic counts as its exit.
+    dropoff_timeout_s: float = Field(1800.0, gt=0)
+    # A switch to another topic counts once this many consecutive events of the session
+    # land in it (1: every change counts). Short, low-information replies inside a topic
+    # ("yes, at 7 pm please") then do not count as leaving it.
+    min_switch_events: int = Field(2, ge=1)
+
+
+class LiveSettings(_Section):
+    # Messages queued per WebSocket client; a client that falls this far behind is closed
+    # (close code 4008) rather than slowing the pipeline.
+    queue_size: int = Field(1000, ge=1)
+    heartbeat_s: float = Field(15.0, gt=0)
+    max_clients: int = Field(10_000, ge=1)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TURRET_",
@@ -189,6 +210,8 @@ class Settings(BaseSettings):
     embedding: EmbeddingSettings = EmbeddingSettings()
     dimensions: DimensionSettings = DimensionSettings()
     clustering: ClusteringSettings = ClusteringSettings()
+    journeys: JourneySettings = JourneySettings()
+    live: LiveSettings = LiveSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -8,12 +8,15 @@
            -> agents.cluster.cluster       owns each dimension: typing, DBSTREAM,
                                            topics, event store
       -> <prefix>.assignments (key project:session_id)   where each event landed
+           -> agents.sessions.follow       owns each session's row (turret-sessions table)
+      -> <prefix>.transitions (key project:session_id)   topic changes, for the live feed
 
 Each agent is the single owner of its state; state changes travel as messages on topics.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import faust
@@ -21,9 +24,11 @@ import faust
 from turret_stream.agents.cluster import Owners, register_cluster_agent
 from turret_stream.agents.embed import register_embed_agent
 from turret_stream.agents.ingest import IngestStats, register_ingest_agent
+from turret_stream.agents.sessions import register_sessions_agent, store_bootstrap
 from turret_stream.embedding import Embedder
 from turret_stream.faust_app import TurretApp
-from turret_stream.records import EmbeddedText, TopicAssignment, TrackedEvent
+from turret_stream.queries import Queries
+from turret_stream.records import EmbeddedText, TopicAssignment, TrackedEvent, Transition
 from turret_stream.settings import Settings
 from turret_stream.storage import VectorStore
 
@@ -36,11 +41,15 @@ class Topology:
     assignments: faust.TopicT
     ingest_stats: IngestStats
     owners: Owners
+    transitions: faust.TopicT
+    sessions: faust.Table
+    # Tests and benchmarks watch transitions as they are published.
+    transition_listeners: list[Callable[[Transition], None]]
 
 
 def topic_names(settings: Settings) -> list[str]:
     k = settings.kafka
-    return [k.events_topic, k.texts_topic, k.assignments_topic]
+    return [k.events_topic, k.texts_topic, k.assignments_topic, k.transitions_topic]
 
 
 def build_topology(settings: Settings, store: VectorStore, embedder: Embedder) -> Topology:
@@ -81,4 +90,18 @@ def build_topology(settings: Settings, store: VectorStore, embedder: Embedder) -
     register_embed_agent(app, events, texts, embedder, settings)
     owners = Owners(store, settings, embedder.dim)
     register_cluster_agent(app, texts, assignments, owners)
-    return Topology(app, events, texts, assignments, stats, owners)
+    transitions = app.topic(
+        k.transitions_topic, key_type=bytes, value_type=Transition, partitions=k.partitions
+    )
+    listeners: list[Callable[[Transition], None]] = []
+    sessions = register_sessions_agent(
+        app,
+        assignments,
+        transitions,
+        settings.journeys.min_switch_events,
+        bootstrap=store_bootstrap(Queries(store)),
+        listeners=listeners,
+    )
+    return Topology(
+        app, events, texts, assignments, stats, owners, transitions, sessions, listeners
+    )

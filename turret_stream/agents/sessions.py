@@ -1,0 +1,143 @@
+"""Session actors: one table row per project:session_id, owned by the sessions agent.
+
+The agent reads where each event landed (the assignments topic, keyed by session, so a
+session's events arrive in order) and follows each session's topic per dimension. A
+change of topic is a transition, published on the transitions topic for the live feed.
+
+A switch needs evidence: the session moves from topic A to B once ``min_switch_events``
+consecutive events land in B (events without a topic neither count nor break the run),
+so one short reply that happens to land elsewhere ("yes, at 7 pm please") does not count
+as leaving A. The same rule computes journeys at read time (``journeys.py``).
+
+Table rows live in Faust's changelog; after a restart of the embedded broker (whose log
+is in memory) a session unknown to the table is rebuilt from the event store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import faust
+
+from turret_stream.catalog import dimension_names
+from turret_stream.queries import Queries
+from turret_stream.records import TopicAssignment, Transition, event_key
+from turret_stream.storage import Filter
+
+log = logging.getLogger(__name__)
+
+# (project, dimension, session_id, event) -> the session's topic before that event, as
+# the event store knows it (None: a new session).
+Bootstrap = Callable[[str, str, str, TopicAssignment], str | None]
+
+
+def store_bootstrap(queries: Queries) -> Bootstrap:
+    """Rebuild a session's current topic from its stored events earlier than ``event``."""
+
+    def find(project: str, dimension: str, session_id: str, event: TopicAssignment) -> str | None:
+        names = dimension_names(project, dimension)
+        if not queries.store.has_collection(names.events):
+            return None
+        records, _ = queries.store.scroll(
+            names.events,
+            filter=Filter(
+                must={"session_id": session_id}, ranges={"ts": (None, event.received_at)}
+            ),
+            limit=10_000,
+        )
+        earlier = [r for r in records if r.id != event.event_id]
+        if not earlier:
+            return None
+        topic_map = queries.topic_map(names)
+        for record in sorted(earlier, key=lambda r: r.payload["ts"], reverse=True):
+            topic = topic_map.topic_of(record.payload["mc"])
+            if topic is not None:
+                return topic
+        return None
+
+    return find
+
+
+def advance(state: dict[str, Any], a: TopicAssignment, min_switch: int) -> Transition | None:
+    """Apply one assignment to a session's state for its dimension; the transition it
+    causes, if any. ``state`` is the session's row for that dimension (mutated)."""
+    state["user_id"] = a.user_id
+    previous_at = state.get("last_step_at")
+    state["last_at"] = max(a.received_at, state.get("last_at") or 0.0)
+    topic = a.topic
+    if topic is None:
+        return None
+    current = state.get("topic")
+    if current is None or topic == current:
+        state["candidate"], state["run"] = None, 0
+        if current is not None:
+            return None
+        state.update(topic=topic, step=1, last_step_at=a.received_at)
+        return _transition(a, None, topic, 1, previous_at=None)
+    if state.get("candidate") == topic:
+        state["run"] += 1
+    else:
+        state.update(candidate=topic, run=1, candidate_event=a.event_id, candidate_at=a.received_at)
+    if state["run"] < min_switch:
+        return None
+    step = state.get("step", 1) + 1
+    moved = _transition(a, current, topic, step, previous_at=previous_at)
+    # The switch happened at the first event of the run.
+    moved.event_id, moved.at = state["candidate_event"], state["candidate_at"]
+    state.update(topic=topic, step=step, last_step_at=state["candidate_at"], candidate=None, run=0)
+    return moved
+
+
+def _transition(
+    a: TopicAssignment, source: str | None, target: str, step: int, previous_at: float | None
+) -> Transition:
+    return Transition(
+        project=a.project,
+        dimension=a.dimension,
+        session_id=a.session_id,
+        user_id=a.user_id,
+        from_topic=source,
+        to_topic=target,
+        from_label=None,
+        to_label=None,
+        step=step,
+        event_id=a.event_id,
+        at=a.received_at,
+        previous_at=previous_at,
+        segments=a.segments,
+    )
+
+
+def register_sessions_agent(
+    app: faust.App,
+    assignments: faust.TopicT,
+    transitions: faust.TopicT,
+    min_switch: int,
+    bootstrap: Bootstrap | None = None,
+    listeners: list[Callable[[Transition], None]] | None = None,
+) -> faust.Table:
+    sessions = app.Table("turret-sessions", default=dict, partitions=assignments.partitions)
+    listeners = listeners if listeners is not None else []
+
+    @app.agent(assignments, name="turret.sessions")
+    async def follow(stream: faust.StreamT[TopicAssignment]) -> None:
+        async for a in stream:
+            key = f"{a.project}:{a.session_id}"
+            row = dict(sessions[key])
+            state = dict(row.get(a.dimension) or {})
+            if not state and bootstrap is not None:
+                known = await asyncio.to_thread(bootstrap, a.project, a.dimension, a.session_id, a)
+                if known is not None:
+                    state = {"topic": known, "step": 1}
+            moved = advance(state, a, min_switch)
+            row[a.dimension] = state
+            sessions[key] = row
+            if moved is not None:
+                await transitions.send(key=event_key(a.project, a.session_id), value=moved)
+                for listener in listeners:
+                    listener(moved)
+
+    return sessions
