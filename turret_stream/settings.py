@@ -142,8 +142,10 @@ class ClusteringSettings(_Section):
     clustering_threshold: float = Field(0.5, gt=0, le=2)
     # A micro-cluster's weight halves after this long without new events; 0 = never fades.
     half_life_s: float = Field(30 * 86400.0, ge=0)
-    # How often weak micro-clusters are cleaned up (absorbed into a neighbour).
+    # How often weak micro-clusters are cleaned up (absorbed into a neighbour) ...
     cleanup_interval_s: float = Field(3600.0, gt=0)
+    # ... where weak means: lighter than a single event left alone this long.
+    weak_after_s: float = Field(7 * 86400.0, gt=0)
     intersection_factor: float = Field(0.3, gt=0)
     # Links from each event's micro-cluster to its nearest other micro-clusters.
     link_neighbours: int = Field(5, ge=0)

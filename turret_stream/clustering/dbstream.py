@@ -110,11 +110,16 @@ class DBSTREAM:
         link_neighbours: int = 5,
         link_radius: float | None = None,
         search_limit: int = 32,
+        weak_after: float | None = None,
     ) -> None:
         self.index = index
         self.clustering_threshold = clustering_threshold
         self.fading_factor = fading_factor
         self.cleanup_interval = cleanup_interval
+        # River ties "how often to clean up" to "how long until a lone point is noise"
+        # (t_gap). Over wall-clock time they differ: clean up hourly, but let a
+        # micro-cluster wait days for company before it counts as weak.
+        self.weak_after = cleanup_interval if weak_after is None else weak_after
         self.intersection_factor = intersection_factor
         self.minimum_weight = minimum_weight
         self.link_neighbours = link_neighbours
@@ -238,7 +243,7 @@ class DBSTREAM:
 
     def _cleanup(self, now: float, changes: _Changes) -> None:
         fading = self.fading_factor
-        weak_weight = 2 ** (-fading * self.cleanup_interval)
+        weak_weight = 2 ** (-fading * self.weak_after)
         weak = [
             mc.id
             for mc in self._mcs.values()

@@ -42,6 +42,7 @@ class TopicModel:
             clustering_threshold=settings.clustering_threshold,
             fading_factor=settings.fading_factor,
             cleanup_interval=settings.cleanup_interval_s,
+            weak_after=settings.weak_after_s,
             intersection_factor=settings.intersection_factor,
             link_neighbours=settings.link_neighbours,
             search_limit=settings.search_limit,

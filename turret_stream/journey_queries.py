@@ -1,0 +1,265 @@
+"""The read side of journeys: loads a dimension's events from the store, groups them by
+session and hands them to the pure functions of ``journeys.py``.
+
+Journeys are recomputed per request from the stored events (there is no journey table to
+go stale), so each request's work is bounded: events are scrolled in pages and at most
+``max_events`` are read; a response says ``truncated: true`` when that cap was hit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from turret_stream.catalog import DimensionNames
+from turret_stream.journeys import (
+    JourneyEvent,
+    JourneyStats,
+    SessionJourney,
+    Step,
+    aggregate,
+    by_session,
+    session_journey,
+)
+from turret_stream.queries import NotFound, Queries, TopicMap
+from turret_stream.settings import JourneySettings
+from turret_stream.storage import Filter, VectorStore
+
+# Enough for a few hundred thousand events a request; beyond that a response is partial.
+MAX_EVENTS_SCANNED = 200_000
+PAGE_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class JourneyFilter:
+    """What a request narrows the events to. ``segments``: metadata key -> value, all of
+    which must hold (``segment=platform:mobile``)."""
+
+    since: float | None = None
+    until: float | None = None
+    segments: tuple[tuple[str, str], ...] = ()
+
+    def echo(self) -> dict[str, Any]:
+        return {
+            "since": _iso(self.since),
+            "until": _iso(self.until),
+            "segments": [f"{k}:{v}" for k, v in self.segments],
+        }
+
+
+@dataclass
+class Loaded:
+    names: DimensionNames
+    events: list[JourneyEvent] = field(default_factory=list)
+    truncated: bool = False
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def _segment_values(value: str) -> str | list[Any]:
+    """Metadata keeps the JSON type the app sent: ``beta:true`` or ``tier:3`` should
+    match the stored booleans and integers as well as the strings."""
+    if value in ("true", "false"):
+        return [value, value == "true"]
+    if value.removeprefix("-").isdecimal():
+        return [value, int(value)]
+    return value
+
+
+def _memo(topic_map: TopicMap) -> Callable[[int], str | None]:
+    # topic_of follows absorption chains: resolve each micro-cluster once per request.
+    cache: dict[int, str | None] = {}
+
+    def topic_of(mc: int) -> str | None:
+        if mc not in cache:
+            cache[mc] = topic_map.topic_of(mc)
+        return cache[mc]
+
+    return topic_of
+
+
+def _step_view(step: Step, number: int, with_ids: bool) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "step": number,
+        "topic": step.topic,
+        "first_at": _iso(step.first_at),
+        "last_at": _iso(step.last_at),
+        "events": step.events,
+    }
+    if with_ids:
+        view["event_ids"] = list(step.event_ids)
+    return view
+
+
+def _session_view(j: SessionJourney, with_ids: bool) -> dict[str, Any]:
+    return {
+        "session_id": j.session_id,
+        "user_id": j.user_id,
+        "first_at": _iso(j.first_at),
+        "last_at": _iso(j.last_at),
+        "events": j.events,
+        "path": list(j.path),
+        "steps": [_step_view(s, i, with_ids) for i, s in enumerate(j.steps, 1)],
+    }
+
+
+class JourneyQueries:
+    def __init__(
+        self,
+        store: VectorStore,
+        *,
+        queries: Queries | None = None,
+        settings: JourneySettings | None = None,
+        max_events: int = MAX_EVENTS_SCANNED,
+    ) -> None:
+        self.store = store
+        self.queries = queries or Queries(store)
+        self.settings = settings or JourneySettings()
+        self.max_events = max_events
+
+    # -- loading --------------------------------------------------------------------------
+
+    def _filter(self, flt: JourneyFilter, **exact: str) -> Filter | None:
+        must: dict[str, Any] = dict(exact)
+        for key, value in flt.segments:
+            path = f"metadata.{key}"
+            if path in must and must[path] != _segment_values(value):
+                return None  # two values for one key can never both hold
+            must[path] = _segment_values(value)
+        return Filter(must=must, ranges={"ts": (flt.since, flt.until)})
+
+    def _pages(self, names: DimensionNames, flt: Filter) -> Iterator[list[dict[str, Any]]]:
+        offset = None
+        while True:
+            records, offset = self.store.scroll(
+                names.events, filter=flt, limit=PAGE_SIZE, offset=offset
+            )
+            yield [r.payload for r in records]
+            if offset is None:
+                return
+
+    def load(self, project: str, dimension: str | None, flt: JourneyFilter, **exact: str) -> Loaded:
+        """The dimension's events matching the filter (and ``exact`` payload values, e.g.
+        ``session_id``), at most ``max_events`` of them."""
+        names = self.queries.dimension(project, dimension)
+        loaded = Loaded(names)
+        store_filter = self._filter(flt, **exact)
+        if store_filter is None or not self.store.has_collection(names.events):
+            return loaded
+        for page in self._pages(names, store_filter):
+            for p in page:
+                if len(loaded.events) >= self.max_events:
+                    loaded.truncated = True
+                    return loaded
+                loaded.events.append(
+                    JourneyEvent(p["event_id"], p["session_id"], p["user_id"], p["ts"], p["mc"])
+                )
+        return loaded
+
+    def _journeys(self, loaded: Loaded) -> list[SessionJourney]:
+        topic_of = _memo(self.queries.topic_map(loaded.names))
+        minimum = self.settings.min_switch_events
+        return [
+            session_journey(events, topic_of, minimum)
+            for events in by_session(loaded.events).values()
+        ]
+
+    def _exists(self, names: DimensionNames, **exact: str) -> bool:
+        return self.store.has_collection(names.events) and bool(
+            self.store.count(names.events, Filter(must=exact))
+        )
+
+    def _envelope(self, project: str, loaded: Loaded, flt: JourneyFilter) -> dict[str, Any]:
+        return {
+            "success": True,
+            "project": project,
+            "dimension": loaded.names.dimension,
+            **flt.echo(),
+            "min_switch_events": self.settings.min_switch_events,
+            "truncated": loaded.truncated,
+        }
+
+    # -- one session, one user ------------------------------------------------------------
+
+    def session(
+        self, project: str, session_id: str, dimension: str | None, flt: JourneyFilter
+    ) -> dict[str, Any]:
+        loaded = self.load(project, dimension, flt, session_id=session_id)
+        if not loaded.events and not self._exists(loaded.names, session_id=session_id):
+            raise NotFound(f"No session '{session_id}' in this project")
+        body = self._envelope(project, loaded, flt)
+        journeys = self._journeys(loaded)
+        if journeys:
+            body.update(_session_view(journeys[0], with_ids=True))
+        else:  # the session exists, but none of its events pass the filters
+            body.update(session_id=session_id, events=0, path=[], steps=[])
+        return body
+
+    def user_sessions(
+        self, project: str, user_id: str, dimension: str | None, flt: JourneyFilter
+    ) -> dict[str, Any]:
+        loaded = self.load(project, dimension, flt, user_id=user_id)
+        if not loaded.events and not self._exists(loaded.names, user_id=user_id):
+            raise NotFound(f"No user '{user_id}' in this project")
+        journeys = sorted(self._journeys(loaded), key=lambda j: (j.first_at, j.session_id))
+        return {
+            **self._envelope(project, loaded, flt),
+            "user_id": user_id,
+            "returning": len(journeys) > 1,
+            "total_sessions": len(journeys),
+            "sessions": [_session_view(j, with_ids=False) for j in journeys],
+        }
+
+    # -- aggregates -----------------------------------------------------------------------
+
+    def stats(
+        self, project: str, dimension: str | None, flt: JourneyFilter, now: float | None = None
+    ) -> tuple[dict[str, Any], JourneyStats]:
+        """The common envelope (with totals) and the aggregates of the filtered sessions."""
+        loaded = self.load(project, dimension, flt)
+        stats = aggregate(
+            self._journeys(loaded),
+            now=time.time() if now is None else now,
+            dropoff_timeout_s=self.settings.dropoff_timeout_s,
+        )
+        body = self._envelope(project, loaded, flt)
+        body["totals"] = {
+            "events": stats.events,
+            "sessions": stats.sessions,
+            "users": stats.users,
+            "sessions_with_topic": stats.sessions_with_topic,
+            "transitions": stats.total_transitions,
+        }
+        return body, stats
+
+    def transitions(self, project: str, dimension: str | None, flt: JourneyFilter) -> dict:
+        body, stats = self.stats(project, dimension, flt)
+        return {
+            **body,
+            "transitions": stats.transition_table(),
+            "follow_ups": stats.follow_ups(),
+            "back_and_forth": stats.back_and_forth_summary(),
+            "median_seconds_between_steps": stats.median_seconds_between_steps,
+        }
+
+    def paths(self, project: str, dimension: str | None, flt: JourneyFilter, top: int) -> dict:
+        body, stats = self.stats(project, dimension, flt)
+        return {**body, "paths": stats.top_paths(top)}
+
+    def entries(self, project: str, dimension: str | None, flt: JourneyFilter) -> dict:
+        body, stats = self.stats(project, dimension, flt)
+        return {**body, "entries": stats.entry_table()}
+
+    def dropoffs(self, project: str, dimension: str | None, flt: JourneyFilter) -> dict:
+        body, stats = self.stats(project, dimension, flt)
+        return {
+            **body,
+            "dropoff_timeout_s": self.settings.dropoff_timeout_s,
+            "dropped_sessions": sum(stats.dropped.values()),
+            "dropoffs": [asdict(r) for r in stats.dropoff_table()],
+        }
