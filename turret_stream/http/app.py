@@ -12,7 +12,10 @@ from turret_stream.embedding import Embedder, open_embedder
 from turret_stream.errors import ApiError, ErrorCode
 from turret_stream.http.keys import (
     EMBEDDER,
+    JOURNEYS,
     KEYSTORE,
+    LIVE_FEED,
+    LIVE_HUB,
     PUBLISHER,
     QUERIES,
     RATE_LIMITER,
@@ -21,7 +24,9 @@ from turret_stream.http.keys import (
     WORKER_PROBE,
     WorkerProbe,
 )
+from turret_stream.http.live import LiveHub, TransitionsFeed, close_live_clients, run_live_feed
 from turret_stream.http.routes import setup_routes
+from turret_stream.journey_queries import JourneyQueries
 from turret_stream.keys import KeyStore
 from turret_stream.producer import EventPublisher
 from turret_stream.queries import Queries
@@ -114,6 +119,7 @@ def create_app(
     own_store = store is None
     app[STORE] = store if store is not None else open_store(settings)
     app[QUERIES] = Queries(app[STORE])
+    app[JOURNEYS] = JourneyQueries(app[STORE], queries=app[QUERIES], settings=settings.journeys)
     loaded: list[Embedder] = [embedder] if embedder is not None else []
 
     def embedder_source() -> Embedder:
@@ -122,6 +128,9 @@ def create_app(
         return loaded[0]
 
     app[EMBEDDER] = embedder_source
+    # GET /v1/live: one hub and one transitions consumer per API process.
+    app[LIVE_HUB] = LiveHub(settings.live)
+    app[LIVE_FEED] = TransitionsFeed(settings, app[LIVE_HUB])
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         yield
@@ -132,5 +141,8 @@ def create_app(
             app[KEYSTORE].close()
 
     app.cleanup_ctx.append(resources)
+    app.cleanup_ctx.append(run_live_feed)
+    # Sockets close on shutdown, before aiohttp waits for the handlers still running.
+    app.on_shutdown.append(close_live_clients)
     setup_routes(app)
     return app

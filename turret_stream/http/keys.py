@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from turret_stream.embedding import Embedder
+from turret_stream.journey_queries import JourneyQueries
 from turret_stream.keys import KeyStore
 from turret_stream.producer import EventPublisher
 from turret_stream.queries import Queries
 from turret_stream.ratelimit import RateLimiter
 from turret_stream.settings import Settings
 from turret_stream.storage import VectorStore
+
+if TYPE_CHECKING:
+    # live imports this module: its types are only needed by type checkers.
+    from turret_stream.http.live import LiveHub, TransitionsFeed
 
 WorkerProbe = Callable[[], Awaitable[bool]]
 # Returns the embedder, loading it on first use (only search needs it in the API).
@@ -24,5 +30,8 @@ PUBLISHER = web.AppKey("publisher", EventPublisher)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 WORKER_PROBE = web.AppKey("worker_probe", WorkerProbe)
 QUERIES = web.AppKey("queries", Queries)
+JOURNEYS = web.AppKey("journeys", JourneyQueries)
 EMBEDDER = web.AppKey("embedder", EmbedderSource)
 STORE = web.AppKey("store", VectorStore)
+LIVE_HUB: web.AppKey[LiveHub] = web.AppKey("live_hub")
+LIVE_FEED: web.AppKey[TransitionsFeed] = web.AppKey("live_feed")

@@ -2,7 +2,7 @@
 
 from aiohttp import web
 
-from turret_stream.http import handlers, read_handlers
+from turret_stream.http import handlers, journey_handlers, live, read_handlers
 
 
 def setup_routes(app: web.Application) -> None:
@@ -15,3 +15,10 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/v1/clusters/{cluster_id}/events", read_handlers.cluster_events)
     app.router.add_get("/v1/events/{event_id}", read_handlers.get_event)
     app.router.add_get("/v1/search", read_handlers.search)
+    app.router.add_get("/v1/live", live.live)
+    app.router.add_get("/v1/sessions/{session_id}/journey", journey_handlers.session_journey)
+    app.router.add_get("/v1/users/{user_id}/sessions", journey_handlers.user_sessions)
+    app.router.add_get("/v1/journeys/transitions", journey_handlers.transitions)
+    app.router.add_get("/v1/journeys/paths", journey_handlers.paths)
+    app.router.add_get("/v1/journeys/entries", journey_handlers.entries)
+    app.router.add_get("/v1/journeys/dropoffs", journey_handlers.dropoffs)

@@ -1,0 +1,567 @@
+"""GET /v1/live: a WebSocket feed of journey transitions.
+
+Three pieces; the feed and the hub exist once per API process:
+
+- ``TransitionsFeed`` reads the transitions topic with its own consumer, without a group
+  (every API process sees every transition) and from the end of the log (a live feed, not
+  a replay), and hands each transition to the hub.
+- ``LiveHub`` indexes the subscribed clients by project and their most selective filter,
+  so a transition costs O(matching clients). It never waits for a client: each one has a
+  bounded queue drained by its own sender task, and a client whose queue is full is closed
+  (4008) instead of slowing the feed or the other clients.
+- ``live`` is the handler. The API key comes from the ``Sec-WebSocket-Protocol`` header
+  (browsers), the ``X-API-Key`` header or a first ``auth`` message; never from the URL,
+  because URLs end up in access logs, proxies and browser history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from turret_stream.errors import ApiError, ErrorCode, invalid
+from turret_stream.http.handlers import API_KEY_HEADER, authenticate
+from turret_stream.http.keys import KEYSTORE, LIVE_FEED, LIVE_HUB, SETTINGS
+from turret_stream.keys import ApiKeyInfo, KeyStore
+from turret_stream.producer import ensure_topic
+from turret_stream.records import Transition
+from turret_stream.settings import LiveSettings, Settings, TrackLimits
+
+log = logging.getLogger(__name__)
+
+PROTOCOL = "turret.v1"
+CLOSE_INVALID_KEY = 4001
+CLOSE_TOO_SLOW = 4008
+AUTH_TIMEOUT_S = 5.0
+# A peer that has not taken its close frame by then is dropped (it may never read again).
+CLOSE_TIMEOUT_S = 5.0
+# Clients only ever send the auth message.
+MAX_CLIENT_MESSAGE_BYTES = 16 * 1024
+FEED_RETRY_MIN_S = 0.5
+FEED_RETRY_MAX_S = 30.0
+# Heartbeats are queued to this many clients between yields to the event loop.
+HEARTBEAT_CHUNK = 256
+
+FILTERS = ("dimension", "session_id", "user_id")
+# Query parameters that can only be a misplaced key, and the shape of a turret key.
+_KEY_PARAMS = frozenset(
+    {"api_key", "apikey", "api-key", "x-api-key", "key", "token", "access_token", "auth"}
+)
+_KEY_IN_VALUE = re.compile(r"tsk_[0-9a-f]{12}_")
+KEY_IN_URL_MESSAGE = (
+    "API keys are not accepted in the URL: URLs end up in access logs, proxies and browser "
+    f'history. Send the key as a WebSocket subprotocol (["{PROTOCOL}", key]), in the '
+    f'{API_KEY_HEADER} header, or as the first message {{"type": "auth", "api_key": ...}}.'
+)
+
+# The fields of a Transition, read from the record so the feed follows it as it grows.
+_FIELDS = tuple(Transition._options.fields)
+_DEFAULTS: dict[str, Any] = dict(Transition._options.defaults)
+_REQUIRED = tuple(name for name in _FIELDS if name not in _DEFAULTS)
+_MATCHED = ("project", "dimension", "session_id", "user_id")
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    dimension: str | None = None
+    session_id: str | None = None
+    user_id: str | None = None
+
+    def matches(self, transition: Mapping[str, Any]) -> bool:
+        return (
+            (self.dimension is None or self.dimension == transition["dimension"])
+            and (self.session_id is None or self.session_id == transition["session_id"])
+            and (self.user_id is None or self.user_id == transition["user_id"])
+        )
+
+    def bucket(self) -> tuple[str, str]:
+        """The hub indexes a client under its most selective filter."""
+        if self.session_id is not None:
+            return ("session_id", self.session_id)
+        if self.user_id is not None:
+            return ("user_id", self.user_id)
+        if self.dimension is not None:
+            return ("dimension", self.dimension)
+        return ("all", "")
+
+    def as_dict(self) -> dict[str, str]:
+        return {name: value for name in FILTERS if (value := getattr(self, name)) is not None}
+
+
+def decode_transition(value: bytes | None) -> dict[str, Any] | None:
+    """A transition's fields from its JSON on the topic (Faust's ``__faust`` key dropped),
+    or None when the message is not a transition."""
+    try:
+        data = json.loads(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(data, dict) or any(name not in data for name in _REQUIRED):
+        return None
+    if not all(isinstance(data[name], str) for name in _MATCHED):
+        return None
+    return {name: data.get(name, _DEFAULTS.get(name)) for name in _FIELDS}
+
+
+async def _close_socket(
+    ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None, code: int, reason: str
+) -> None:
+    try:
+        await asyncio.wait_for(ws.close(code=code, message=reason.encode()), CLOSE_TIMEOUT_S)
+    except (TimeoutError, ConnectionError):
+        # aiohttp then closes the transport, but a transport's close waits to flush its
+        # buffer to a peer that may never read again: abort, so the memory goes now.
+        if transport is not None:
+            transport.abort()
+
+
+class LiveClient:
+    """One connection: a bounded queue of encoded messages and one sender task.
+
+    Messages are encoded once per transition and shared by every client, so a queued
+    message costs a reference, not a copy.
+    """
+
+    __slots__ = (
+        "_close",
+        "_limit",
+        "_pending",
+        "_sender",
+        "_transport",
+        "_wake",
+        "filters",
+        "project",
+        "ws",
+    )
+
+    def __init__(
+        self, ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None, limit: int
+    ) -> None:
+        self.ws = ws
+        self._transport = transport
+        self.project: str | None = None
+        self.filters = Filters()
+        self._limit = limit
+        self._pending: deque[str] = deque()
+        self._wake = asyncio.Event()
+        self._sender: asyncio.Task[None] | None = None
+        self._close: tuple[int, str] | None = None
+
+    @property
+    def behind(self) -> int:
+        return len(self._pending)
+
+    def offer(self, message: str) -> bool:
+        """Queue a message; False when the queue is full (the client is too slow)."""
+        if self._close is not None:
+            return True
+        if len(self._pending) >= self._limit:
+            return False
+        self._pending.append(message)
+        self._wake.set()
+        return True
+
+    def start(self) -> None:
+        if self._sender is None:  # else already closed (shutdown during auth)
+            self._sender = asyncio.create_task(self._send_loop())
+
+    def close(self, code: int, reason: str) -> None:
+        """Drop what is queued and close with ``code``; never waits (called by the hub)."""
+        if self._close is not None:
+            return
+        self._close = (code, reason)
+        self._pending.clear()
+        if self._sender is None:
+            self._sender = asyncio.create_task(
+                _close_socket(self.ws, self._transport, code, reason)
+            )
+        elif not self._sender.done():
+            # The sender may be blocked writing to a peer that does not read: interrupt
+            # it (between frames: a frame is written whole before the drain is awaited).
+            self._sender.cancel()
+
+    async def wait_closed(self) -> None:
+        if self._sender is not None:
+            await asyncio.wait({self._sender})
+
+    async def stop(self) -> None:
+        """The connection ended: stop the sender unless it is closing the socket."""
+        if self._sender is not None and self._close is None:
+            self._sender.cancel()
+        await self.wait_closed()
+
+    async def _send_loop(self) -> None:
+        try:
+            while True:
+                if not self._pending:
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                await self.ws.send_str(self._pending.popleft())
+        except asyncio.CancelledError:
+            if self._close is None:
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+        except ConnectionError:
+            return  # the peer went away; the handler's read loop sees it too
+        code, reason = self._close
+        await _close_socket(self.ws, self._transport, code, reason)
+
+
+class LiveHub:
+    """Subscriptions and fan-out; every method but the closing ones is synchronous, so
+    delivering a transition never waits for any client."""
+
+    def __init__(self, settings: LiveSettings) -> None:
+        self._settings = settings
+        self._connections: set[LiveClient] = set()
+        self._subscribed: set[LiveClient] = set()
+        self._index: dict[tuple[str, str, str], set[LiveClient]] = {}
+        self._shutting_down = False
+        self.delivered = 0
+        self.dropped_slow = 0
+
+    @property
+    def clients(self) -> int:
+        """Subscribed clients (connections still authenticating are not counted)."""
+        return len(self._subscribed)
+
+    @property
+    def connections(self) -> int:
+        return len(self._connections)
+
+    def admit(
+        self, ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None
+    ) -> LiveClient | None:
+        """A slot for a new connection, or None when ``live.max_clients`` are connected.
+        Connections count from the upgrade, before auth, so unauthenticated sockets
+        cannot pile up past the limit either."""
+        if self._shutting_down or len(self._connections) >= self._settings.max_clients:
+            return None
+        client = LiveClient(ws, transport, self._settings.queue_size)
+        self._connections.add(client)
+        return client
+
+    def subscribe(self, client: LiveClient, project: str, filters: Filters) -> None:
+        client.project = project
+        client.filters = filters
+        # The first message tells the client its subscription is in place.
+        client.offer(
+            json.dumps({"type": "subscribed", "project": project, "filters": filters.as_dict()})
+        )
+        client.start()
+        self._subscribed.add(client)
+        self._index.setdefault((project, *filters.bucket()), set()).add(client)
+
+    async def release(self, client: LiveClient) -> None:
+        self._unsubscribe(client)
+        self._connections.discard(client)
+        await client.stop()
+
+    def _unsubscribe(self, client: LiveClient) -> None:
+        if client not in self._subscribed:
+            return
+        self._subscribed.discard(client)
+        assert client.project is not None
+        key = (client.project, *client.filters.bucket())
+        bucket = self._index.get(key)
+        if bucket is not None:
+            bucket.discard(client)
+            if not bucket:
+                del self._index[key]
+
+    def _offer(self, client: LiveClient, message: str) -> None:
+        if client.offer(message):
+            return
+        behind = client.behind
+        self._unsubscribe(client)
+        self.dropped_slow += 1
+        log.info("live client of %s closed: %d messages behind", client.project, behind)
+        client.close(CLOSE_TOO_SLOW, f"client too slow: {behind} messages behind")
+
+    def publish(self, transition: Mapping[str, Any]) -> int:
+        """Queue a transition for every matching client of its project; returns how many."""
+        project = transition["project"]
+        targets: list[LiveClient] = []
+        for kind in ("session_id", "user_id", "dimension"):
+            bucket = self._index.get((project, kind, transition[kind]))
+            if bucket:
+                targets.extend(c for c in bucket if c.filters.matches(transition))
+        everything = self._index.get((project, "all", ""))
+        if everything:
+            targets.extend(everything)
+        if not targets:
+            return 0
+        message = json.dumps({"type": "transition", **transition})
+        for client in targets:
+            self._offer(client, message)
+        self.delivered += len(targets)
+        return len(targets)
+
+    async def heartbeat(self) -> None:
+        message = json.dumps({"type": "heartbeat", "ts": round(time.time(), 3)})
+        for i, client in enumerate(list(self._subscribed)):
+            if client in self._subscribed:
+                self._offer(client, message)
+            if i % HEARTBEAT_CHUNK == HEARTBEAT_CHUNK - 1:
+                # Wake the senders a chunk at a time, so that with thousands of clients a
+                # transition arriving now is not queued behind every heartbeat write.
+                await asyncio.sleep(0)
+
+    async def run_heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.heartbeat_s)
+            await self.heartbeat()
+
+    async def close_all(self, code: int = WSCloseCode.GOING_AWAY, reason: str = "") -> None:
+        """Close every connection (app shutdown) and wait, boundedly, for the closes."""
+        self._shutting_down = True
+        clients = list(self._connections)
+        for client in clients:
+            self._unsubscribe(client)
+            client.close(code, reason or "server shutting down")
+        if clients:
+            await asyncio.wait(
+                [asyncio.create_task(c.wait_closed()) for c in clients],
+                timeout=CLOSE_TIMEOUT_S + 1,
+            )
+
+
+class TransitionsFeed:
+    """Reads the transitions topic into the hub. Starting never fails: while the broker
+    is unreachable it retries in the background with exponential backoff."""
+
+    def __init__(self, settings: Settings, hub: LiveHub) -> None:
+        self._settings = settings
+        self._hub = hub
+        self._task: asyncio.Task[None] | None = None
+        self._delay = FEED_RETRY_MIN_S
+        # Set while the consumer is positioned at the end of every partition: anything
+        # produced from then on is delivered.
+        self.ready = asyncio.Event()
+        self.skipped = 0
+
+    @property
+    def topic(self) -> str:
+        return self._settings.kafka.transitions_topic
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="live-transitions-feed")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait({self._task})
+            self._task = None
+        self.ready.clear()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._consume()
+            except Exception as exc:
+                log.warning(
+                    "live feed: cannot read %s (%r); retrying in %.1f s",
+                    self.topic,
+                    exc,
+                    self._delay,
+                )
+            self.ready.clear()
+            await asyncio.sleep(self._delay)
+            self._delay = min(self._delay * 2, FEED_RETRY_MAX_S)
+
+    def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
+        partitions = consumer.partitions_for_topic(self.topic)
+        if not partitions:
+            raise RuntimeError(f"topic {self.topic} has no partitions yet")
+        return [TopicPartition(self.topic, p) for p in sorted(partitions)]
+
+    async def _consume(self) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._settings.bootstrap_servers,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="latest",
+            fetch_max_wait_ms=self._settings.kafka.fetch_max_wait_ms,
+        )
+        try:
+            # Created here if the worker has not yet: a consumer cannot wait for a topic
+            # without a group, and its partitions must be known to read from their end.
+            k = self._settings.kafka
+            await ensure_topic(
+                self._settings.bootstrap_servers, self.topic, k.partitions, k.replication_factor
+            )
+            await consumer.start()  # its bootstrap metadata now includes the topic
+            partitions = self._partitions(consumer)
+            # Assigned, not subscribed: no group, and positions are known before `ready`.
+            consumer.assign(partitions)
+            await consumer.seek_to_end(*partitions)
+            for tp in partitions:
+                await consumer.position(tp)
+            self.ready.set()
+            self._delay = FEED_RETRY_MIN_S
+            log.info("live feed reading %s (%d partitions)", self.topic, len(partitions))
+            while True:
+                batch = await consumer.getmany(timeout_ms=1000)
+                for records in batch.values():
+                    for record in records:
+                        self._deliver(record)
+                        # Let the senders write between transitions: one fetch can hold
+                        # a burst larger than a client's queue, and a client is only
+                        # "too slow" when its socket, not this loop, holds it back.
+                        await asyncio.sleep(0)
+        finally:
+            await consumer.stop()
+
+    def _deliver(self, record: Any) -> None:
+        transition = decode_transition(record.value)
+        if transition is None:
+            self.skipped += 1
+            log.warning(
+                "live feed: skipped a message that is not a transition (%s[%d] offset %d)",
+                record.topic,
+                record.partition,
+                record.offset,
+            )
+            return
+        self._hub.publish(transition)
+
+
+async def run_live_feed(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: the feed and the heartbeats run for the app's lifetime."""
+    feed = app[LIVE_FEED]
+    await feed.start()
+    heartbeats = asyncio.create_task(app[LIVE_HUB].run_heartbeats())
+    yield
+    heartbeats.cancel()
+    await asyncio.wait({heartbeats})
+    await feed.stop()
+
+
+async def close_live_clients(app: web.Application) -> None:
+    """on_shutdown: close every socket (1001) before aiohttp waits for open handlers."""
+    await app[LIVE_HUB].close_all()
+
+
+# --- the handler ------------------------------------------------------------------
+
+
+def _key_like(name: str, value: str) -> bool:
+    return name.lower() in _KEY_PARAMS or bool(_KEY_IN_VALUE.search(value))
+
+
+def _keep_keys_out_of_access_log(request: web.Request) -> None:
+    """aiohttp's access log prints ``request.path_qs``, a cached property. When the query
+    holds anything but filters, cache a copy with those values replaced, so a key sent in
+    the URL by mistake is refused *and* never written to the log."""
+    query = request.rel_url.query
+    if all(name in FILTERS and not _key_like(name, value) for name, value in query.items()):
+        return
+    safe = [
+        (name, value if name in FILTERS and not _key_like(name, value) else "REDACTED")
+        for name, value in query.items()
+    ]
+    request._cache["path_qs"] = str(request.rel_url.with_query(safe))
+
+
+def parse_filters(query: Mapping[str, str], limits: TrackLimits) -> Filters:
+    """Filters from the query; a key in it is refused (401), anything unknown is 400."""
+    if any(_key_like(name, value) for name, value in query.items()):
+        raise ApiError(401, ErrorCode.INVALID_API_KEY, KEY_IN_URL_MESSAGE)
+    values: dict[str, str] = {}
+    for name, value in query.items():
+        if name not in FILTERS:
+            raise invalid(name, f"unknown parameter; the filters are {', '.join(FILTERS)}")
+        if name in values:
+            raise invalid(name, "given more than once")
+        limit = limits.max_metadata_key_chars if name == "dimension" else limits.max_id_chars
+        if not 0 < len(value) <= limit:
+            raise invalid(name, f"must be 1-{limit} characters")
+        values[name] = value
+    return Filters(**values)
+
+
+def _offered_key(request: web.Request) -> str | None:
+    """The key a browser offers as a subprotocol beside ``turret.v1`` (the handshake
+    answers with ``turret.v1`` only, so the key is never echoed)."""
+    offered = ",".join(request.headers.getall("Sec-WebSocket-Protocol", []))
+    for proto in (p.strip() for p in offered.split(",")):
+        if proto and proto != PROTOCOL:
+            return proto
+    return None
+
+
+async def _key_from_first_message(
+    ws: web.WebSocketResponse, keystore: KeyStore
+) -> ApiKeyInfo | None:
+    try:
+        msg = await ws.receive(timeout=AUTH_TIMEOUT_S)
+    except TimeoutError:
+        return None
+    if msg.type is not WSMsgType.TEXT:
+        return None
+    try:
+        data = json.loads(msg.data)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("type") != "auth":
+        return None
+    key = data.get("api_key")
+    return keystore.authenticate(key) if isinstance(key, str) else None
+
+
+async def live(request: web.Request) -> web.StreamResponse:
+    settings = request.app[SETTINGS]
+    keystore = request.app[KEYSTORE]
+    hub = request.app[LIVE_HUB]
+    _keep_keys_out_of_access_log(request)
+    filters = parse_filters(request.query, settings.limits)
+    # A key in the header is checked before the upgrade: a plain 401 for plain clients.
+    info = authenticate(request) if API_KEY_HEADER in request.headers else None
+    ws = web.WebSocketResponse(
+        protocols=(PROTOCOL,),
+        heartbeat=settings.live.heartbeat_s,
+        # permessage-deflate keeps a zlib context per connection: too much per client.
+        compress=False,
+        max_msg_size=MAX_CLIENT_MESSAGE_BYTES,
+        timeout=CLOSE_TIMEOUT_S,
+    )
+    if not ws.can_prepare(request).ok:
+        raise ApiError(
+            426,
+            ErrorCode.INVALID_REQUEST,
+            "GET /v1/live is a WebSocket endpoint: connect with a WebSocket client",
+        )
+    offered = None if info is not None else _offered_key(request)
+    await ws.prepare(request)
+    client = hub.admit(ws, request.transport)
+    if client is None:
+        await _close_socket(ws, request.transport, WSCloseCode.TRY_AGAIN_LATER, "try again later")
+        return ws
+    try:
+        # A bad subprotocol key is answered after the upgrade: a browser cannot read the
+        # status of a failed handshake, but it can read a close code and reason.
+        if info is None and offered is not None:
+            info = keystore.authenticate(offered)
+        elif info is None:
+            info = await _key_from_first_message(ws, keystore)
+        if info is None:
+            await _close_socket(ws, request.transport, CLOSE_INVALID_KEY, "Invalid API key")
+            return ws
+        hub.subscribe(client, info.project, filters)
+        async for _ in ws:
+            pass  # nothing to read after auth; iterating answers pings and sees the close
+    finally:
+        await hub.release(client)
+    return ws
