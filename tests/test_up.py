@@ -42,7 +42,7 @@ def _get(url: str) -> tuple[int, dict]:
 class Up:
     """One `turret-stream up` process; reads its banner from stdout."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
         self.port, self.kafka_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
@@ -61,7 +61,7 @@ class Up:
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
-            env={**os.environ, "TURRET_LOG_LEVEL": "warning"},
+            env={**os.environ, "TURRET_LOG_LEVEL": "warning", **(env or {})},
         )
         self.banner: list[str] = []
         for line in self.proc.stdout:

@@ -60,9 +60,14 @@ class Owners:
 
     def tick(self) -> int:
         """Recluster every owner that is due; returns how many did."""
-        now = time.time()
-        with self._lock:
+        # A batch in progress reclusters on its own when due: do not queue behind it.
+        if not self._lock.acquire(blocking=False):
+            return 0
+        try:
+            now = time.time()
             return sum(owner.tick(now) for owner in self._owners.values())
+        finally:
+            self._lock.release()
 
     def clear(self) -> None:
         """Forget in-memory owners (after a rebalance a dimension may have moved to
@@ -92,7 +97,10 @@ def register_cluster_agent(
     async def cluster(stream: faust.StreamT[EmbeddedText]) -> None:
         async for batch in stream.take(256, within=0.05):
             placed = await asyncio.to_thread(owners.process, batch)
+            sent = []
             for a in placed:
-                await assignments.send(key=event_key(a.project, a.session_id), value=a)
+                sent.append(await assignments.send(key=event_key(a.project, a.session_id), value=a))
                 for listener in owners.listeners:
                     listener(a)
+            # Delivered before take() acknowledges the batch's texts.
+            await asyncio.gather(*sent)

@@ -82,5 +82,11 @@ def register_embed_agent(
             # The model runs outside the event loop, which keeps serving the API and
             # Kafka heartbeats meanwhile.
             embedded = await asyncio.to_thread(embed_batch, batch, embedder, settings)
-            for item in embedded:
+            sent = [
                 await texts.send(key=dimension_key(item.project, item.dimension), value=item)
+                for item in embedded
+            ]
+            # Wait for the broker to take them before the batch's events are acknowledged
+            # (take() acks them when this body returns): a crash in between redelivers
+            # the events instead of losing their texts.
+            await asyncio.gather(*sent)
