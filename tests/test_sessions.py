@@ -9,6 +9,7 @@ import pytest
 from turret_stream.agents.sessions import advance
 from turret_stream.client import TurretClient
 from turret_stream.keys import KeyStore
+from turret_stream.labels.book import LabelBook
 from turret_stream.records import TopicAssignment
 from turret_stream.stack import running_stack
 
@@ -59,7 +60,7 @@ async def wait_until(predicate, timeout: float = 60.0) -> None:
 
 @pytest.mark.timeout(180)
 async def test_live_transitions_follow_a_journey(tmp_path, broker):
-    settings = make_settings(tmp_path, broker.port)
+    settings = make_settings(tmp_path, broker.port, **{"labels.interval_s": 0.5})
     key = KeyStore(settings.keys_db_path).create("acme").secret
     async with running_stack(settings, broker=False, worker=True, api=True) as stack:
         seen, moves = [], []
@@ -76,6 +77,10 @@ async def test_live_transitions_follow_a_journey(tmp_path, broker):
         await wait_until(lambda: len(seen) >= 12)
         owner = stack.topology.owners.get("acme", "prompt")
         await wait_until(lambda: owner.model is not None and len(owner.model.topics()) >= 2)
+        book = LabelBook(stack.store)
+        await wait_until(
+            lambda: len(book.labels(owner.names, list(owner.model.topics()))) >= 2, timeout=30
+        )
 
         journey = [A_TEXTS[0], A_TEXTS[1], B_TEXTS[0], B_TEXTS[1], A_TEXTS[2], A_TEXTS[3]]
         for text in journey:
@@ -91,6 +96,8 @@ async def test_live_transitions_follow_a_journey(tmp_path, broker):
         assert topic_a != topic_b
         assert mine[1].previous_at == mine[0].at and mine[2].at > mine[1].at
         assert all(m.user_id == "u1" and m.project == "acme" for m in mine)
+        # Transitions carry the topics' labels (the offline labeller's, here).
+        assert mine[1].from_label and mine[1].to_label and mine[1].from_label != mine[1].to_label
 
         # A burst of sessions interleaved: each session's transitions stay in order.
         def burst() -> None:

@@ -110,6 +110,28 @@ class Catalog:
             if offset is None:
                 return sorted(out, key=lambda d: (-d.events, d.key))
 
+    def all_dimensions(self) -> list[DimensionInfo]:
+        """Every project's dimensions (for the labeller, which serves all projects)."""
+        out: list[DimensionInfo] = []
+        offset = None
+        while True:
+            records, offset = self.store.scroll(CATALOG, limit=256, offset=offset)
+            for r in records:
+                p = r.payload
+                if "key" in p:
+                    out.append(
+                        DimensionInfo(
+                            p["project"],
+                            p["key"],
+                            p["type"],
+                            p["decided"],
+                            p["events"],
+                            p["updated_at"],
+                        )
+                    )
+            if offset is None:
+                return out
+
     def save_state(self, names: DimensionNames, blob: bytes) -> None:
         payload = {"blob": base64.b64encode(blob).decode(), "saved_at": time.time()}
         self.store.upsert(STATE, [Point(f"state:{names.slug}", _UNIT, payload)])

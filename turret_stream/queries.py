@@ -18,6 +18,7 @@ import numpy as np
 
 from turret_stream.catalog import Catalog, DimensionInfo, DimensionNames, dimension_names
 from turret_stream.clustering import snapshot
+from turret_stream.labels.book import Label, LabelBook
 from turret_stream.storage import Filter, Record, VectorStore
 
 EXAMPLES = 5
@@ -64,6 +65,7 @@ class Queries:
     def __init__(self, store: VectorStore) -> None:
         self.store = store
         self.catalog = Catalog(store)
+        self.labels = LabelBook(store)
         self._maps: dict[str, tuple[float, TopicMap]] = {}
         self._lock = threading.Lock()
 
@@ -115,7 +117,10 @@ class Queries:
         total = info.get("events", 0)
         topics = self._topic_records(names)
         topics.sort(key=lambda r: -r.payload.get("size", 0))
-        shown = [self._topic_view(names, r, total, examples) for r in topics[:limit]]
+        labels = self.labels.labels(names, [r.id for r in topics[:limit]])
+        shown = [
+            self._topic_view(names, r, total, examples, labels.get(r.id)) for r in topics[:limit]
+        ]
         in_topics = sum(r.payload.get("size", 0) for r in topics)
         return {
             "success": True,
@@ -130,10 +135,19 @@ class Queries:
     def cluster(self, project: str, topic_id: str, key: str | None, examples: int) -> dict:
         names, record = self._find_topic(project, topic_id, key)
         total = (self.catalog.dimension(project, names.dimension) or {}).get("events", 0)
-        view = self._topic_view(names, record, total, examples)
+        label = self.labels.labels(names, [topic_id]).get(topic_id)
+        view = self._topic_view(names, record, total, examples, label)
+        view["label_history"] = self.labels.history(names, topic_id)
         if record.payload.get("status") != "active":
             view["current_id"] = self.topic_map(names).successor.get(topic_id)
         return {"success": True, "project": project, "dimension": names.dimension, "cluster": view}
+
+    def set_label(
+        self, project: str, topic_id: str, key: str | None, name: str, description: str
+    ) -> dict:
+        names, _ = self._find_topic(project, topic_id, key)
+        label = self.labels.set_manual(names, topic_id, name, description)
+        return {"success": True, "cluster_id": topic_id, "label": label.view()}
 
     def cluster_events(
         self, project: str, topic_id: str, key: str | None, limit: int, cursor: str | None
@@ -184,13 +198,20 @@ class Queries:
         raise NotFound(f"No cluster '{topic_id}' in this project")
 
     def _topic_view(
-        self, names: DimensionNames, record: Record, total: int, examples: int
+        self,
+        names: DimensionNames,
+        record: Record,
+        total: int,
+        examples: int,
+        label: Label | None = None,
     ) -> dict[str, Any]:
         p = record.payload
         size = p.get("size", 0)
         view = {
             "id": record.id,
-            "label": p.get("label"),
+            "label": label.name if label else None,
+            "description": label.description if label else None,
+            "label_source": label.source if label else None,
             "status": p.get("status"),
             "size": size,
             "share": round(size / total, 4) if total else 0.0,

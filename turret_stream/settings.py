@@ -193,6 +193,28 @@ class LiveSettings(_Section):
     max_clients: int = Field(10_000, ge=1)
 
 
+class LabelSettings(_Section):
+    # Topics are named by the offline c-TF-IDF labeller always, and by a local Ollama model
+    # when `ollama_host` is set (e.g. http://127.0.0.1:11434; include the port).
+    ollama_host: str = ""
+    ollama_model: str = "qwen2.5:0.5b-instruct"
+    ollama_timeout_s: float = Field(60.0, gt=0)
+    ollama_max_concurrency: int = Field(1, ge=1)
+    ollama_retries: int = Field(2, ge=0)
+    ollama_backoff_s: float = Field(1.0, ge=0)
+    max_prompt_chars: int = Field(3000, ge=400)
+    # How often the labeller looks for topics to (re)name.
+    interval_s: float = Field(5.0, gt=0)
+    # A labelled topic is renamed once it has grown this many times over ...
+    relabel_growth: float = Field(2.0, gt=1)
+    # ... or its centre moved: cosine to the centre it was named at below this.
+    relabel_min_similarity: float = Field(0.9, gt=0, le=1)
+    # Texts per topic the offline labeller reads (the ones nearest the topic's centre).
+    texts_per_topic: int = Field(200, ge=1)
+    # Examples sent to the LLM.
+    llm_examples: int = Field(10, ge=1)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TURRET_",
@@ -214,6 +236,7 @@ class Settings(BaseSettings):
     clustering: ClusteringSettings = ClusteringSettings()
     journeys: JourneySettings = JourneySettings()
     live: LiveSettings = LiveSettings()
+    labels: LabelSettings = LabelSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -10,6 +10,7 @@
       -> <prefix>.assignments (key project:session_id)   where each event landed
            -> agents.sessions.follow       owns each session's row (turret-sessions table)
       -> <prefix>.transitions (key project:session_id)   topic changes, for the live feed
+    timer on the leader: agents.labels.name_topics   names topics (c-TF-IDF, then Ollama)
 
 Each agent is the single owner of its state; state changes travel as messages on topics.
 """
@@ -24,9 +25,15 @@ import faust
 from turret_stream.agents.cluster import Owners, register_cluster_agent
 from turret_stream.agents.embed import register_embed_agent
 from turret_stream.agents.ingest import IngestStats, register_ingest_agent
-from turret_stream.agents.sessions import register_sessions_agent, store_bootstrap
+from turret_stream.agents.labels import Labeller, make_ollama, register_labeller
+from turret_stream.agents.sessions import (
+    register_sessions_agent,
+    store_bootstrap,
+    store_labels,
+)
 from turret_stream.embedding import Embedder
 from turret_stream.faust_app import TurretApp
+from turret_stream.labels.book import LabelBook
 from turret_stream.queries import Queries
 from turret_stream.records import EmbeddedText, TopicAssignment, TrackedEvent, Transition
 from turret_stream.settings import Settings
@@ -45,6 +52,7 @@ class Topology:
     sessions: faust.Table
     # Tests and benchmarks watch transitions as they are published.
     transition_listeners: list[Callable[[Transition], None]]
+    labeller: Labeller
 
 
 def topic_names(settings: Settings) -> list[str]:
@@ -101,7 +109,10 @@ def build_topology(settings: Settings, store: VectorStore, embedder: Embedder) -
         settings.journeys.min_switch_events,
         bootstrap=store_bootstrap(Queries(store)),
         listeners=listeners,
+        label_of=store_labels(LabelBook(store)),
     )
+    labeller = Labeller(store, settings.labels, make_ollama(settings.labels))
+    register_labeller(app, labeller)
     return Topology(
-        app, events, texts, assignments, stats, owners, transitions, sessions, listeners
+        app, events, texts, assignments, stats, owners, transitions, sessions, listeners, labeller
     )

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 import faust
 
 from turret_stream.catalog import dimension_names
+from turret_stream.labels.book import LabelBook
 from turret_stream.queries import Queries
 from turret_stream.records import TopicAssignment, Transition, event_key
 from turret_stream.storage import Filter
@@ -111,6 +113,27 @@ def _transition(
     )
 
 
+# (project, dimension, topic) -> the topic's current label, or None.
+LabelOf = Callable[[str, str, str], str | None]
+
+
+def store_labels(book: LabelBook, ttl_s: float = 5.0) -> LabelOf:
+    """Labels from the label book, cached briefly (one store read per topic per ttl)."""
+    cache: dict[tuple[str, str, str], tuple[float, str | None]] = {}
+
+    def label_of(project: str, dimension: str, topic: str) -> str | None:
+        key = (project, dimension, topic)
+        hit = cache.get(key)
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < ttl_s:
+            return hit[1]
+        found = book.labels(dimension_names(project, dimension), [topic]).get(topic)
+        cache[key] = (now, found.name if found else None)
+        return cache[key][1]
+
+    return label_of
+
+
 def register_sessions_agent(
     app: faust.App,
     assignments: faust.TopicT,
@@ -118,6 +141,7 @@ def register_sessions_agent(
     min_switch: int,
     bootstrap: Bootstrap | None = None,
     listeners: list[Callable[[Transition], None]] | None = None,
+    label_of: LabelOf | None = None,
 ) -> faust.Table:
     sessions = app.Table("turret-sessions", default=dict, partitions=assignments.partitions)
     listeners = listeners if listeners is not None else []
@@ -136,6 +160,14 @@ def register_sessions_agent(
             row[a.dimension] = state
             sessions[key] = row
             if moved is not None:
+                if label_of is not None:
+                    moved.to_label = await asyncio.to_thread(
+                        label_of, a.project, a.dimension, moved.to_topic
+                    )
+                    if moved.from_topic is not None:
+                        moved.from_label = await asyncio.to_thread(
+                            label_of, a.project, a.dimension, moved.from_topic
+                        )
                 await transitions.send(key=event_key(a.project, a.session_id), value=moved)
                 for listener in listeners:
                     listener(moved)

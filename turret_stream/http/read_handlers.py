@@ -8,9 +8,10 @@ from typing import Any
 
 from aiohttp import web
 
-from turret_stream.errors import ApiError, ErrorCode, invalid
+from turret_stream.errors import ApiError, ErrorCode, invalid, missing
 from turret_stream.http.handlers import authenticate
 from turret_stream.http.keys import EMBEDDER, QUERIES
+from turret_stream.http.track_request import parse_json_body
 from turret_stream.queries import NotFound
 
 MAX_LIMIT = 500
@@ -89,3 +90,30 @@ async def search(request: web.Request) -> web.Response:
     embedder = request.app[EMBEDDER]()
     [vector] = await asyncio.to_thread(embedder.embed, [query])
     return await _run(request.app[QUERIES].search, project, vector, dimension, limit)
+
+
+MAX_LABEL_CHARS = 80
+MAX_DESCRIPTION_CHARS = 500
+
+
+async def set_label(request: web.Request) -> web.Response:
+    """A person names a topic; automation never overwrites it."""
+    project = authenticate(request).project
+    dimension = _str_param(request, "dimension")
+    body = parse_json_body(await request.read())
+    if not isinstance(body, dict):
+        raise ApiError(400, ErrorCode.INVALID_REQUEST, "Request body must be a JSON object")
+    name = body.get("name")
+    if name is None:
+        raise missing("name")
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_LABEL_CHARS:
+        raise invalid("name", f"must be a string of 1-{MAX_LABEL_CHARS} characters")
+    description = body.get("description", "")
+    if not isinstance(description, str) or len(description) > MAX_DESCRIPTION_CHARS:
+        raise invalid(
+            "description", f"must be a string of at most {MAX_DESCRIPTION_CHARS} characters"
+        )
+    topic = request.match_info["cluster_id"]
+    return await _run(
+        request.app[QUERIES].set_label, project, topic, dimension, name.strip(), description.strip()
+    )
