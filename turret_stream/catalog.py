@@ -89,12 +89,19 @@ class Catalog:
         return found[0].payload if found else None
 
     def dimensions(self, project: str) -> list[DimensionInfo]:
+        """One project's dimensions, largest first."""
+        found = self._scan(Filter(must={"project": project}))
+        return sorted(found, key=lambda d: (-d.events, d.key))
+
+    def all_dimensions(self) -> list[DimensionInfo]:
+        """Every project's dimensions (for the labeller, which serves all projects)."""
+        return self._scan(None)
+
+    def _scan(self, flt: Filter | None) -> list[DimensionInfo]:
         out: list[DimensionInfo] = []
         offset = None
         while True:
-            records, offset = self.store.scroll(
-                CATALOG, filter=Filter(must={"project": project}), limit=256, offset=offset
-            )
+            records, offset = self.store.scroll(CATALOG, filter=flt, limit=256, offset=offset)
             for r in records:
                 p = r.payload
                 out.append(
@@ -107,28 +114,6 @@ class Catalog:
                         p["updated_at"],
                     )
                 )
-            if offset is None:
-                return sorted(out, key=lambda d: (-d.events, d.key))
-
-    def all_dimensions(self) -> list[DimensionInfo]:
-        """Every project's dimensions (for the labeller, which serves all projects)."""
-        out: list[DimensionInfo] = []
-        offset = None
-        while True:
-            records, offset = self.store.scroll(CATALOG, limit=256, offset=offset)
-            for r in records:
-                p = r.payload
-                if "key" in p:
-                    out.append(
-                        DimensionInfo(
-                            p["project"],
-                            p["key"],
-                            p["type"],
-                            p["decided"],
-                            p["events"],
-                            p["updated_at"],
-                        )
-                    )
             if offset is None:
                 return out
 
