@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import json
 import logging
 import socket
 import statistics
@@ -50,7 +51,64 @@ def read_texts(path: Path, n: int) -> list[str]:
     return [texts[i] for i in rng.permutation(len(texts))[:n]]
 
 
-async def run_pipeline(texts: list[str], concurrency: int) -> dict:
+def intent_texts(path: Path, intent: str) -> list[str]:
+    with path.open(newline="", encoding="utf-8") as f:
+        return [r["text"] for r in csv.DictReader(f) if r.get("label") == intent]
+
+
+async def live_latency(
+    url: str, key: str, journeys: list[tuple[str, str]], rate: float
+) -> list[float]:
+    """Sessions A, A, B, B at ``rate`` events/s; seconds from /track accepting the event that
+    completes a move (min_switch_events=2: the second B) to its transition on /v1/live."""
+    accepted: dict[str, float] = {}
+    order: dict[str, list[str]] = {}
+    received: list[tuple[dict, float]] = []
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(
+            f"{url.replace('http', 'ws')}/v1/live", headers={"X-API-Key": key}
+        )
+
+        async def listen() -> None:
+            async for msg in ws:
+                data = json.loads(msg.data)
+                if data.get("type") == "transition":
+                    received.append((data, time.perf_counter()))
+
+        listener = asyncio.create_task(listen())
+        await asyncio.sleep(0.5)
+
+        async def post(session_id: str, text: str) -> None:
+            body = {"name": "user_prompt", "metadata": {"prompt": text}, "session_id": session_id}
+            async with http.post(f"{url}/track", json=body, headers={"X-API-Key": key}) as r:
+                event_id = (await r.json())["event_id"]
+            accepted[event_id] = time.perf_counter()
+            order.setdefault(session_id, []).append(event_id)
+
+        tasks = []
+        for n, (a, b) in enumerate(journeys):
+            for text in (a, a + " please", b, b + " please"):
+                tasks.append(asyncio.create_task(post(f"live{n}", text)))
+                await asyncio.sleep(1.0 / rate)
+                # One session's events in order: wait for its previous post.
+                await tasks[-1]
+        await asyncio.sleep(3)
+        listener.cancel()
+        await ws.close()
+    latencies = []
+    for t, at in received:
+        events = order.get(t["session_id"], [])
+        if t["event_id"] not in events:
+            continue
+        k = events.index(t["event_id"]) + (0 if t["from_topic"] is None else 1)
+        if k < len(events):
+            latencies.append(at - accepted[events[k]])
+    return latencies
+
+
+async def run_pipeline(
+    texts: list[str], concurrency: int, journeys: list[tuple[str, str]] | None = None
+) -> dict:
     """First half of the texts as fast as possible (capacity); second half paced at half
     that rate (latency at a steady load)."""
     workdir = Path(tempfile.mkdtemp(prefix="turret-pipeline-"))
@@ -103,10 +161,12 @@ async def run_pipeline(texts: list[str], concurrency: int) -> dict:
                 await asyncio.sleep(interval)
             await asyncio.gather(*tasks)
             await wait_done(len(texts))
+        live = await live_latency(stack.api_url, key, journeys, capacity / 2) if journeys else []
     paced = [e for e in sent_at if e not in paced_ids_before and e in done_at]
     latencies = sorted(done_at[e] - sent_at[e] for e in paced)
     q = statistics.quantiles(latencies, n=100)
     return {
+        "live": live,
         "events": half,
         "rate": capacity,
         "paced_rate": capacity / 2,
@@ -181,7 +241,10 @@ def main() -> None:
 
     texts = read_texts(args.data, args.events)
     print(f"Part 1: {len(texts)} texts from {args.data.name} through the embedded stack")
-    result = asyncio.run(run_pipeline(texts, args.concurrency))
+    a_texts = intent_texts(args.data, "card_arrival")
+    b_texts = intent_texts(args.data, "exchange_rate")
+    journeys = list(zip(a_texts[:30], b_texts[:30], strict=False))
+    result = asyncio.run(run_pipeline(texts, args.concurrency, journeys))
     raw = raw_fastembed(texts)
     print(f"  pipeline: {result['rate']:.0f} events/s processed (full speed)")
     print(
@@ -190,6 +253,16 @@ def main() -> None:
     )
     print(f"  raw fastembed (batch 64, same texts): {raw:.0f} texts/s")
     print(f"  ratio pipeline / raw model: {result['rate'] / raw:.2f}")
+    live = sorted(result["live"])
+    if len(live) >= 2:
+        q = statistics.quantiles(live, n=20)
+        print(
+            f"  event accepted -> transition on /v1/live ({len(live)} transitions, sessions "
+            f"A,A,B,B at half capacity): p50 {statistics.median(live) * 1e3:.0f} ms, "
+            f"p95 {q[18] * 1e3:.0f} ms"
+        )
+    else:
+        print(f"  live transitions: only {len(live)} seen (banking77 intents missing?)")
 
     print("Part 2: TopicModel.learn per event (Qdrant edge index)")
     costs = clustering_cost(args.sizes, args.probes)
