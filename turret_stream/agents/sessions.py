@@ -118,7 +118,7 @@ LabelOf = Callable[[str, str, str], str | None]
 
 
 def store_labels(book: LabelBook, ttl_s: float = 5.0) -> LabelOf:
-    """Labels from the label book, cached briefly (one store read per topic per ttl)."""
+    """Labels from the label book, cached briefly (one store read per named topic per ttl)."""
     cache: dict[tuple[str, str, str], tuple[float, str | None]] = {}
 
     def label_of(project: str, dimension: str, topic: str) -> str | None:
@@ -128,8 +128,10 @@ def store_labels(book: LabelBook, ttl_s: float = 5.0) -> LabelOf:
         if hit is not None and now - hit[0] < ttl_s:
             return hit[1]
         found = book.labels(dimension_names(project, dimension), [topic]).get(topic)
-        cache[key] = (now, found.name if found else None)
-        return cache[key][1]
+        if found is None:
+            return None  # not named yet: ask again next time rather than cache the miss
+        cache[key] = (now, found.name)
+        return found.name
 
     return label_of
 
