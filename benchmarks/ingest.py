@@ -22,23 +22,15 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from turret_stream.broker import EmbeddedBroker
+from turret_stream.broker import EmbeddedBroker, free_port
 from turret_stream.keys import KeyStore
 from turret_stream.settings import Settings
 from turret_stream.stack import running_stack
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def _serve(conn) -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="turret-bench-"))
-    kafka_port = _free_port()
+    kafka_port = free_port()
     settings = Settings(
         data_dir=data_dir,
         log_level="warning",

@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import json
 import logging
-import socket
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -33,16 +32,11 @@ import aiohttp
 import numpy as np
 from sklearn.cluster import KMeans
 
+from turret_stream.broker import free_port
 from turret_stream.journeys import JourneyEvent, session_path
 from turret_stream.keys import KeyStore
 from turret_stream.settings import Settings
 from turret_stream.stack import running_stack
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def load(turns_path: Path, sessions: int) -> tuple[list[dict], dict[str, list[str]]]:

@@ -32,7 +32,7 @@ import aiohttp
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
-from turret_stream.broker import EmbeddedBroker
+from turret_stream.broker import EmbeddedBroker, free_port
 from turret_stream.http import create_app
 from turret_stream.http.keys import LIVE_FEED, LIVE_HUB
 from turret_stream.keys import KeyStore
@@ -44,14 +44,6 @@ OTHER_PROJECT = "other"
 MEASURED_SESSION = "measured"
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def _always_ready() -> bool:
     return True
 
@@ -61,7 +53,7 @@ async def _serve(conn, fetch_wait_ms: int) -> None:
     settings = Settings(
         data_dir=data_dir,
         log_level="warning",
-        kafka={"embedded_port": _free_port(), "fetch_max_wait_ms": fetch_wait_ms},
+        kafka={"embedded_port": free_port(), "fetch_max_wait_ms": fetch_wait_ms},
         http={"port": 0},
         live={"max_clients": 100_000},
     )

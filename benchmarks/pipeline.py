@@ -20,7 +20,6 @@ import asyncio
 import csv
 import json
 import logging
-import socket
 import statistics
 import tempfile
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 
+from turret_stream.broker import free_port
 from turret_stream.clustering.dbstream import MicroCluster
 from turret_stream.clustering.model import TopicModel
 from turret_stream.clustering.store_index import StoreIndex
@@ -36,12 +36,6 @@ from turret_stream.keys import KeyStore
 from turret_stream.settings import ClusteringSettings, EmbeddingSettings, Settings
 from turret_stream.stack import running_stack
 from turret_stream.storage.edge import EdgeStore
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def read_texts(path: Path, n: int) -> list[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,15 +11,16 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from turret_stream.broker import EmbeddedBroker
+from turret_stream.broker import EmbeddedBroker, free_port
 from turret_stream.keys import KeyStore
 from turret_stream.settings import Settings
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+async def wait_until(predicate, timeout: float = 60.0) -> None:
+    """Poll ``predicate`` until it holds; TimeoutError after ``timeout`` seconds."""
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.1)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from turret_stream.client import TurretClient
 from turret_stream.keys import KeyStore
 from turret_stream.stack import running_stack
 
-from .conftest import make_settings
+from .conftest import make_settings, wait_until
 
 GROUPS = {
     "password": [
@@ -40,12 +40,6 @@ GROUPS = {
         "Is it going to be cold tonight in Berlin?",
     ],
 }
-
-
-async def wait_until(predicate, timeout: float = 60.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.1)
 
 
 @pytest.fixture(scope="module")

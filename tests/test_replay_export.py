@@ -18,8 +18,7 @@ from turret_stream.replay import Columns, ReplayOptions, replay
 from turret_stream.stack import running_stack
 from turret_stream.storage.edge import EdgeStore
 
-from .conftest import free_port, make_settings
-from .test_worker import wait_until
+from .conftest import free_port, make_settings, wait_until
 
 GROUPS = {
     "password": [
@@ -142,14 +141,14 @@ async def test_replay_through_the_pipeline_then_export(tmp_path: Path, broker):
         )  # fmt: skip
         assert result.exit_code == 0, result.output
         assert "read 15 rows: sent 15, failed 0" in result.stdout
-        await wait_until(lambda: len(placed) >= 45)
+        await wait_until(lambda: len(placed) >= 45, timeout=20.0)
 
         # Events learned since the last recluster keep a provisional topic (or none) until
         # the next one, which only a new batch triggers: one more event once it is due.
         await asyncio.sleep(0.6)
         client = TurretClient(key, stack.api_url)
         await asyncio.to_thread(client.track, "user_prompt", {"prompt": "Reset password help"})
-        await wait_until(lambda: len(placed) >= 46)
+        await wait_until(lambda: len(placed) >= 46, timeout=20.0)
         await asyncio.to_thread(client.close)
 
     out = tmp_path / "events.jsonl"

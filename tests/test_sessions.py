@@ -13,7 +13,7 @@ from turret_stream.labels.book import LabelBook
 from turret_stream.records import TopicAssignment
 from turret_stream.stack import running_stack
 
-from .conftest import make_settings
+from .conftest import make_settings, wait_until
 from .test_pipeline import GROUPS
 
 # Two groups of paraphrases (close enough to form one topic each).
@@ -50,12 +50,6 @@ def test_every_change_counts_with_min_switch_1():
     state: dict = {}
     moves = [advance(state, assignment(t, f"e{i}", i), 1) for i, t in enumerate("AABA")]
     assert [(m.from_topic, m.to_topic) for m in moves if m] == [(None, "A"), ("A", "B"), ("B", "A")]
-
-
-async def wait_until(predicate, timeout: float = 60.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.1)
 
 
 @pytest.mark.timeout(180)

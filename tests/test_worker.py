@@ -8,13 +8,7 @@ from turret_stream.client import TurretClient
 from turret_stream.keys import KeyStore
 from turret_stream.stack import running_stack
 
-from .conftest import make_settings
-
-
-async def wait_until(predicate, timeout: float = 20.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.1)
+from .conftest import make_settings, wait_until
 
 
 async def test_worker_consumes_events_once_per_event_id(tmp_path, broker):
@@ -42,6 +36,6 @@ async def test_worker_consumes_events_once_per_event_id(tmp_path, broker):
             )
 
         await asyncio.to_thread(send)
-        await wait_until(lambda: stats.processed + stats.duplicates >= 9)
+        await wait_until(lambda: stats.processed + stats.duplicates >= 9, timeout=20.0)
         assert stats.per_project == {"acme": 7, "other": 1}
         assert stats.duplicates == 1

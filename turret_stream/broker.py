@@ -51,6 +51,13 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (for tests, benchmarks and a throwaway broker)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
 class EmbeddedBroker:
     """A tansu process listening on ``host:port``; an async context manager."""
 

@@ -115,7 +115,7 @@ class Queries:
         names = self.dimension(project, key)
         info = self.catalog.dimension(project, names.dimension) or {}
         total = info.get("events", 0)
-        topics = self._topic_records(names)
+        topics = self._topic_records(names, with_vectors=examples > 0)
         topics.sort(key=lambda r: -r.payload.get("size", 0))
         labels = self.labels.labels(names, [r.id for r in topics[:limit]])
         shown = [
@@ -168,14 +168,18 @@ class Queries:
             "next_cursor": next_cursor,
         }
 
-    def _topic_records(self, names: DimensionNames) -> list[Record]:
+    def _topic_records(self, names: DimensionNames, with_vectors: bool = False) -> list[Record]:
         if not self.store.has_collection(names.topics):
             return []
         out: list[Record] = []
         offset = None
         while True:
             records, offset = self.store.scroll(
-                names.topics, filter=Filter(must={"status": "active"}), limit=256, offset=offset
+                names.topics,
+                filter=Filter(must={"status": "active"}),
+                limit=256,
+                offset=offset,
+                with_vectors=with_vectors,
             )
             out.extend(records)
             if offset is None:
@@ -233,7 +237,7 @@ class Queries:
     def _examples(self, names: DimensionNames, record: Record, n: int) -> list[dict]:
         """The events nearest the topic's centre."""
         members = self.topic_map(names).members(record.id)
-        vector = record.vector or self._with_vector(names, record)
+        vector = record.vector
         if not members or vector is None:
             return []
         hits = self.store.search(
@@ -248,10 +252,6 @@ class Queries:
             }
             for h in hits
         ]
-
-    def _with_vector(self, names: DimensionNames, record: Record) -> list[float] | None:
-        found = self.store.retrieve(names.topics, [record.id], with_vectors=True)
-        return found[0].vector if found else None
 
     # -- events ---------------------------------------------------------------------------
 

@@ -74,10 +74,9 @@ class Labeller:
 
     def scan_dimension(self, names: DimensionNames, now: float) -> list[LlmJob]:
         """Write fallback labels for the topics that need one; return the LLM's work."""
-        active = self.queries._topic_records(names)
-        if not active:
+        records = self.queries._topic_records(names, with_vectors=True)
+        if not records:
             return []
-        records = self.store.retrieve(names.topics, [r.id for r in active], with_vectors=True)
         ids = [r.id for r in records]
         auto = self.book.automatic(names, ids)
         manual = self.book.manual_topics(names, ids)

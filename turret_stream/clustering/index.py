@@ -41,9 +41,6 @@ class CentreIndex(ABC):
     @abstractmethod
     def centre(self, mc_id: int) -> np.ndarray: ...
 
-    @abstractmethod
-    def __len__(self) -> int: ...
-
 
 class ExactIndex(CentreIndex):
     """All centres in one numpy matrix, searched exhaustively.
@@ -99,6 +96,3 @@ class ExactIndex(CentreIndex):
 
     def centre(self, mc_id: int) -> np.ndarray:
         return self._matrix[self._row[mc_id]].copy()
-
-    def __len__(self) -> int:
-        return len(self._ids)

@@ -27,13 +27,6 @@ class StoreIndex(CentreIndex):
         self.collection = collection
         self.dim = dim
         store.create_collection(collection, dim, "euclid", indexes={"topic": "keyword"})
-        self._ids: set[int] = set()
-        offset = None
-        while True:
-            records, offset = store.scroll(collection, limit=1000, offset=offset)
-            self._ids.update(int(r.id[3:]) for r in records)
-            if offset is None:
-                break
         self._pending: dict[int, np.ndarray] = {}
         self._removed: set[int] = set()
 
@@ -68,13 +61,11 @@ class StoreIndex(CentreIndex):
         return sorted(found.values(), key=lambda n: n.distance)[:limit]
 
     def put(self, mc_id: int, centre: np.ndarray) -> None:
-        self._ids.add(mc_id)
         self._pending[mc_id] = np.asarray(centre, dtype=np.float64)
         self._removed.discard(mc_id)
 
     def remove(self, mc_ids: Iterable[int]) -> None:
         for mc_id in mc_ids:
-            self._ids.discard(mc_id)
             self._pending.pop(mc_id, None)
             self._removed.add(mc_id)
 
@@ -91,9 +82,6 @@ class StoreIndex(CentreIndex):
         for record in self.store.retrieve(self.collection, stored, with_vectors=True):
             out[int(record.id[3:])] = np.asarray(record.vector, dtype=np.float64)
         return out
-
-    def __len__(self) -> int:
-        return len(self._ids)
 
     def flush(
         self,
