@@ -117,10 +117,16 @@ class Catalog:
             if offset is None:
                 return out
 
-    def save_state(self, names: DimensionNames, blob: bytes) -> None:
+    def save_state(self, names: DimensionNames, blob: bytes, part: str = "") -> None:
+        """Save a dimension's learned state; ``part`` names a piece saved on its own
+        cadence (e.g. "context"), apart from the per-batch snapshot."""
         payload = {"blob": base64.b64encode(blob).decode(), "saved_at": time.time()}
-        self.store.upsert(STATE, [Point(f"state:{names.slug}", _UNIT, payload)])
+        self.store.upsert(STATE, [Point(_state_id(names, part), _UNIT, payload)])
 
-    def load_state(self, names: DimensionNames) -> bytes | None:
-        found = self.store.retrieve(STATE, [f"state:{names.slug}"])
+    def load_state(self, names: DimensionNames, part: str = "") -> bytes | None:
+        found = self.store.retrieve(STATE, [_state_id(names, part)])
         return base64.b64decode(found[0].payload["blob"]) if found else None
+
+
+def _state_id(names: DimensionNames, part: str) -> str:
+    return f"state:{names.slug}:{part}" if part else f"state:{names.slug}"

@@ -162,10 +162,12 @@ class JourneyQueries:
         return loaded
 
     def _journeys(self, loaded: Loaded) -> list[SessionJourney]:
-        topic_of = _memo(self.queries.topic_map(loaded.names))
+        topic_map = self.queries.topic_map(loaded.names)
+        topic_of = _memo(topic_map)
         minimum = self.settings.min_switch_events
+        neutral = topic_map.neutral if self.settings.neutral_topics else frozenset()
         return [
-            session_journey(events, topic_of, minimum)
+            session_journey(events, topic_of, minimum, neutral)
             for events in by_session(loaded.events).values()
         ]
 

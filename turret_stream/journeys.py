@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 
 TopicOf = Callable[[int], str | None]
@@ -47,7 +47,10 @@ def ordered(events: Iterable[JourneyEvent]) -> list[JourneyEvent]:
 
 
 def session_path(
-    events: Iterable[JourneyEvent], topic_of: TopicOf, min_switch_events: int
+    events: Iterable[JourneyEvent],
+    topic_of: TopicOf,
+    min_switch_events: int,
+    neutral: Container[str] = frozenset(),
 ) -> list[Step]:
     """The collapsed topic path of one session's events (any order in).
 
@@ -62,6 +65,11 @@ def session_path(
     (fewer consecutive events in B, or events alternating between other topics) stay
     part of the current step. With ``min_switch_events=1`` every change of topic counts.
     Consecutive steps therefore always have different topics.
+
+    Events in a ``neutral`` topic (one that appears beside every kind of topic: "thanks",
+    "yes", "at 7 pm"; see ``clustering/context.py``) are treated like noise once the
+    session has a topic: they neither count towards a switch nor break a run. A session
+    whose first topic-bearing event is neutral starts in that topic.
     """
     if min_switch_events < 1:
         raise ValueError(f"min_switch_events must be >= 1, got {min_switch_events}")
@@ -74,15 +82,19 @@ def session_path(
     owner: list[int] = []  # step index of each topic-bearing event
     run_topic: str | None = None  # the other topic the latest consecutive run lands in
     run_start = 0  # index in `bearing` where that run began
+    run_length = 0  # events of the run (neutral ones in between not counted)
     for k, (_, topic) in enumerate(bearing):
         if not step_topics:
             step_topics.append(topic)
         elif topic == step_topics[-1]:
             run_topic = None  # back in the current topic: the excursion is over
+        elif topic in neutral:
+            pass  # no evidence either way
         else:
             if topic != run_topic:
-                run_topic, run_start = topic, k
-            if k - run_start + 1 >= min_switch_events:
+                run_topic, run_start, run_length = topic, k, 0
+            run_length += 1
+            if run_length >= min_switch_events:
                 step_topics.append(topic)
                 # The whole run moves to the new step: it starts at the run's first event.
                 owner[run_start:] = [len(step_topics) - 1] * (k - run_start)
@@ -128,7 +140,10 @@ class SessionJourney:
 
 
 def session_journey(
-    events: Sequence[JourneyEvent], topic_of: TopicOf, min_switch_events: int
+    events: Sequence[JourneyEvent],
+    topic_of: TopicOf,
+    min_switch_events: int,
+    neutral: Container[str] = frozenset(),
 ) -> SessionJourney:
     """``session_path`` plus the session's identity and times. ``events`` must be one
     non-empty session; its user is the user of its first event."""
@@ -140,7 +155,7 @@ def session_journey(
         first_at=first.ts,
         last_at=in_order[-1].ts,
         events=len(in_order),
-        steps=tuple(session_path(in_order, topic_of, min_switch_events)),
+        steps=tuple(session_path(in_order, topic_of, min_switch_events, neutral)),
     )
 
 

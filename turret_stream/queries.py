@@ -36,6 +36,8 @@ class TopicMap:
     absorbed: dict[int, int | None]
     successor: dict[str, str | None]
     micro_clusters: set[int]
+    # Topics journeys do not switch on (clustering/context.py).
+    neutral: frozenset[str] = frozenset()
 
     def topic_of(self, mc: int | None) -> str | None:
         hops = 0
@@ -95,7 +97,8 @@ class Queries:
             if cached and cached[0] == saved_at:
                 return cached[1]
         blob = self.catalog.load_state(names)
-        state = snapshot.loads(blob).get("model") if blob else None
+        whole = snapshot.loads(blob) if blob else {}
+        state = whole.get("model")
         if not state:
             return EMPTY_MAP
         engine, registry = state["engine"], state["registry"]
@@ -104,6 +107,7 @@ class Queries:
             absorbed={int(k): v for k, v in engine["absorbed"]},
             successor=dict(registry["successor"]),
             micro_clusters={int(m[0]) for m in engine["mcs"]},
+            neutral=frozenset(whole.get("neutral", [])),
         )
         with self._lock:
             self._maps[names.slug] = (saved_at, topic_map)
@@ -226,6 +230,8 @@ class Queries:
                 "daily": [{"day": _iso(d * 86400)[:10], "count": c} for d, c in p.get("days", [])],
             },
             "micro_clusters": p.get("micro_clusters", 0),
+            # Journeys do not switch on a neutral topic (it keeps company with all kinds).
+            "neutral": bool(p.get("neutral", False)),
             "created_at": _iso(p.get("created_at")),
         }
         if p.get("merged_into"):

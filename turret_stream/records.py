@@ -73,6 +73,9 @@ class TopicAssignment(faust.Record, serializer="json", namespace="turret.TopicAs
     topic: str | None
     received_at: float
     segments: dict[str, Any] | None = None
+    # The topic keeps company with every kind of topic (clustering/context.py): journeys
+    # do not switch on it.
+    neutral: bool = False
 
 
 def dimension_key(project: str, dimension: str) -> bytes:

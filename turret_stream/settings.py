@@ -180,9 +180,17 @@ class JourneySettings(_Section):
     # A session idle this long has dropped off; its last topic counts as its exit.
     dropoff_timeout_s: float = Field(1800.0, gt=0)
     # A switch to another topic counts once this many consecutive events of the session
-    # land in it (1: every change counts). Short, low-information replies inside a topic
-    # ("yes, at 7 pm please") then do not count as leaving it.
-    min_switch_events: int = Field(2, ge=1)
+    # land in it (1: every change counts; events in neutral topics are not counted).
+    min_switch_events: int = Field(1, ge=1)
+    # Neutral topics: learned from which topics share sessions (clustering/context.py).
+    # A topic that keeps company with every kind of topic ("thanks", "yes, at 7 pm") is
+    # neutral: an event in it never moves a journey. Off: every topic can.
+    neutral_topics: bool = True
+    # The most recently active sessions whose topics are remembered for that, per dimension.
+    context_sessions: int = Field(20_000, ge=100)
+    # Evidence needed: sessions with two topics or more, and sessions a topic shares.
+    neutral_min_sessions: int = Field(50, ge=1)
+    neutral_min_topic_sessions: int = Field(5, ge=1)
 
 
 class LiveSettings(_Section):

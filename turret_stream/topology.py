@@ -107,7 +107,7 @@ def build_topology(settings: Settings, store: VectorStore, embedder: Embedder) -
         assignments,
         transitions,
         settings.journeys.min_switch_events,
-        bootstrap=store_bootstrap(Queries(store)),
+        bootstrap=store_bootstrap(Queries(store), settings.journeys.min_switch_events),
         listeners=listeners,
         label_of=store_labels(LabelBook(store)),
     )

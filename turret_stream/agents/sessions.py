@@ -7,7 +7,9 @@ change of topic is a transition, published on the transitions topic for the live
 A switch needs evidence: the session moves from topic A to B once ``min_switch_events``
 consecutive events land in B (events without a topic neither count nor break the run),
 so one short reply that happens to land elsewhere ("yes, at 7 pm please") does not count
-as leaving A. The same rule computes journeys at read time (``journeys.py``).
+as leaving A. Events in a neutral topic (one that keeps company with every kind of topic,
+flagged by the cluster owner: ``clustering/context.py``) count like noise. The same rules
+compute journeys at read time (``journeys.py``).
 
 Table rows live in Faust's changelog; after a restart of the embedded broker (whose log
 is in memory) a session unknown to the table is rebuilt from the event store.
@@ -24,6 +26,7 @@ from typing import Any
 import faust
 
 from turret_stream.catalog import dimension_names
+from turret_stream.journeys import JourneyEvent, session_path
 from turret_stream.labels.book import LabelBook
 from turret_stream.queries import Queries
 from turret_stream.records import TopicAssignment, Transition, event_key
@@ -36,8 +39,9 @@ log = logging.getLogger(__name__)
 Bootstrap = Callable[[str, str, str, TopicAssignment], str | None]
 
 
-def store_bootstrap(queries: Queries) -> Bootstrap:
-    """Rebuild a session's current topic from its stored events earlier than ``event``."""
+def store_bootstrap(queries: Queries, min_switch: int) -> Bootstrap:
+    """Rebuild a session's current topic from its stored events earlier than ``event``
+    (its journey's last step, by the read-time rules)."""
 
     def find(project: str, dimension: str, session_id: str, event: TopicAssignment) -> str | None:
         names = dimension_names(project, dimension)
@@ -50,15 +54,14 @@ def store_bootstrap(queries: Queries) -> Bootstrap:
             ),
             limit=10_000,
         )
-        earlier = [r for r in records if r.id != event.event_id]
-        if not earlier:
-            return None
+        earlier = [
+            JourneyEvent(r.id, session_id, "", r.payload["ts"], r.payload["mc"])
+            for r in records
+            if r.id != event.event_id
+        ]
         topic_map = queries.topic_map(names)
-        for record in sorted(earlier, key=lambda r: r.payload["ts"], reverse=True):
-            topic = topic_map.topic_of(record.payload["mc"])
-            if topic is not None:
-                return topic
-        return None
+        steps = session_path(earlier, topic_map.topic_of, min_switch, topic_map.neutral)
+        return steps[-1].topic if steps else None
 
     return find
 
@@ -73,6 +76,8 @@ def advance(state: dict[str, Any], a: TopicAssignment, min_switch: int) -> Trans
     if topic is None:
         return None
     current = state.get("topic")
+    if a.neutral and current is not None:
+        return None  # a neutral topic is no evidence of a switch, nor against one
     if current is None or topic == current:
         state["candidate"], state["run"] = None, 0
         if current is not None:

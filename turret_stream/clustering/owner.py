@@ -19,6 +19,7 @@ import numpy as np
 
 from turret_stream.catalog import Catalog, DimensionNames, dimension_names
 from turret_stream.clustering import snapshot
+from turret_stream.clustering.context import SessionContext, neutral_topics
 from turret_stream.clustering.model import TopicModel
 from turret_stream.clustering.store_index import StoreIndex
 from turret_stream.dimensions import FieldTypeTracker
@@ -125,9 +126,17 @@ class DimensionOwner:
         self.index: StoreIndex | None = None
         self.seen: OrderedDict[str, None] = OrderedDict()
         self.stats: dict[int, McStats] = {}
+        journeys = settings.journeys
+        self.context = SessionContext(journeys.context_sessions)
+        self.neutral: frozenset[str] = frozenset()
         blob = catalog.load_state(self.names)
         if blob is not None:
             self._restore(snapshot.loads(blob))
+        context = catalog.load_state(self.names, part="context")
+        if context is not None:
+            self.context = SessionContext.from_list(
+                snapshot.loads(context)["sessions"], journeys.context_sessions
+            )
 
     # -- state ----------------------------------------------------------------------------
 
@@ -145,12 +154,14 @@ class DimensionOwner:
             snapshot.restore_model(self._ensure_model(), state["model"])
         self.seen = OrderedDict.fromkeys(state.get("seen", []))
         self.stats = {int(k): McStats.from_list(v) for k, v in state.get("stats", [])}
+        self.neutral = frozenset(state.get("neutral", []))
 
     def _save(self) -> None:
         state = {
             "model": snapshot.model_state(self.model) if self.model else None,
             "seen": list(self.seen),
             "stats": [[k, v.to_list()] for k, v in self.stats.items()],
+            "neutral": sorted(self.neutral),
         }
         self.catalog.save_state(self.names, snapshot.dumps(state))
         self.catalog.save_dimension(
@@ -185,6 +196,7 @@ class DimensionOwner:
             if stats is None:
                 stats = self.stats[placed.mc] = McStats(item.received_at, item.received_at)
             stats.add(item.received_at)
+            self.context.observe(item.session_id, placed.mc)
             self._remember(item.event_id)
             self.events += 1
             points.append(Point(item.event_id, vector, event_payload(item, placed.mc)))
@@ -200,6 +212,7 @@ class DimensionOwner:
                     mc=placed.mc,
                     topic=placed.topic,
                     received_at=item.received_at,
+                    neutral=placed.topic in self.neutral,
                 )
             )
         if self.model is None:
@@ -218,8 +231,7 @@ class DimensionOwner:
             self.store.upsert(self.names.events, points)
         now = time.time()
         if self.model.recluster_due(now):
-            changes = self.model.recluster(now)
-            self._write_topics(retired=[c for c in changes if c.kind in ("merged", "retired")])
+            self._recluster(now)
         elif touched_topics:
             self._write_topics(only=touched_topics)
         self._save()
@@ -230,10 +242,32 @@ class DimensionOwner:
         their topics without waiting for more traffic). True if it reclustered."""
         if self.model is None or not self.model.recluster_due(now):
             return False
-        changes = self.model.recluster(now)
-        self._write_topics(retired=[c for c in changes if c.kind in ("merged", "retired")])
+        self._recluster(now)
         self._save()
         return True
+
+    def _recluster(self, now: float) -> None:
+        assert self.model is not None
+        changes = self.model.recluster(now)
+        self._update_neutral()
+        self._write_topics(retired=[c for c in changes if c.kind in ("merged", "retired")])
+
+    def _update_neutral(self) -> None:
+        """Re-learn which topics are neutral for journeys, through today's topics; the
+        session context behind it is saved here, not per batch (it is statistics: after a
+        crash, at most one reclustering's worth of it is relearned)."""
+        assert self.model is not None
+        journeys = self.settings.journeys
+        if not journeys.neutral_topics:
+            self.neutral = frozenset()
+            return
+        self.neutral = neutral_topics(
+            self.context.topic_sets(self.model.topic_of),
+            min_sessions=journeys.neutral_min_sessions,
+            min_topic_sessions=journeys.neutral_min_topic_sessions,
+        )
+        blob = snapshot.dumps({"sessions": self.context.to_list()})
+        self.catalog.save_state(self.names, blob, part="context")
 
     def _remember(self, event_id: str) -> None:
         self.seen[event_id] = None
@@ -295,5 +329,6 @@ class DimensionOwner:
             "hours": sorted(hours.items()),
             "days": sorted(days.items()),
             "created_at": created,
+            "neutral": topic in self.neutral,
             "updated_at": time.time(),
         }
