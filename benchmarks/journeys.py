@@ -11,9 +11,10 @@ its turns; a turn's predicted domain is that of the journey step it belongs to.
 Printed: per-turn switch precision / recall / F1 (a switch: the domain differs from the
 previous turn's), the share of sessions whose collapsed domain path equals the true one
 (``sgd_dev_dialogues.jsonl``), and the share of true A -> B -> A returns found in the
-predicted path. All turns are scored, generic ones (thanks, yes, no) included. Side by
-side: offline KMeans topics (k = number of domains, and k = 100) on the same vectors,
-turn by turn and with the same minimum-evidence rule.
+predicted path. All turns are scored, generic ones (thanks, yes, no) included. Rows: the
+product's defaults (neutral topics learned from the sessions, min_switch_events=1), the
+same topics without neutral topics (min 1 and 2); side by side, offline KMeans topics
+(k = number of domains, and k = 100) on the same vectors, with the same rules.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import logging
 import tempfile
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import aiohttp
@@ -33,6 +34,7 @@ import numpy as np
 from sklearn.cluster import KMeans
 
 from turret_stream.broker import free_port
+from turret_stream.clustering.context import SessionContext, neutral_topics
 from turret_stream.journeys import JourneyEvent, session_path
 from turret_stream.keys import KeyStore
 from turret_stream.settings import Settings
@@ -53,8 +55,9 @@ def load(turns_path: Path, sessions: int) -> tuple[list[dict], dict[str, list[st
     return rows, paths
 
 
-async def replay(rows: list[dict], concurrency: int) -> tuple[dict, Settings, Path]:
-    """Send every turn through the embedded stack; return event_id -> (mc, vector)."""
+async def replay(rows: list[dict], concurrency: int) -> tuple[dict, frozenset[str], Settings, Path]:
+    """Send every turn through the embedded stack; return event_id -> (topic, vector) and
+    the neutral topics the owner learned."""
     workdir = Path(tempfile.mkdtemp(prefix="turret-journeys-"))
     settings = Settings(
         data_dir=workdir,
@@ -122,7 +125,7 @@ async def replay(rows: list[dict], concurrency: int) -> tuple[dict, Settings, Pa
                 out[rec.id] = (model.topic_of(mc), np.asarray(rec.vector, dtype=np.float32))
             if offset is None:
                 break
-    return out, settings, workdir
+    return out, owner.neutral, settings, workdir
 
 
 def score(
@@ -130,6 +133,7 @@ def score(
     paths: dict[str, list[str]],
     topic_of: Callable[[str], object],
     min_switch: int,
+    neutral: Collection[object] = frozenset(),
 ) -> dict[str, float]:
     members: dict[object, Counter] = defaultdict(Counter)
     for r in rows:
@@ -144,7 +148,7 @@ def score(
     for sid, turns in sessions.items():
         events = [JourneyEvent(r["event_id"], sid, "u", float(k), k) for k, r in enumerate(turns)]
         by_index = {k: r["event_id"] for k, r in enumerate(turns)}
-        steps = session_path(events, lambda k, ids=by_index: topic_of(ids[k]), min_switch)
+        steps = session_path(events, lambda k, ids=by_index: topic_of(ids[k]), min_switch, neutral)
         step_domain = {e: domain[s.topic] for s in steps for e in s.event_ids}
         predicted: list[str | None] = []
         current = domain[steps[0].topic] if steps else None
@@ -194,21 +198,36 @@ def main() -> None:
     print(
         f"{len(rows)} turns, {len({r['session_id'] for r in rows})} sessions, {n_domains} domains"
     )
-    placed, settings, _ = asyncio.run(replay(rows, args.concurrency))
+    placed, neutral, settings, _ = asyncio.run(replay(rows, args.concurrency))
     rows = [r for r in rows if r.get("event_id") in placed]
     rule = settings.journeys.min_switch_events
+    print(f"neutral topics learned: {len(neutral)} of {len({t for t, _ in placed.values()})}")
 
     results = []
-    for min_switch in sorted({1, rule}):
+    s = score(rows, paths, lambda e: placed[e][0], rule, neutral)
+    results.append((f"turret-stream defaults (neutral, min={rule})", s))
+    for min_switch in (1, 2):
         s = score(rows, paths, lambda e: placed[e][0], min_switch)
-        results.append((f"turret-stream, min_switch_events={min_switch}", s))
+        results.append((f"turret-stream, no neutral, min={min_switch}", s))
     vectors = np.stack([placed[r["event_id"]][1] for r in rows])
     index = {r["event_id"]: i for i, r in enumerate(rows)}
     for k in (n_domains, 100):
         labels = KMeans(k, n_init=3, random_state=0).fit(vectors).labels_
-        for min_switch in sorted({1, rule}):
-            s = score(rows, paths, lambda e, lab=labels: int(lab[index[e]]), min_switch)
-            results.append((f"KMeans k={k}, min_switch_events={min_switch}", s))
+        topic = {r["event_id"]: int(labels[index[r["event_id"]]]) for r in rows}
+        for min_switch in (1, 2):
+            s = score(rows, paths, topic.__getitem__, min_switch)
+            results.append((f"KMeans k={k}, min={min_switch}", s))
+        # The same neutral-topic rule, learned over the KMeans topics.
+        context = SessionContext(settings.journeys.context_sessions)
+        for r in rows:
+            context.observe(r["session_id"], topic[r["event_id"]])
+        km_neutral = neutral_topics(
+            context.topic_sets(lambda t: t),
+            min_sessions=settings.journeys.neutral_min_sessions,
+            min_topic_sessions=settings.journeys.neutral_min_topic_sessions,
+        )
+        s = score(rows, paths, topic.__getitem__, 1, km_neutral)
+        results.append((f"KMeans k={k}, neutral, min=1", s))
 
     print(
         f"\n{'':<42}{'switch P':>9}{'R':>6}{'F1':>6}{'path exact':>12}{'returns':>9}{'topics':>8}"

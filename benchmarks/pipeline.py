@@ -51,10 +51,10 @@ def intent_texts(path: Path, intent: str) -> list[str]:
 
 
 async def live_latency(
-    url: str, key: str, journeys: list[tuple[str, str]], rate: float
+    url: str, key: str, journeys: list[tuple[str, str]], rate: float, min_switch: int
 ) -> list[float]:
     """Sessions A, A, B, B at ``rate`` events/s; seconds from /track accepting the event that
-    completes a move (min_switch_events=2: the second B) to its transition on /v1/live."""
+    completes a move (the ``min_switch``-th B) to its transition on /v1/live."""
     accepted: dict[str, float] = {}
     order: dict[str, list[str]] = {}
     received: list[tuple[dict, float]] = []
@@ -94,7 +94,7 @@ async def live_latency(
         events = order.get(t["session_id"], [])
         if t["event_id"] not in events:
             continue
-        k = events.index(t["event_id"]) + (0 if t["from_topic"] is None else 1)
+        k = events.index(t["event_id"]) + (0 if t["from_topic"] is None else min_switch - 1)
         if k < len(events):
             latencies.append(at - accepted[events[k]])
     return latencies
@@ -155,7 +155,13 @@ async def run_pipeline(
                 await asyncio.sleep(interval)
             await asyncio.gather(*tasks)
             await wait_done(len(texts))
-        live = await live_latency(stack.api_url, key, journeys, capacity / 2) if journeys else []
+        live = (
+            await live_latency(
+                stack.api_url, key, journeys, capacity / 2, settings.journeys.min_switch_events
+            )
+            if journeys
+            else []
+        )
     paced = [e for e in sent_at if e not in paced_ids_before and e in done_at]
     latencies = sorted(done_at[e] - sent_at[e] for e in paced)
     q = statistics.quantiles(latencies, n=100)
