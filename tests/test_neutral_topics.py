@@ -293,3 +293,11 @@ def test_journey_api_path_skips_replies(owned):
     off = settings.journeys.model_copy(update={"neutral_topics": False})
     body = JourneyQueries(store, settings=off).session("acme", "s1", "prompt", JourneyFilter())
     assert len(body["path"]) == 7
+
+
+def test_a_restarted_owner_keeps_what_it_learned(owned):
+    owner, store, settings = owned["owner"], owned["store"], owned["settings"]
+    again = DimensionOwner(store, Catalog(store), "acme", "prompt", settings, 384)
+    assert again.neutral == owner.neutral and again.neutral
+    # The session context was saved at the first reclustering (90 sessions then).
+    assert len(again.context.sessions) >= 90

@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 HOUR, DAY = 3600, 86400
 KEEP_HOURS, KEEP_DAYS = 7 * 24, 90
 SEEN_LIMIT = 200_000
+# The session context (up to journeys.context_sessions sessions) is written at most this
+# often: it is statistics, and rewriting it at every reclustering would cost more than
+# relearning a minute of it after a crash.
+CONTEXT_SAVE_INTERVAL_S = 60.0
 
 
 @dataclass
@@ -129,6 +133,7 @@ class DimensionOwner:
         journeys = settings.journeys
         self.context = SessionContext(journeys.context_sessions)
         self.neutral: frozenset[str] = frozenset()
+        self._context_saved_at = float("-inf")
         blob = catalog.load_state(self.names)
         if blob is not None:
             self._restore(snapshot.loads(blob))
@@ -254,8 +259,7 @@ class DimensionOwner:
 
     def _update_neutral(self) -> None:
         """Re-learn which topics are neutral for journeys, through today's topics; the
-        session context behind it is saved here, not per batch (it is statistics: after a
-        crash, at most one reclustering's worth of it is relearned)."""
+        session context behind it is saved here (at most once a minute), not per batch."""
         assert self.model is not None
         journeys = self.settings.journeys
         if not journeys.neutral_topics:
@@ -266,8 +270,11 @@ class DimensionOwner:
             min_sessions=journeys.neutral_min_sessions,
             min_topic_sessions=journeys.neutral_min_topic_sessions,
         )
-        blob = snapshot.dumps({"sessions": self.context.to_list()})
-        self.catalog.save_state(self.names, blob, part="context")
+        now = time.monotonic()
+        if now - self._context_saved_at >= CONTEXT_SAVE_INTERVAL_S:
+            blob = snapshot.dumps({"sessions": self.context.to_list()})
+            self.catalog.save_state(self.names, blob, part="context")
+            self._context_saved_at = now
 
     def _remember(self, event_id: str) -> None:
         self.seen[event_id] = None
