@@ -44,6 +44,9 @@ class SessionContext:
         if mc not in mcs and len(mcs) < MAX_MCS_PER_SESSION:
             mcs.append(mc)
         self.sessions[session_id] = mcs  # most recent last
+        self._trim()
+
+    def _trim(self) -> None:
         while len(self.sessions) > self.max_sessions:
             self.sessions.popitem(last=False)
 
@@ -55,8 +58,7 @@ class SessionContext:
         ctx = cls(max_sessions)
         for session_id, mcs in data:
             ctx.sessions[str(session_id)] = [int(m) for m in mcs]
-        while len(ctx.sessions) > max_sessions:
-            ctx.sessions.popitem(last=False)
+        ctx._trim()
         return ctx
 
     def topic_sets(self, topic_of: Callable[[int], str | None]) -> list[set[str]]:
