@@ -71,6 +71,7 @@ def _print_banner(stack: Any, new_key: str | None) -> None:
     click.echo("turret-stream is up")
     if stack.api_url:
         click.echo(f"  API:    {stack.api_url}   (POST /track, GET /readyz, /openapi.json)")
+        click.echo(f"  Dashboard: {stack.api_url}/   (sign in with the project's API key)")
     click.echo(f"  Kafka:  {kafka}")
     click.echo(f"  Data:   {s.data_dir.resolve()}")
     if new_key:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from turret_stream.catalog import DimensionNames
+from turret_stream.journey_flows import step_flows
 from turret_stream.journeys import (
     JourneyEvent,
     JourneyStats,
@@ -265,3 +266,45 @@ class JourneyQueries:
             "dropped_sessions": sum(stats.dropped.values()),
             "dropoffs": [asdict(r) for r in stats.dropoff_table()],
         }
+
+    # -- for the dashboard: step-indexed flows, a session's messages ----------------------
+
+    def flows(self, project: str, dimension: str | None, flt: JourneyFilter, steps: int) -> dict:
+        """A Sankey's nodes and links over the first ``steps`` steps (``journey_flows``)."""
+        body, stats = self.stats(project, dimension, flt)
+        return {**body, "steps": steps, **step_flows(stats.paths, steps)}
+
+    def session_messages(
+        self,
+        project: str,
+        session_id: str,
+        dimension: str,
+        flt: JourneyFilter,
+        steps: list[dict[str, Any]],
+    ) -> list[dict[str, Any]]:
+        """The session's events in journey order (time, then id) with their text, current
+        topic and the number of the step (of ``steps``, a ``session`` answer) they fall in;
+        ``step`` is null for events before the first step or between steps (noise)."""
+        names = self.queries.dimension(project, dimension)
+        store_filter = self._filter(flt, session_id=session_id)
+        if store_filter is None or not self.store.has_collection(names.events):
+            return []
+        topic_of = _memo(self.queries.topic_map(names))
+        step_of = {eid: s["step"] for s in steps for eid in s.get("event_ids", ())}
+        payloads: list[dict[str, Any]] = []
+        for page in self._pages(names, store_filter):
+            payloads.extend(page[: self.max_events - len(payloads)])
+            if len(payloads) >= self.max_events:
+                break
+        payloads.sort(key=lambda p: (p["ts"], p["event_id"]))
+        return [
+            {
+                "event_id": p["event_id"],
+                "timestamp": _iso(p["ts"]),
+                "name": p.get("name"),
+                "text": p.get("text"),
+                "topic": topic_of(p["mc"]),
+                "step": step_of.get(p["event_id"]),
+            }
+            for p in payloads
+        ]

@@ -4,17 +4,60 @@ the caller's project. Parameters parse like the rest of the read API (read_handl
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 
+from turret_stream.catalog import dimension_names
 from turret_stream.errors import invalid
 from turret_stream.http.handlers import authenticate
-from turret_stream.http.keys import JOURNEYS
+from turret_stream.http.keys import JOURNEYS, QUERIES
 from turret_stream.http.read_handlers import _int_param, _run, _str_param
 from turret_stream.journey_queries import JourneyFilter
 
 MAX_TOP_PATHS = 100
+MAX_FLOW_STEPS = 10
+# Keys under which a journey answer names a topic (a string), or a list of them ("path").
+_TOPIC_KEYS = frozenset({"topic", "from", "to", "via", "from_topic", "to_topic"})
+
+
+def _topic_ids(value: Any, found: set[str]) -> set[str]:
+    """Every topic id a journey answer names, wherever it sits."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key in _TOPIC_KEYS and isinstance(item, str):
+                found.add(item)
+            elif key == "path" and isinstance(item, list):
+                found.update(t for t in item if isinstance(t, str))
+            elif key == "follow_ups" and isinstance(item, dict):
+                found.update(item)
+                _topic_ids(item, found)
+            else:
+                _topic_ids(item, found)
+    elif isinstance(value, list):
+        for item in value:
+            _topic_ids(item, found)
+    return found
+
+
+async def _labelled(
+    request: web.Request, project: str, fn: Callable[..., dict[str, Any]], *args: Any
+) -> web.Response:
+    """Run a journey query and add ``labels``: topic id -> its label (null while unnamed)
+    for every topic the answer names, so a client needs no request per topic."""
+    book = request.app[QUERIES].labels
+
+    def answer() -> dict[str, Any]:
+        body = fn(project, *args)
+        ids = sorted(_topic_ids(body, set()))
+        names = dimension_names(project, body["dimension"])
+        found = book.labels(names, ids)
+        body["labels"] = {t: found[t].name if t in found else None for t in ids}
+        return body
+
+    return await _run(answer)
 
 
 def _time_param(request: web.Request, name: str) -> float | None:
@@ -57,7 +100,16 @@ async def session_journey(request: web.Request) -> web.Response:
     dimension = _str_param(request, "dimension")
     flt = _journey_filter(request)
     session_id = request.match_info["session_id"]
-    return await _run(request.app[JOURNEYS].session, project, session_id, dimension, flt)
+    journeys = request.app[JOURNEYS]
+
+    def with_messages(project: str) -> dict[str, Any]:
+        body = journeys.session(project, session_id, dimension, flt)
+        body["messages"] = journeys.session_messages(
+            project, session_id, body["dimension"], flt, body["steps"]
+        )
+        return body
+
+    return await _labelled(request, project, with_messages)
 
 
 async def user_sessions(request: web.Request) -> web.Response:
@@ -65,14 +117,16 @@ async def user_sessions(request: web.Request) -> web.Response:
     dimension = _str_param(request, "dimension")
     flt = _journey_filter(request)
     user_id = request.match_info["user_id"]
-    return await _run(request.app[JOURNEYS].user_sessions, project, user_id, dimension, flt)
+    return await _labelled(
+        request, project, request.app[JOURNEYS].user_sessions, user_id, dimension, flt
+    )
 
 
 async def transitions(request: web.Request) -> web.Response:
     project = authenticate(request).project
     dimension = _str_param(request, "dimension")
     flt = _journey_filter(request)
-    return await _run(request.app[JOURNEYS].transitions, project, dimension, flt)
+    return await _labelled(request, project, request.app[JOURNEYS].transitions, dimension, flt)
 
 
 async def paths(request: web.Request) -> web.Response:
@@ -80,18 +134,27 @@ async def paths(request: web.Request) -> web.Response:
     dimension = _str_param(request, "dimension")
     flt = _journey_filter(request)
     top = _int_param(request, "top", 10, 1, MAX_TOP_PATHS)
-    return await _run(request.app[JOURNEYS].paths, project, dimension, flt, top)
+    return await _labelled(request, project, request.app[JOURNEYS].paths, dimension, flt, top)
 
 
 async def entries(request: web.Request) -> web.Response:
     project = authenticate(request).project
     dimension = _str_param(request, "dimension")
     flt = _journey_filter(request)
-    return await _run(request.app[JOURNEYS].entries, project, dimension, flt)
+    return await _labelled(request, project, request.app[JOURNEYS].entries, dimension, flt)
 
 
 async def dropoffs(request: web.Request) -> web.Response:
     project = authenticate(request).project
     dimension = _str_param(request, "dimension")
     flt = _journey_filter(request)
-    return await _run(request.app[JOURNEYS].dropoffs, project, dimension, flt)
+    return await _labelled(request, project, request.app[JOURNEYS].dropoffs, dimension, flt)
+
+
+async def flows(request: web.Request) -> web.Response:
+    """Step-indexed flows for a Sankey: GET /v1/journeys/flows?steps=N."""
+    project = authenticate(request).project
+    dimension = _str_param(request, "dimension")
+    flt = _journey_filter(request)
+    steps = _int_param(request, "steps", 4, 1, MAX_FLOW_STEPS)
+    return await _labelled(request, project, request.app[JOURNEYS].flows, dimension, flt, steps)

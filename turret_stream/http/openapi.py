@@ -100,6 +100,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             },
         },
         "paths": {
+            **_dashboard_paths(),
             "/track": {
                 "post": {
                     "summary": "Track one event",
@@ -172,5 +173,47 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     },
                 }
             },
+        },
+    }
+
+
+def _dashboard_paths() -> dict[str, Any]:
+    """The endpoints added for the dashboard (journey flows, the project's dimensions)."""
+    journey_filters = [
+        {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
+        for name in ("dimension", "since", "until", "segment")
+    ]
+    ok = {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}
+    unauthorized = _error([ErrorCode.INVALID_API_KEY], "Missing or unknown key.")
+    return {
+        "/v1/dimensions": {
+            "get": {
+                "summary": "The project's metadata keys and their types (text, enum, ...)",
+                "security": [{"apiKey": []}],
+                "responses": {"200": ok, "401": unauthorized},
+            }
+        },
+        "/v1/journeys/flows": {
+            "get": {
+                "summary": "Step-indexed flows for a Sankey: nodes (step, topic, sessions, "
+                "ended), links (step, from, to, count, probability = P(next | current)), "
+                "labels of the topics named",
+                "security": [{"apiKey": []}],
+                "parameters": [
+                    {
+                        "name": "steps",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 10, "default": 4},
+                    },
+                    *journey_filters,
+                ],
+                "responses": {
+                    "200": ok,
+                    "400": _error([ErrorCode.INVALID_REQUEST], "A parameter is invalid."),
+                    "401": unauthorized,
+                    "404": _error([ErrorCode.NOT_FOUND], "Unknown dimension."),
+                },
+            }
         },
     }

@@ -3,6 +3,7 @@
 from aiohttp import web
 
 from turret_stream.http import handlers, journey_handlers, live, read_handlers
+from turret_stream.http.dashboard import setup_dashboard
 
 
 def setup_routes(app: web.Application) -> None:
@@ -10,6 +11,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
     app.router.add_get("/openapi.json", handlers.openapi)
+    app.router.add_get("/v1/dimensions", read_handlers.dimensions)
     app.router.add_get("/v1/clusters", read_handlers.list_clusters)
     app.router.add_get("/v1/clusters/{cluster_id}", read_handlers.get_cluster)
     app.router.add_put("/v1/clusters/{cluster_id}/label", read_handlers.set_label)
@@ -23,3 +25,5 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/v1/journeys/paths", journey_handlers.paths)
     app.router.add_get("/v1/journeys/entries", journey_handlers.entries)
     app.router.add_get("/v1/journeys/dropoffs", journey_handlers.dropoffs)
+    app.router.add_get("/v1/journeys/flows", journey_handlers.flows)
+    setup_dashboard(app)
