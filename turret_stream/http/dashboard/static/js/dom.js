@@ -31,6 +31,8 @@ export function clear(el, ...children) {
 
 export const fmt = {
   int: (n) => (n ?? 0).toLocaleString("en-US"),
+  // "1 session", "2 sessions"
+  count: (n, noun) => `${(n ?? 0).toLocaleString("en-US")} ${noun}${n === 1 ? "" : "s"}`,
   pct: (x, digits = 1) => `${((x ?? 0) * 100).toFixed(digits)}%`,
   time(iso) {
     if (!iso) return "";

@@ -114,7 +114,7 @@ export function sankeyData(flows) {
   const name = (topic) => topicName(topic, flows.labels);
   const nodes = flows.nodes.map((n) => ({
     label: name(n.topic),
-    hover: `step ${n.step}: ${n.sessions} sessions, ${n.ended} ended here`,
+    hover: `step ${n.step}: ${fmt.count(n.sessions, "session")}, ${n.ended} ended here`,
     color: "#2f6fdb",
   }));
   const index = new Map(flows.nodes.map((n, i) => [`${n.step}|${n.topic}`, i]));
@@ -122,7 +122,7 @@ export function sankeyData(flows) {
     source: index.get(`${l.step}|${l.from}`),
     target: index.get(`${l.step + 1}|${l.to}`),
     value: l.count,
-    hover: `${l.count} sessions · P(next | current) = ${fmt.pct(l.probability)}`,
+    hover: `${fmt.count(l.count, "session")} · P(next | current) = ${fmt.pct(l.probability)}`,
     color: "rgba(47, 111, 219, 0.28)",
   }));
   const endOf = new Map();
@@ -136,7 +136,7 @@ export function sankeyData(flows) {
       source: i,
       target: endOf.get(n.step),
       value: n.ended,
-      hover: `${n.ended} sessions ended here · ${fmt.pct(n.ended / n.sessions)} of this topic at step ${n.step}`,
+      hover: `${fmt.count(n.ended, "session")} ended here · ${fmt.pct(n.ended / n.sessions)} of this topic at step ${n.step}`,
       color: "rgba(154, 165, 181, 0.3)",
     });
   }
@@ -152,6 +152,7 @@ async function drawSankey(box, flows) {
     color: nodes.map((n) => n.color),
     hovertemplate: "%{label}<br>%{customdata}<extra></extra>",
     pad: 14,
+    align: "left", // by step: an "ended" sink stays beside its step, not in the last column
     thickness: 16,
   };
   const link = {
@@ -180,7 +181,7 @@ async function drawSankey(box, flows) {
     },
     { displayModeBar: false, responsive: true },
   );
-  if (flows.beyond) box.append(h("p", { class: "muted" }, `${flows.beyond} sessions go on beyond step ${flows.steps}.`));
+  if (flows.beyond) box.append(h("p", { class: "muted" }, `${fmt.count(flows.beyond, "session")} go on beyond step ${flows.steps}.`));
 }
 
 function pathChain(path, labels) {
@@ -191,16 +192,16 @@ function renderPaths(box, answer) {
   box.lastChild.remove();
   if (!answer.paths.length) return box.append(h("p", { class: "muted" }, "No paths yet."));
   box.append(h("ol", { class: "ranked", id: "top-paths" }, answer.paths.map((p) =>
-    h("li", {}, pathChain(p.path, answer.labels), h("span", { class: "muted" }, ` ${p.sessions} sessions · ${fmt.pct(p.share)}`)))));
+    h("li", {}, pathChain(p.path, answer.labels), h("span", { class: "muted" }, ` ${fmt.count(p.sessions, "session")} · ${fmt.pct(p.share)}`)))));
 }
 
 function renderLoops(box, answer) {
   box.lastChild.remove();
   const bf = answer.back_and_forth;
-  box.append(h("p", {}, h("b", {}, fmt.pct(bf.rate)), ` of sessions go A → B → A (${bf.sessions} sessions)`));
+  box.append(h("p", {}, h("b", {}, fmt.pct(bf.rate)), ` of sessions go A → B → A (${fmt.count(bf.sessions, "session")})`));
   if (bf.pairs.length) {
     box.append(h("ol", { class: "ranked", id: "loops" }, bf.pairs.slice(0, 10).map((p) =>
-      h("li", {}, pathChain([p.topic, p.via, p.topic], answer.labels), h("span", { class: "muted" }, ` ${p.sessions} sessions`)))));
+      h("li", {}, pathChain([p.topic, p.via, p.topic], answer.labels), h("span", { class: "muted" }, ` ${fmt.count(p.sessions, "session")}`)))));
   }
   if (answer.median_seconds_between_steps !== null) {
     box.append(h("p", { class: "muted" }, `Median time between steps: ${answer.median_seconds_between_steps.toFixed(1)} s`));

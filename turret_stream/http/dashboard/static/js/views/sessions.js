@@ -53,9 +53,14 @@ function sessionView(s) {
   const labels = s.labels || {};
   const chips = (s.path || []).flatMap((t, i) => [i ? h("span", { class: "arrow" }, " → ") : null, h("span", { class: "chip" }, topicName(t, labels))]);
   const byStep = new Map((s.steps || []).map((step) => [step.step, step]));
+  let previous = null;
   const rows = (s.messages || []).map((m) => {
     const step = byStep.get(m.step);
-    return h("li", { class: `message${m.step ? "" : " off-step"}`, dataset: { step: m.step || "" } },
+    const starts = previous !== null && m.step !== previous;
+    previous = m.step;
+    // Steps alternate in colour and are spaced apart, so a switch of topic stands out.
+    const classes = ["message", m.step ? "" : "off-step", starts ? "new-step" : ""].filter(Boolean).join(" ");
+    return h("li", { class: classes, dataset: { step: m.step || "", parity: m.step ? m.step % 2 : "" } },
       h("div", { class: "msg-meta" },
         h("span", { class: "step-no" }, m.step ? `step ${m.step}` : "no step"),
         h("span", { class: "chip" }, m.topic ? topicName(m.topic, labels) : "no topic"),

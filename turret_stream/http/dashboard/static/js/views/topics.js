@@ -154,6 +154,8 @@ async function renderTopic(ctx, container, id, dimension) {
   const topic = answer.cluster;
   dimension = answer.dimension;
   const title = h("h1", { id: "topic-title" }, topic.label || `Unnamed topic ${topic.id}`);
+  const source = h("span", { id: "topic-source" }, topic.label_source ? ` · named by ${topic.label_source}` : "");
+  const description = h("p", { id: "topic-description" }, topic.description || "");
   const nameInput = h("input", { id: "rename-input", value: topic.label || "", maxlength: 80, required: true, "aria-label": "Topic name" });
   const status = h("span", { id: "rename-status", class: "muted", role: "status" });
   const form = h(
@@ -168,6 +170,8 @@ async function renderTopic(ctx, container, id, dimension) {
           // Read it back: what is shown is what the server kept.
           const again = await ctx.api.get(`/v1/clusters/${encodeURIComponent(id)}`, { dimension, examples: 0 });
           title.textContent = again.cluster.label;
+          source.textContent = ` · named by ${again.cluster.label_source}`;
+          description.textContent = again.cluster.description || "";
           status.textContent = `Saved: "${again.cluster.label}" (a person's name is never overwritten by the labeller)`;
         } catch (error) {
           status.textContent = error instanceof ApiError ? `${error.message} (${error.code})` : String(error);
@@ -207,8 +211,8 @@ async function renderTopic(ctx, container, id, dimension) {
     h("p", { class: "muted" },
       `${fmt.int(topic.size)} events · ${fmt.pct(topic.share)} of "${dimension}" · first seen ${fmt.time(topic.first_seen)} · last seen ${fmt.time(topic.last_seen)} · `,
       h("code", {}, topic.id),
-      topic.label_source ? ` · named by ${topic.label_source}` : ""),
-    topic.description ? h("p", {}, topic.description) : null,
+      source),
+    description,
     h("div", { class: "card" }, form),
     topic.status !== "active" ? h("p", { class: "banner" }, `This topic was ${topic.status}${topic.current_id ? ` into ${topic.current_id}` : ""}.`) : null,
     h("h2", {}, "Events"),
