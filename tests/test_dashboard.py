@@ -4,6 +4,7 @@ Playwright. Screenshots of every view, laptop and phone, go to test-artifacts/."
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -187,6 +188,37 @@ def test_flows_labels_and_session_messages(stack: Stack):
     assert {"key": "prompt", "type": "text"}.items() <= next(
         d for d in dims if d["key"] == "prompt"
     ).items()
+
+
+def fetch(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict, bytes]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def test_the_dashboard_and_its_libraries_are_served_by_the_api(stack: Stack):
+    status, headers, body = fetch(f"{stack.url}/")
+    assert status == 200 and b'<script type="module" src="/dashboard/js/app.js">' in body
+    assert "default-src 'self'" in headers["Content-Security-Policy"]
+    # The libraries come from the installed wheels: plotly.js (gzipped for browsers).
+    status, headers, body = fetch(
+        f"{stack.url}/vendor/plotly.min.js", {"Accept-Encoding": "gzip, deflate"}
+    )
+    assert status == 200 and headers["Content-Encoding"] == "gzip"
+    assert b"plotly" in gzip.decompress(body)[:2000].lower()
+    status, _, body = fetch(f"{stack.url}/vendor/swagger-ui-bundle.js")
+    assert status == 200 and b"SwaggerUIBundle" in body
+    # Only the app's own files: no escape from its folder, no unknown vendor file.
+    for path in ("/dashboard/..%2F__init__.py", "/dashboard/js/nothere.js", "/vendor/x.js"):
+        status, _, body = fetch(f"{stack.url}{path}")
+        assert status == 404 and json.loads(body)["code"] == "NOT_FOUND", path
+    status, headers, _ = fetch(f"{stack.url}/docs")
+    assert status == 200  # redirected to the dashboard's API view
+    status, _, body = fetch(f"{stack.url}/dashboard/js/app.js")
+    assert status == 200 and b"sessionStorage" in body
 
 
 # -- in the browser ---------------------------------------------------------------------

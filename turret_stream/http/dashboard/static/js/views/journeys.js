@@ -110,8 +110,12 @@ export async function render(ctx, container, { query }) {
 // plotly draws no node without a link, and where sessions stop is what a journey shows.
 const ENDED = "ended";
 
+// plotly reads a few HTML tags in labels (<a href>, <b>): labels are users' words, so
+// they go in as entities and show as typed.
+const plain = (text) => text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+
 export function sankeyData(flows) {
-  const name = (topic) => topicName(topic, flows.labels);
+  const name = (topic) => plain(topicName(topic, flows.labels));
   const nodes = flows.nodes.map((n) => ({
     label: name(n.topic),
     hover: `step ${n.step}: ${fmt.count(n.sessions, "session")}, ${n.ended} ended here`,
