@@ -92,6 +92,11 @@ class Stack:
         status, body = get(self.url, "/v1/clusters", self.key, dimension="prompt")
         return body["clusters"] if status == 200 else []
 
+    def names_of(self, topic: str) -> set[str]:
+        """Every name the topic has had (the labeller renames a topic as it grows)."""
+        cluster = self.api(f"/v1/clusters/{topic}")["cluster"]
+        return {cluster["label"], *(e["name"] for e in cluster["label_history"])}
+
     def topic_of(self, event_id: str) -> str | None:
         status, body = get(self.url, f"/v1/events/{event_id}", self.key)
         return body["event"]["dimensions"]["prompt"]["cluster_id"] if status == 200 else None
@@ -118,15 +123,21 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
             for text in texts:
                 last = running.track(text, session, user="journey-user", platform="web")
         poll(lambda: running.topic_of(last["event_id"]), what="the last journey event placed")
-        flows = poll(
+        poll(
             lambda: (
                 (f := running.api("/v1/journeys/flows", steps=3))["links"]
                 and all(f["labels"].values())
-                and f
             ),
             what="journeys with labelled topics",
         )
-        running.flows = flows
+        # The labeller names topics as they grow: start once the names hold still.
+        seen: list[dict] = []
+
+        def names_settled() -> bool:
+            seen.append({t["id"]: t["label"] for t in running.clusters()})
+            return len(seen) >= 4 and seen[-1] == seen[-2] == seen[-3] == seen[-4]
+
+        poll(names_settled, what="labels that hold still")
         yield running
     finally:
         up.stop()
@@ -387,14 +398,19 @@ def test_sankey_draws_the_journey_topics(tab: Page):
 def test_a_tracked_transition_shows_in_the_live_view(tab: Page):
     from playwright.sync_api import expect
 
+    # The page's sockets go through Playwright to the real server, so a test can cut one.
+    sockets = []
+    tab.page.route_web_socket(
+        "**/v1/live*", lambda ws: sockets.append((ws, ws.connect_to_server()))
+    )
     tab.sign_in(hash_="#/live")
     expect(tab.page.locator("#live-state")).to_have_attribute("data-state", "live")
     a, b = topics_of_journeys(tab.stack)
-    labels = tab.stack.api("/v1/journeys/flows", steps=3)["labels"]
     tab.stack.track(A[0], "live-1")
     row = tab.page.locator('#live-feed .transition[data-session="live-1"]')
     expect(row).to_have_count(1, timeout=15_000)
-    expect(row).to_contain_text(labels[a])
+    # Named with the topic's label of that moment.
+    assert row.locator(".chip.to").inner_text() in tab.stack.names_of(a)
     # Paused: transitions are held, and shown on resume.
     tab.page.click("#live-pause")
     tab.stack.track(B[0], "live-1")
@@ -402,8 +418,18 @@ def test_a_tracked_transition_shows_in_the_live_view(tab: Page):
     expect(row).to_have_count(1)
     tab.page.click("#live-pause")
     expect(row).to_have_count(2)
-    expect(row.first).to_contain_text(labels[b])
+    assert row.first.locator(".chip.to").inner_text() in tab.stack.names_of(b)
     tab.shot("live-laptop")
+    # The connection drops: the state says so, and the view reconnects by itself (with
+    # backoff) and goes on showing transitions.
+    [(page_side, _)] = sockets
+    page_side.close(code=1001, reason="going away")
+    expect(tab.page.locator("#live-state")).to_have_attribute("data-state", "down")
+    expect(tab.page.locator("#live-state")).to_contain_text("retrying in")
+    expect(tab.page.locator("#live-state")).to_have_attribute("data-state", "live")
+    assert len(sockets) == 2
+    tab.stack.track(A[1], "live-1")
+    expect(row).to_have_count(3)
 
 
 @pytest.mark.browser

@@ -188,16 +188,16 @@ def _dashboard_paths() -> dict[str, Any]:
     return {
         "/v1/dimensions": {
             "get": {
-                "summary": "The project's metadata keys and their types (text, enum, ...)",
+                "summary": "The project's metadata keys and their types",
                 "security": [{"apiKey": []}],
                 "responses": {"200": ok, "401": unauthorized},
             }
         },
         "/v1/journeys/flows": {
             "get": {
-                "summary": "Step-indexed flows for a Sankey: nodes (step, topic, sessions, "
-                "ended), links (step, from, to, count, probability = P(next | current)), "
-                "labels of the topics named",
+                "summary": "Topic flows by step, for a Sankey",
+                "description": "nodes (step, topic, sessions, ended), links (step, from, to, "
+                "count, probability = P(next | current)), beyond, and labels of the topics.",
                 "security": [{"apiKey": []}],
                 "parameters": [
                     {
