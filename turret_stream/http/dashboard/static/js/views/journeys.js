@@ -34,7 +34,8 @@ export async function render(ctx, container, { query }) {
   }
   const params = {
     dimension: ctx.textDimensions.includes(query.get("dimension")) ? query.get("dimension") : ctx.textDimensions[0],
-    steps: Math.min(10, Math.max(2, Number(query.get("steps")) || 4)),
+    // Fewer columns fit a phone: 3 steps by default there, 4 elsewhere.
+    steps: Math.min(10, Math.max(2, Number(query.get("steps")) || (innerWidth < 600 ? 3 : 4))),
     segment: query.get("segment") || "",
     since: query.get("since") || "",
     until: query.get("until") || "",
@@ -114,11 +115,14 @@ const ENDED = "ended";
 // they go in as entities and show as typed.
 const plain = (text) => text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 
-export function sankeyData(flows) {
+// On a phone, long names would run over the next column: shortened, whole on hover.
+const shorten = (text, max) => (max && text.length > max ? `${text.slice(0, max - 1)}…` : text);
+
+export function sankeyData(flows, maxChars = 0) {
   const name = (topic) => plain(topicName(topic, flows.labels));
   const nodes = flows.nodes.map((n) => ({
-    label: name(n.topic),
-    hover: `step ${n.step}: ${fmt.count(n.sessions, "session")}, ${n.ended} ended here`,
+    label: shorten(name(n.topic), maxChars),
+    hover: `${name(n.topic)}<br>step ${n.step}: ${fmt.count(n.sessions, "session")}, ${n.ended} ended here`,
     color: "#2f6fdb",
   }));
   const index = new Map(flows.nodes.map((n, i) => [`${n.step}|${n.topic}`, i]));
@@ -134,7 +138,7 @@ export function sankeyData(flows) {
     if (!n.ended || n.step >= flows.steps) continue;
     if (!endOf.has(n.step)) {
       endOf.set(n.step, nodes.length);
-      nodes.push({ label: ENDED, hover: `sessions that ended after step ${n.step}`, color: "#9aa5b5" });
+      nodes.push({ label: ENDED, hover: `ended<br>sessions that ended after step ${n.step}`, color: "#9aa5b5" });
     }
     links.push({
       source: i,
@@ -149,12 +153,13 @@ export function sankeyData(flows) {
 
 async function drawSankey(box, flows) {
   const Plotly = await loadPlotly();
-  const { nodes, links } = sankeyData(flows);
+  const narrow = box.clientWidth < 600;
+  const { nodes, links } = sankeyData(flows, narrow ? Math.max(8, Math.floor(box.clientWidth / flows.steps / 9)) : 0);
   const node = {
     label: nodes.map((n) => n.label),
     customdata: nodes.map((n) => n.hover),
     color: nodes.map((n) => n.color),
-    hovertemplate: "%{label}<br>%{customdata}<extra></extra>",
+    hovertemplate: "%{customdata}<extra></extra>",
     pad: 14,
     align: "left", // by step: an "ended" sink stays beside its step, not in the last column
     thickness: 16,
@@ -167,7 +172,6 @@ async function drawSankey(box, flows) {
     customdata: links.map((l) => l.hover),
     hovertemplate: "%{source.label} → %{target.label}<br>%{customdata}<extra></extra>",
   };
-  const narrow = box.clientWidth < 600;
   clear(box);
   // Columns are steps: a topic's column is its step (plotly places nodes by link depth).
   box.append(h("div", { class: "step-heads" }, Array.from({ length: flows.steps }, (_, i) => h("span", {}, `step ${i + 1}`))));
