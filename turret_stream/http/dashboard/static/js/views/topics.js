@@ -77,7 +77,8 @@ export async function render(ctx, container, { rest, query }) {
     }
   };
   await load(true);
-  const timer = setInterval(() => load(false), REFRESH_MS);
+  // Each refresh searches the examples of every topic: only while the tab is seen.
+  const timer = setInterval(() => document.hidden || load(false), REFRESH_MS);
   return () => {
     stopped = true;
     clearInterval(timer);
