@@ -223,6 +223,12 @@ class LabelSettings(_Section):
     llm_examples: int = Field(10, ge=1)
 
 
+class StartupSettings(_Section):
+    # How long a process waits at start for Kafka and the vector store to answer before it
+    # exits with one line naming what it could not reach (exit code 1).
+    wait_s: float = Field(30.0, ge=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TURRET_",
@@ -245,6 +251,7 @@ class Settings(BaseSettings):
     journeys: JourneySettings = JourneySettings()
     live: LiveSettings = LiveSettings()
     labels: LabelSettings = LabelSettings()
+    startup: StartupSettings = StartupSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -17,6 +17,7 @@ from turret_stream.embedding import Embedder, open_embedder
 from turret_stream.http.app import create_app
 from turret_stream.http.keys import WorkerProbe
 from turret_stream.keys import KeyStore
+from turret_stream.preflight import check_broker, check_store
 from turret_stream.producer import ensure_topic
 from turret_stream.settings import Settings
 from turret_stream.storage import VectorStore, open_store
@@ -82,11 +83,14 @@ async def running_stack(
                 log_file=settings.data_dir / "broker.log",
             )
             await exits.enter_async_context(stack.broker)
+        # Fail at start, in one line, rather than serve what cannot be honoured.
+        await check_broker(settings)
         if worker or api:
             # One store per process: the in-process engine allows one opener per data
             # dir, so the API reads through the same object the worker writes.
             stack.store = open_store(settings)
             exits.callback(stack.store.close)
+            await check_store(stack.store, settings)
         if worker:
             stack.embedder = open_embedder(settings.embedding)
             stack.topology = await exits.enter_async_context(
