@@ -64,8 +64,9 @@ def test_turret_services_resolve_to_one_consistent_configuration(compose, monkey
     assert ollama.hostname in services and ollama.port == 11434
     kafka_host, kafka_port = api.kafka.bootstrap_servers.split(":")
     assert kafka_host in services
-    assert f"PLAINTEXT://{kafka_host}:{kafka_port}" in (
-        services[kafka_host]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+    assert (
+        f"PLAINTEXT://{kafka_host}:{kafka_port}"
+        in (services[kafka_host]["environment"]["KAFKA_ADVERTISED_LISTENERS"])
     )
     # The data dir is on a named volume, shared by the API replicas (the key store).
     for name in TURRET_SERVICES:
@@ -145,6 +146,8 @@ def test_unreachable_broker_is_one_line_and_exit_1(tmp_path):
     )
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
-    assert done.stderr.strip().splitlines()[-1].startswith(
-        "error: cannot reach Kafka at 127.0.0.1:1 (kafka.bootstrap_servers"
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: cannot reach Kafka at 127.0.0.1:1 (kafka.bootstrap_servers")
     )

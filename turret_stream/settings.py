@@ -69,6 +69,10 @@ class KafkaSettings(_Section):
     def transitions_topic(self) -> str:
         return f"{self.topic_prefix}.transitions"
 
+    @property
+    def workers_topic(self) -> str:
+        return f"{self.topic_prefix}.workers"
+
 
 class WorkerSettings(_Section):
     # Faust application id, also the Kafka consumer group.
@@ -77,6 +81,10 @@ class WorkerSettings(_Section):
     rebalance_timeout_s: float = Field(5.0, gt=0)
     session_timeout_s: float = Field(6.0, gt=0)
     heartbeat_interval_s: float = Field(1.0, gt=0)
+    # Every worker says it is alive this often (the workers topic); a separate API counts
+    # the workers as down when the newest heartbeat is older than `liveness_timeout_s`.
+    liveness_interval_s: float = Field(2.0, gt=0)
+    liveness_timeout_s: float = Field(10.0, gt=0)
 
 
 class TrackLimits(_Section):

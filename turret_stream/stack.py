@@ -51,6 +51,7 @@ async def running_worker(
     k = settings.kafka
     for name in topic_names(settings):
         await ensure_topic(settings.bootstrap_servers, name, k.partitions, k.replication_factor)
+    await ensure_topic(settings.bootstrap_servers, k.workers_topic, 1, k.replication_factor)
     await topology.app.start()
     try:
         yield topology
