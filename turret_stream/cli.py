@@ -18,7 +18,7 @@ from turret_stream.export import ExportError, run_export
 from turret_stream.keys import KeyStore
 from turret_stream.replay import Columns, ReplayError, ReplayOptions, replay
 from turret_stream.settings import Settings, load_settings
-from turret_stream.stack import running_stack, wait_for_stop_signal
+from turret_stream.stack import run_embed_worker, running_stack, wait_for_stop_signal
 
 DEFAULT_PROJECT = "default"
 
@@ -54,6 +54,16 @@ def data_dir_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     )(fn)
 
 
+def workers_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--workers",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Processes that embed events (this one plus children sharing the events "
+        "partitions) [default: worker.embed_processes setting; 0 there = one per two cores].",
+    )(fn)
+
+
 @click.group()
 @click.version_option(__version__, prog_name="turret-stream")
 @click.pass_context
@@ -73,6 +83,8 @@ def _print_banner(stack: Any, new_key: str | None) -> None:
         click.echo(f"  API:    {stack.api_url}   (POST /track, GET /readyz, /openapi.json)")
     click.echo(f"  Kafka:  {kafka}")
     click.echo(f"  Data:   {s.data_dir.resolve()}")
+    if stack.embed_pool is not None:
+        click.echo(f"  Embedding processes: {stack.embed_pool.processes}")
     if new_key:
         click.echo(f"  API key for project '{DEFAULT_PROJECT}' (shown once; keep it):")
         click.echo(new_key)
@@ -106,6 +118,7 @@ def _run(settings: Settings, *, broker: bool, worker: bool, api: bool) -> None:
 @click.option("--port", type=int, default=None, help="HTTP port [default: 8000].")
 @click.option("--host", default=None, help="HTTP bind address [default: 127.0.0.1].")
 @click.option("--kafka-port", type=int, default=None, help="Embedded broker port [default: 9092].")
+@workers_option
 @data_dir_option
 @click.pass_context
 def up(
@@ -113,12 +126,18 @@ def up(
     port: int | None,
     host: str | None,
     kafka_port: int | None,
+    workers: int | None,
     data_dir: Path | None,
 ) -> None:
     """Run everything in one process: broker (unless Kafka is configured), worker, API."""
     settings = _settings(
         ctx,
-        **{"http.port": port, "http.host": host, "kafka.embedded_port": kafka_port},
+        **{
+            "http.port": port,
+            "http.host": host,
+            "kafka.embedded_port": kafka_port,
+            "worker.embed_processes": workers,
+        },
         data_dir=data_dir,
     )
     _run(settings, broker=settings.embedded_broker, worker=True, api=True)
@@ -136,11 +155,29 @@ def api(ctx: click.Context, port: int | None, host: str | None, data_dir: Path |
 
 
 @main.command()
+@workers_option
 @data_dir_option
 @click.pass_context
-def worker(ctx: click.Context, data_dir: Path | None) -> None:
+def worker(ctx: click.Context, workers: int | None, data_dir: Path | None) -> None:
     """Run only the stream worker (Faust agents), against the configured Kafka."""
-    _run(_settings(ctx, data_dir=data_dir), broker=False, worker=True, api=False)
+    settings = _settings(ctx, **{"worker.embed_processes": workers}, data_dir=data_dir)
+    _run(settings, broker=False, worker=True, api=False)
+
+
+@main.command("embed-worker")
+@data_dir_option
+@click.pass_context
+def embed_worker(ctx: click.Context, data_dir: Path | None) -> None:
+    """Run only the embedding stage (stateless), sharing the events partitions with the
+    workers; started by `up --workers N`, or on its own to add embedding capacity."""
+    settings = _settings(ctx, data_dir=data_dir)
+    _setup_logging(settings)
+    try:
+        asyncio.run(run_embed_worker(settings))
+    except TurretError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        pass
 
 
 @main.group()
