@@ -7,7 +7,7 @@ Part 1 runs the embedded stack in this process (tansu, the Faust worker, the API
 posts texts to /track over loopback as fast as the pipeline takes them; it prints events
 per second processed (accepted -> embedded -> clustered -> stored), event-to-topic
 latency (from /track's answer to the cluster agent's assignment), a row per `--workers`
-value (embedding processes, as `up --workers N`), and, in the same run on the same texts,
+value (model processes, as `up --workers N`), and, in the same run on the same texts,
 the product's own embedder (sorted batches, one process) with the ratio.
 
 Part 2 measures TopicModel.learn (neighbour search in Qdrant's in-process engine, the
@@ -28,7 +28,6 @@ from pathlib import Path
 
 import aiohttp
 import numpy as np
-from aiokafka.admin import AIOKafkaAdminClient
 
 from turret_stream.broker import free_port
 from turret_stream.clustering.dbstream import MicroCluster
@@ -102,17 +101,6 @@ async def live_latency(
     return latencies
 
 
-async def group_members(settings: Settings) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    await admin.start()
-    try:
-        [described] = await admin.describe_consumer_groups([settings.worker.app_id])
-        [group] = described.groups
-        return len(group[5]) if group[2] == "Stable" else 0
-    finally:
-        await admin.close()
-
-
 async def run_pipeline(
     texts: list[str],
     concurrency: int,
@@ -138,9 +126,6 @@ async def run_pipeline(
         stack.topology.owners.listeners.append(
             lambda a: done_at.setdefault(a.event_id, time.perf_counter())
         )
-        # Every embedding process has joined the group before the clock starts.
-        while await group_members(settings) < workers:
-            await asyncio.sleep(0.5)
         await asyncio.sleep(1)
         headers = {"X-API-Key": key}
 

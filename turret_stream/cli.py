@@ -18,7 +18,7 @@ from turret_stream.export import ExportError, run_export
 from turret_stream.keys import KeyStore
 from turret_stream.replay import Columns, ReplayError, ReplayOptions, replay
 from turret_stream.settings import Settings, load_settings
-from turret_stream.stack import run_embed_worker, running_stack, wait_for_stop_signal
+from turret_stream.stack import running_stack, wait_for_stop_signal
 
 DEFAULT_PROJECT = "default"
 
@@ -59,8 +59,8 @@ def workers_option(fn: Callable[..., Any]) -> Callable[..., Any]:
         "--workers",
         type=click.IntRange(min=1),
         default=None,
-        help="Processes that embed events (this one plus children sharing the events "
-        "partitions) [default: worker.embed_processes setting; 0 there = one per two cores].",
+        help="Processes that run the embedding model [default: worker.embed_processes "
+        "setting; 0 there = one per two cores].",
     )(fn)
 
 
@@ -83,8 +83,9 @@ def _print_banner(stack: Any, new_key: str | None) -> None:
         click.echo(f"  API:    {stack.api_url}   (POST /track, GET /readyz, /openapi.json)")
     click.echo(f"  Kafka:  {kafka}")
     click.echo(f"  Data:   {s.data_dir.resolve()}")
-    if stack.embed_pool is not None:
-        click.echo(f"  Embedding processes: {stack.embed_pool.processes}")
+    processes = getattr(stack.embedder, "processes", 1) if stack.embedder else 0
+    if processes:
+        click.echo(f"  Model:  {processes} embedding process{'es' if processes > 1 else ''}")
     if new_key:
         click.echo(f"  API key for project '{DEFAULT_PROJECT}' (shown once; keep it):")
         click.echo(new_key)
@@ -162,22 +163,6 @@ def worker(ctx: click.Context, workers: int | None, data_dir: Path | None) -> No
     """Run only the stream worker (Faust agents), against the configured Kafka."""
     settings = _settings(ctx, **{"worker.embed_processes": workers}, data_dir=data_dir)
     _run(settings, broker=False, worker=True, api=False)
-
-
-@main.command("embed-worker")
-@data_dir_option
-@click.pass_context
-def embed_worker(ctx: click.Context, data_dir: Path | None) -> None:
-    """Run only the embedding stage (stateless), sharing the events partitions with the
-    workers; started by `up --workers N`, or on its own to add embedding capacity."""
-    settings = _settings(ctx, data_dir=data_dir)
-    _setup_logging(settings)
-    try:
-        asyncio.run(run_embed_worker(settings))
-    except TurretError as exc:
-        _fail(str(exc))
-    except KeyboardInterrupt:
-        pass
 
 
 @main.group()

@@ -85,8 +85,8 @@ class WorkerSettings(_Section):
     # the workers as down when the newest heartbeat is older than `liveness_timeout_s`.
     liveness_interval_s: float = Field(2.0, gt=0)
     liveness_timeout_s: float = Field(10.0, gt=0)
-    # Processes that embed (the worker itself plus `embed-worker` children sharing the
-    # events partitions); 0 picks one per two cores. `up --workers N` sets it.
+    # Processes that run the embedding model for this worker (a pool; 1 = in the worker
+    # itself); 0 picks one per two cores. `up --workers N` sets it.
     embed_processes: int = Field(0, ge=0)
 
 

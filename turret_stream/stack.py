@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from turret_stream.broker import EmbeddedBroker
-from turret_stream.embed_pool import EmbedPool, embed_processes, model_threads
 from turret_stream.embedding import Embedder, open_embedder
+from turret_stream.embedding.pool import PooledEmbedder, cores
 from turret_stream.http.app import create_app
 from turret_stream.http.keys import WorkerProbe
 from turret_stream.keys import KeyStore
@@ -22,12 +22,7 @@ from turret_stream.preflight import check_broker, check_store
 from turret_stream.producer import ensure_topic
 from turret_stream.settings import Settings
 from turret_stream.storage import VectorStore, open_store
-from turret_stream.topology import (
-    Topology,
-    build_embed_topology,
-    build_topology,
-    topic_names,
-)
+from turret_stream.topology import Topology, build_topology, topic_names
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +39,23 @@ class RunningStack:
     keystore: KeyStore | None = None
     store: VectorStore | None = None
     embedder: Embedder | None = None
-    embed_pool: EmbedPool | None = None
     notes: list[str] = field(default_factory=list)
+
+
+def embed_processes(settings: Settings) -> int:
+    """Processes that run the model: the setting, or by default one per two cores."""
+    wanted = settings.worker.embed_processes
+    return wanted if wanted > 0 else max(1, cores() // 2)
+
+
+def open_worker_embedder(settings: Settings) -> Embedder:
+    """The worker's model: in this process, or in a pool of ``embed_processes`` processes
+    sharing the cores (``embedding.threads`` each, or an equal share)."""
+    processes = embed_processes(settings)
+    if processes == 1:
+        return open_embedder(settings.embedding)
+    threads = settings.embedding.threads or max(1, cores() // processes)
+    return PooledEmbedder(settings.embedding, processes, threads)
 
 
 @contextlib.asynccontextmanager
@@ -100,15 +110,12 @@ async def running_stack(
             exits.callback(stack.store.close)
             await check_store(stack.store, settings)
         if worker:
-            processes = embed_processes(settings)
-            threads = model_threads(settings, processes)
-            stack.embedder = open_embedder(
-                settings.embedding.model_copy(update={"threads": threads})
-            )
+            stack.embedder = await asyncio.to_thread(open_worker_embedder, settings)
+            if isinstance(stack.embedder, PooledEmbedder):
+                exits.callback(stack.embedder.close)
             stack.topology = await exits.enter_async_context(
                 running_worker(settings, stack.store, stack.embedder)
             )
-            stack.embed_pool = await exits.enter_async_context(EmbedPool(settings, processes))
         if api:
             stack.keystore = KeyStore(settings.keys_db_path)
             exits.callback(stack.keystore.close)
@@ -141,21 +148,3 @@ async def wait_for_stop_signal() -> None:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-
-
-async def run_embed_worker(settings: Settings) -> None:
-    """An embedding process: the stateless stage alone, until SIGINT/SIGTERM."""
-    await check_broker(settings)
-    embedder = open_embedder(settings.embedding)
-    app = build_embed_topology(settings, embedder)
-    k = settings.kafka
-    for name in (k.events_topic, k.texts_topic):
-        await ensure_topic(settings.bootstrap_servers, name, k.partitions, k.replication_factor)
-    await app.start()
-    try:
-        await wait_for_stop_signal()
-    finally:
-        try:
-            await asyncio.wait_for(app.stop(), STOP_TIMEOUT_S)
-        except TimeoutError:
-            log.warning("embedding process did not stop within %ss", STOP_TIMEOUT_S)

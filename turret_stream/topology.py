@@ -70,11 +70,11 @@ def topic_names(settings: Settings) -> list[str]:
     return [k.events_topic, k.texts_topic, k.assignments_topic, k.transitions_topic]
 
 
-def faust_app(settings: Settings) -> faust.App:
-    """The Faust app every worker process runs (one consumer group: ``worker.app_id``)."""
+def build_topology(settings: Settings, store: VectorStore, embedder: Embedder) -> Topology:
+    """A Faust app wired to the configured broker, with every topic and agent registered."""
     worker = settings.worker
     k = settings.kafka
-    return TurretApp(
+    app = TurretApp(
         worker.app_id,
         fetch_max_wait_ms=k.fetch_max_wait_ms,
         broker=f"kafka://{settings.bootstrap_servers.replace(',', ';kafka://')}",
@@ -95,30 +95,6 @@ def faust_app(settings: Settings) -> faust.App:
         # recognised by event id, so nothing is lost or counted twice.
         stream_wait_empty=False,
     )
-
-
-def build_embed_topology(settings: Settings, embedder: Embedder) -> faust.App:
-    """The stateless stage alone, for extra embedding processes (``up --workers N``,
-    ``turret-stream embed-worker``): the same app and consumer group, subscribed to the
-    events topic only, so the events partitions are shared among every process that
-    embeds while the texts partitions (the dimension owners) stay where the store is."""
-    app = faust_app(settings)
-    k = settings.kafka
-    events = app.topic(
-        k.events_topic, key_type=bytes, value_type=TrackedEvent, partitions=k.partitions
-    )
-    texts = app.topic(
-        k.texts_topic, key_type=bytes, value_type=EmbeddedText, partitions=k.partitions
-    )
-    register_embed_agent(app, events, texts, embedder, settings)
-    return app
-
-
-def build_topology(settings: Settings, store: VectorStore, embedder: Embedder) -> Topology:
-    """A Faust app wired to the configured broker, with every topic and agent registered."""
-    worker = settings.worker
-    k = settings.kafka
-    app = faust_app(settings)
     events = app.topic(
         k.events_topic, key_type=bytes, value_type=TrackedEvent, partitions=k.partitions
     )
@@ -147,9 +123,7 @@ def build_topology(settings: Settings, store: VectorStore, embedder: Embedder) -
     )
     labeller = Labeller(store, settings.labels, make_ollama(settings.labels))
     register_labeller(app, labeller)
-    workers = app.topic(
-        k.workers_topic, key_type=bytes, value_type=WorkerHeartbeat, partitions=1
-    )
+    workers = app.topic(k.workers_topic, key_type=bytes, value_type=WorkerHeartbeat, partitions=1)
     register_heartbeat(app, workers, worker.liveness_interval_s)
     return Topology(
         app, events, texts, assignments, stats, owners, transitions, sessions, listeners, labeller
