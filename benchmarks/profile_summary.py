@@ -22,7 +22,7 @@ from pathlib import Path
 IDLE = re.compile(
     r"(select|poll|epoll|_wait|wait \(|acquire|sleep|get \(queue|_worker \(concurrent)"
 )
-# Category -> a frame name that marks it (first match in this order wins for 'rest').
+# Category -> a frame name that marks it.
 CATEGORIES = {
     "model (ONNX inference)": "Session.run (onnxruntime",
     "tokenizer": "OnnxTextModel.tokenize",
