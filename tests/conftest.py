@@ -48,7 +48,8 @@ def make_settings(data_dir: Path, broker_port: int, **overrides: object) -> Sett
             "partitions": 4,
             "produce_timeout_s": 3.0,
         },
-        worker={"app_id": f"turret-test-{tag}"},
+        # One embedding process: tests do not depend on the machine's core count.
+        worker={"app_id": f"turret-test-{tag}", "embed_processes": 1},
         http={"port": 0},
     )
     return base.with_overrides(**overrides) if overrides else base

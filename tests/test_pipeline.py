@@ -108,6 +108,8 @@ async def read_api(http: aiohttp.ClientSession, acme: str, other: str, result: d
             return resp.status, await resp.json()
 
     out["clusters"] = await get("/v1/clusters", dimension="prompt", examples=3)
+    out["clusters_by_growth"] = await get("/v1/clusters", dimension="prompt", sort="growth")
+    out["bad_sort"] = await get("/v1/clusters", dimension="prompt", sort="random")
     out["default_dim"] = await get("/v1/clusters")
     topics = out["clusters"][1].get("clusters", [])
     if topics:
@@ -234,3 +236,20 @@ def test_a_late_paraphrase_joins_the_existing_topic(pipeline_run):
     groups = topic_by_group(pipeline_run)
     password = max(set(groups["password"]), key=groups["password"].count)
     assert late[0].topic == password
+
+
+def test_topics_carry_a_trend_tag_and_sort_by_growth(pipeline_run):
+    status, body = pipeline_run["http"]["clusters"]
+    assert status == 200
+    # Every topic was born minutes ago: "new", and no previous window to grow from.
+    for topic in body["clusters"]:
+        assert topic["trend"] == "new", topic
+        assert topic["growth"] is None
+        assert topic["window_events"]["current"] == sum(
+            c["count"] for c in topic["counts"]["hourly"]
+        )
+    status, by_growth = pipeline_run["http"]["clusters_by_growth"]
+    assert status == 200
+    assert {t["id"] for t in by_growth["clusters"]} == {t["id"] for t in body["clusters"]}
+    status, bad = pipeline_run["http"]["bad_sort"]
+    assert status == 400 and bad["code"] == "INVALID_REQUEST" and bad["field"] == "sort"

@@ -54,6 +54,16 @@ def data_dir_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     )(fn)
 
 
+def workers_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--workers",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Processes that run the embedding model [default: worker.embed_processes "
+        "setting; 0 there = one per two cores].",
+    )(fn)
+
+
 @click.group()
 @click.version_option(__version__, prog_name="turret-stream")
 @click.pass_context
@@ -74,6 +84,9 @@ def _print_banner(stack: Any, new_key: str | None) -> None:
         click.echo(f"  Dashboard: {stack.api_url}/   (sign in with the project's API key)")
     click.echo(f"  Kafka:  {kafka}")
     click.echo(f"  Data:   {s.data_dir.resolve()}")
+    processes = getattr(stack.embedder, "processes", 1) if stack.embedder else 0
+    if processes:
+        click.echo(f"  Model:  {processes} embedding process{'es' if processes > 1 else ''}")
     if new_key:
         click.echo(f"  API key for project '{DEFAULT_PROJECT}' (shown once; keep it):")
         click.echo(new_key)
@@ -107,6 +120,7 @@ def _run(settings: Settings, *, broker: bool, worker: bool, api: bool) -> None:
 @click.option("--port", type=int, default=None, help="HTTP port [default: 8000].")
 @click.option("--host", default=None, help="HTTP bind address [default: 127.0.0.1].")
 @click.option("--kafka-port", type=int, default=None, help="Embedded broker port [default: 9092].")
+@workers_option
 @data_dir_option
 @click.pass_context
 def up(
@@ -114,12 +128,18 @@ def up(
     port: int | None,
     host: str | None,
     kafka_port: int | None,
+    workers: int | None,
     data_dir: Path | None,
 ) -> None:
     """Run everything in one process: broker (unless Kafka is configured), worker, API."""
     settings = _settings(
         ctx,
-        **{"http.port": port, "http.host": host, "kafka.embedded_port": kafka_port},
+        **{
+            "http.port": port,
+            "http.host": host,
+            "kafka.embedded_port": kafka_port,
+            "worker.embed_processes": workers,
+        },
         data_dir=data_dir,
     )
     _run(settings, broker=settings.embedded_broker, worker=True, api=True)
@@ -137,11 +157,13 @@ def api(ctx: click.Context, port: int | None, host: str | None, data_dir: Path |
 
 
 @main.command()
+@workers_option
 @data_dir_option
 @click.pass_context
-def worker(ctx: click.Context, data_dir: Path | None) -> None:
+def worker(ctx: click.Context, workers: int | None, data_dir: Path | None) -> None:
     """Run only the stream worker (Faust agents), against the configured Kafka."""
-    _run(_settings(ctx, data_dir=data_dir), broker=False, worker=True, api=False)
+    settings = _settings(ctx, **{"worker.embed_processes": workers}, data_dir=data_dir)
+    _run(settings, broker=False, worker=True, api=False)
 
 
 @main.group()

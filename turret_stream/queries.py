@@ -20,6 +20,7 @@ from turret_stream.catalog import Catalog, DimensionInfo, DimensionNames, dimens
 from turret_stream.clustering import snapshot
 from turret_stream.labels.book import Label, LabelBook
 from turret_stream.storage import Filter, Record, VectorStore
+from turret_stream.trends import Trend, newest_hour, trend
 
 EXAMPLES = 5
 
@@ -57,6 +58,27 @@ class TopicMap:
 
 
 EMPTY_MAP = TopicMap({}, {}, {}, set())
+
+
+def _hours(record: Record) -> dict[int, int]:
+    return {int(h): int(c) for h, c in record.payload.get("hours", [])}
+
+
+def _trend(record: Record, now_hour: int | None) -> Trend | None:
+    if now_hour is None:
+        return None
+    return trend(_hours(record), record.payload.get("first_seen"), now_hour)
+
+
+def _trends(topics: list[Record]) -> dict[str, Trend]:
+    """Every topic's trend, against the dimension's newest hour (event time)."""
+    now_hour = newest_hour(_hours(r) for r in topics)
+    out = {}
+    for r in topics:
+        t = _trend(r, now_hour)
+        if t is not None:
+            out[r.id] = t
+    return out
 
 
 def _iso(ts: float | None) -> str | None:
@@ -115,15 +137,29 @@ class Queries:
 
     # -- topics ---------------------------------------------------------------------------
 
-    def clusters(self, project: str, key: str | None, limit: int, examples: int) -> dict:
+    def clusters(
+        self, project: str, key: str | None, limit: int, examples: int, sort: str = "size"
+    ) -> dict:
         names = self.dimension(project, key)
         info = self.catalog.dimension(project, names.dimension) or {}
         total = info.get("events", 0)
         topics = self._topic_records(names, with_vectors=examples > 0)
-        topics.sort(key=lambda r: -r.payload.get("size", 0))
+        trends = _trends(topics)
+        if sort == "growth":
+            # Fastest growing first; topics without a previous window after, by size.
+            topics.sort(
+                key=lambda r: (
+                    trends[r.id].growth is None,
+                    -(trends[r.id].growth or 0.0),
+                    -r.payload.get("size", 0),
+                )
+            )
+        else:
+            topics.sort(key=lambda r: -r.payload.get("size", 0))
         labels = self.labels.labels(names, [r.id for r in topics[:limit]])
         shown = [
-            self._topic_view(names, r, total, examples, labels.get(r.id)) for r in topics[:limit]
+            self._topic_view(names, r, total, examples, labels.get(r.id), trends.get(r.id))
+            for r in topics[:limit]
         ]
         in_topics = sum(r.payload.get("size", 0) for r in topics)
         return {
@@ -140,7 +176,8 @@ class Queries:
         names, record = self._find_topic(project, topic_id, key)
         total = (self.catalog.dimension(project, names.dimension) or {}).get("events", 0)
         label = self.labels.labels(names, [topic_id]).get(topic_id)
-        view = self._topic_view(names, record, total, examples, label)
+        now_hour = newest_hour(_hours(r) for r in self._topic_records(names))
+        view = self._topic_view(names, record, total, examples, label, _trend(record, now_hour))
         view["label_history"] = self.labels.history(names, topic_id)
         if record.payload.get("status") != "active":
             view["current_id"] = self.topic_map(names).successor.get(topic_id)
@@ -212,6 +249,7 @@ class Queries:
         total: int,
         examples: int,
         label: Label | None = None,
+        trend: Trend | None = None,
     ) -> dict[str, Any]:
         p = record.payload
         size = p.get("size", 0)
@@ -229,6 +267,12 @@ class Queries:
                 "hourly": [{"hour": _iso(h * 3600), "count": c} for h, c in p.get("hours", [])],
                 "daily": [{"day": _iso(d * 86400)[:10], "count": c} for d, c in p.get("days", [])],
             },
+            # Trend tag from the topic's own hourly counts (turret_stream/trends.py).
+            "trend": trend.tag if trend else None,
+            "growth": trend.growth if trend else None,
+            "window_events": {"current": trend.current, "previous": trend.previous}
+            if trend
+            else None,
             "micro_clusters": p.get("micro_clusters", 0),
             # Journeys do not switch on a neutral topic (it keeps company with all kinds).
             "neutral": bool(p.get("neutral", False)),

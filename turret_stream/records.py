@@ -104,3 +104,16 @@ class Transition(faust.Record, serializer="json", namespace="turret.Transition")
     at: float
     previous_at: float | None
     segments: dict[str, Any] | None = None
+
+
+class WorkerHeartbeat(faust.Record, serializer="json", namespace="turret.WorkerHeartbeat"):
+    """A worker says it is alive, every ``worker.liveness_interval_s``, on <prefix>.workers.
+
+    The consumer group cannot tell: a killed worker stays a member until the broker
+    expires it, which tansu does not do promptly."""
+
+    worker_id: str
+    host: str
+    pid: int
+    # Seconds since the epoch at which the worker sent this.
+    at: float

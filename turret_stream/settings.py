@@ -69,6 +69,10 @@ class KafkaSettings(_Section):
     def transitions_topic(self) -> str:
         return f"{self.topic_prefix}.transitions"
 
+    @property
+    def workers_topic(self) -> str:
+        return f"{self.topic_prefix}.workers"
+
 
 class WorkerSettings(_Section):
     # Faust application id, also the Kafka consumer group.
@@ -77,6 +81,13 @@ class WorkerSettings(_Section):
     rebalance_timeout_s: float = Field(5.0, gt=0)
     session_timeout_s: float = Field(6.0, gt=0)
     heartbeat_interval_s: float = Field(1.0, gt=0)
+    # Every worker says it is alive this often (the workers topic); a separate API counts
+    # the workers as down when the newest heartbeat is older than `liveness_timeout_s`.
+    liveness_interval_s: float = Field(2.0, gt=0)
+    liveness_timeout_s: float = Field(10.0, gt=0)
+    # Processes that run the embedding model for this worker (a pool; 1 = in the worker
+    # itself); 0 picks one per two cores. `up --workers N` sets it.
+    embed_processes: int = Field(0, ge=0)
 
 
 class TrackLimits(_Section):
@@ -223,6 +234,12 @@ class LabelSettings(_Section):
     llm_examples: int = Field(10, ge=1)
 
 
+class StartupSettings(_Section):
+    # How long a process waits at start for Kafka and the vector store to answer before it
+    # exits with one line naming what it could not reach (exit code 1).
+    wait_s: float = Field(30.0, ge=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TURRET_",
@@ -245,6 +262,7 @@ class Settings(BaseSettings):
     journeys: JourneySettings = JourneySettings()
     live: LiveSettings = LiveSettings()
     labels: LabelSettings = LabelSettings()
+    startup: StartupSettings = StartupSettings()
 
     @classmethod
     def settings_customise_sources(

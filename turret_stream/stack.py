@@ -14,9 +14,11 @@ from aiohttp import web
 
 from turret_stream.broker import EmbeddedBroker
 from turret_stream.embedding import Embedder, open_embedder
+from turret_stream.embedding.pool import PooledEmbedder, cores
 from turret_stream.http.app import create_app
 from turret_stream.http.keys import WorkerProbe
 from turret_stream.keys import KeyStore
+from turret_stream.preflight import check_broker, check_store
 from turret_stream.producer import ensure_topic
 from turret_stream.settings import Settings
 from turret_stream.storage import VectorStore, open_store
@@ -40,6 +42,22 @@ class RunningStack:
     notes: list[str] = field(default_factory=list)
 
 
+def embed_processes(settings: Settings) -> int:
+    """Processes that run the model: the setting, or by default one per two cores."""
+    wanted = settings.worker.embed_processes
+    return wanted if wanted > 0 else max(1, cores() // 2)
+
+
+def open_worker_embedder(settings: Settings) -> Embedder:
+    """The worker's model: in this process, or in a pool of ``embed_processes`` processes
+    sharing the cores (``embedding.threads`` each, or an equal share)."""
+    processes = embed_processes(settings)
+    if processes == 1:
+        return open_embedder(settings.embedding)
+    threads = settings.embedding.threads or max(1, cores() // processes)
+    return PooledEmbedder(settings.embedding, processes, threads)
+
+
 @contextlib.asynccontextmanager
 async def running_worker(
     settings: Settings, store: VectorStore, embedder: Embedder
@@ -50,6 +68,7 @@ async def running_worker(
     k = settings.kafka
     for name in topic_names(settings):
         await ensure_topic(settings.bootstrap_servers, name, k.partitions, k.replication_factor)
+    await ensure_topic(settings.bootstrap_servers, k.workers_topic, 1, k.replication_factor)
     await topology.app.start()
     try:
         yield topology
@@ -82,13 +101,18 @@ async def running_stack(
                 log_file=settings.data_dir / "broker.log",
             )
             await exits.enter_async_context(stack.broker)
+        # Fail at start, in one line, rather than serve what cannot be honoured.
+        await check_broker(settings)
         if worker or api:
             # One store per process: the in-process engine allows one opener per data
             # dir, so the API reads through the same object the worker writes.
             stack.store = open_store(settings)
             exits.callback(stack.store.close)
+            await check_store(stack.store, settings)
         if worker:
-            stack.embedder = open_embedder(settings.embedding)
+            stack.embedder = await asyncio.to_thread(open_worker_embedder, settings)
+            if isinstance(stack.embedder, PooledEmbedder):
+                exits.callback(stack.embedder.close)
             stack.topology = await exits.enter_async_context(
                 running_worker(settings, stack.store, stack.embedder)
             )

@@ -11,6 +11,8 @@
            -> agents.sessions.follow       owns each session's row (turret-sessions table)
       -> <prefix>.transitions (key project:session_id)   topic changes, for the live feed
     timer on the leader: agents.labels.name_topics   names topics (c-TF-IDF, then Ollama)
+    timer on every worker: agents.liveness.heartbeat -> <prefix>.workers (1 partition),
+                                           read by a separate API's /readyz
 
 Each agent is the single owner of its state; state changes travel as messages on topics.
 """
@@ -26,6 +28,7 @@ from turret_stream.agents.cluster import Owners, register_cluster_agent
 from turret_stream.agents.embed import register_embed_agent
 from turret_stream.agents.ingest import IngestStats, register_ingest_agent
 from turret_stream.agents.labels import Labeller, make_ollama, register_labeller
+from turret_stream.agents.liveness import register_heartbeat
 from turret_stream.agents.sessions import (
     register_sessions_agent,
     store_bootstrap,
@@ -35,7 +38,13 @@ from turret_stream.embedding import Embedder
 from turret_stream.faust_app import TurretApp
 from turret_stream.labels.book import LabelBook
 from turret_stream.queries import Queries
-from turret_stream.records import EmbeddedText, TopicAssignment, TrackedEvent, Transition
+from turret_stream.records import (
+    EmbeddedText,
+    TopicAssignment,
+    TrackedEvent,
+    Transition,
+    WorkerHeartbeat,
+)
 from turret_stream.settings import Settings
 from turret_stream.storage import VectorStore
 
@@ -56,6 +65,7 @@ class Topology:
 
 
 def topic_names(settings: Settings) -> list[str]:
+    """The topics with ``kafka.partitions`` partitions (the workers topic has one)."""
     k = settings.kafka
     return [k.events_topic, k.texts_topic, k.assignments_topic, k.transitions_topic]
 
@@ -113,6 +123,8 @@ def build_topology(settings: Settings, store: VectorStore, embedder: Embedder) -
     )
     labeller = Labeller(store, settings.labels, make_ollama(settings.labels))
     register_labeller(app, labeller)
+    workers = app.topic(k.workers_topic, key_type=bytes, value_type=WorkerHeartbeat, partitions=1)
+    register_heartbeat(app, workers, worker.liveness_interval_s)
     return Topology(
         app, events, texts, assignments, stats, owners, transitions, sessions, listeners, labeller
     )

@@ -16,8 +16,9 @@ from collections.abc import Callable, Sequence
 
 import faust
 
-from turret_stream.catalog import Catalog
+from turret_stream.catalog import Catalog, dimension_names
 from turret_stream.clustering.owner import DimensionOwner
+from turret_stream.fencing import FencedStore, Lease, StaleOwner
 from turret_stream.records import EmbeddedText, TopicAssignment, event_key
 from turret_stream.settings import Settings
 from turret_stream.storage import VectorStore
@@ -36,17 +37,33 @@ class Owners:
         self._owners: dict[tuple[str, str], DimensionOwner] = {}
         # Batches and timer ticks run in worker threads; one at a time touches owners.
         self._lock = threading.Lock()
+        # Writes refused because another worker had taken the dimension over.
+        self.stale_refused = 0
         # Tests and the pipeline benchmark watch assignments as they happen.
         self.listeners: list[Callable[[TopicAssignment], None]] = []
 
     def get(self, project: str, dimension: str) -> DimensionOwner:
         owner = self._owners.get((project, dimension))
         if owner is None:
+            # Take the dimension over before reading its state: from here on an owner
+            # elsewhere that missed its eviction can no longer write (fencing.py).
+            lease = Lease(self.store, dimension_names(project, dimension).slug)
+            lease.acquire()
             owner = DimensionOwner(
-                self.store, self.catalog, project, dimension, self.settings, self.dim
+                FencedStore(self.store, lease),
+                self.catalog,
+                project,
+                dimension,
+                self.settings,
+                self.dim,
             )
             self._owners[(project, dimension)] = owner
         return owner
+
+    def _drop_stale(self, key: tuple[str, str], exc: StaleOwner) -> None:
+        log.warning("stopped owning %s:%s: %s", key[0], key[1], exc)
+        self._owners.pop(key, None)
+        self.stale_refused += 1
 
     def process(self, items: Sequence[EmbeddedText]) -> list[TopicAssignment]:
         groups: dict[tuple[str, str], list[EmbeddedText]] = {}
@@ -54,8 +71,12 @@ class Owners:
             groups.setdefault((item.project, item.dimension), []).append(item)
         out: list[TopicAssignment] = []
         with self._lock:
-            for (project, dimension), group in groups.items():
-                out.extend(self.get(project, dimension).process(group))
+            for key, group in groups.items():
+                try:
+                    out.extend(self.get(*key).process(group))
+                except StaleOwner as exc:
+                    # Its partition moved: the new owner gets these texts redelivered.
+                    self._drop_stale(key, exc)
         return out
 
     def tick(self) -> int:
@@ -65,7 +86,13 @@ class Owners:
             return 0
         try:
             now = time.time()
-            return sum(owner.tick(now) for owner in self._owners.values())
+            done = 0
+            for key, owner in list(self._owners.items()):
+                try:
+                    done += owner.tick(now)
+                except StaleOwner as exc:
+                    self._drop_stale(key, exc)
+            return done
         finally:
             self._lock.release()
 

@@ -6,7 +6,6 @@ import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from aiokafka.admin import AIOKafkaAdminClient
 
 from turret_stream.embedding import Embedder, open_embedder
 from turret_stream.errors import ApiError, ErrorCode
@@ -25,6 +24,7 @@ from turret_stream.http.keys import (
     WorkerProbe,
 )
 from turret_stream.http.live import LiveHub, TransitionsFeed, close_live_clients, run_live_feed
+from turret_stream.http.readiness import heartbeat_probe
 from turret_stream.http.routes import setup_routes
 from turret_stream.journey_queries import JourneyQueries
 from turret_stream.keys import KeyStore
@@ -76,25 +76,6 @@ async def json_errors(request: web.Request, handler: web.Handler) -> web.StreamR
         return _error_response(ApiError(500, ErrorCode.INTERNAL_ERROR, "Internal server error"))
 
 
-def consumer_group_probe(settings: Settings) -> WorkerProbe:
-    """For an API running apart from the worker: ready when the worker's consumer group
-    has live members."""
-
-    async def probe() -> bool:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-        try:
-            await admin.start()
-            [described] = await admin.describe_consumer_groups([settings.worker.app_id])
-            [group] = described.groups
-            return group[0] == 0 and group[2] == "Stable" and bool(group[5])
-        except Exception:
-            return False
-        finally:
-            await admin.close()
-
-    return probe
-
-
 def create_app(
     settings: Settings,
     *,
@@ -112,7 +93,7 @@ def create_app(
     )
     app[SETTINGS] = settings
     app[RATE_LIMITER] = RateLimiter(settings.rate_limit)
-    app[WORKER_PROBE] = worker_probe or consumer_group_probe(settings)
+    app[WORKER_PROBE] = worker_probe or heartbeat_probe(settings)
     own_keystore = keystore is None
     app[KEYSTORE] = keystore or KeyStore(settings.keys_db_path)
     app[PUBLISHER] = EventPublisher(settings.bootstrap_servers, settings.kafka)

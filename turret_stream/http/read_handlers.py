@@ -69,7 +69,10 @@ async def list_clusters(request: web.Request) -> web.Response:
     dimension = _str_param(request, "dimension")
     limit = _int_param(request, "limit", 50, 1, MAX_LIMIT)
     examples = _int_param(request, "examples", 3, 0, 20)
-    return await _run(request.app[QUERIES].clusters, project, dimension, limit, examples)
+    sort = request.query.get("sort", "size")
+    if sort not in ("size", "growth"):
+        raise invalid("sort", f"must be 'size' or 'growth', got {sort[:40]!r}")
+    return await _run(request.app[QUERIES].clusters, project, dimension, limit, examples, sort)
 
 
 async def get_cluster(request: web.Request) -> web.Response:

@@ -1,0 +1,128 @@
+"""The model on several cores: an Embedder whose work runs in N processes.
+
+``turret-stream up --workers N`` (``worker.embed_processes``) embeds through this pool. The
+embed agent stays one Faust agent in the worker (so accepted-event accounting, the journal,
+dead letters and ordering are unchanged); only the model's arithmetic moves: each batch's
+texts are sorted by length, cut into N runs of similar length, and embedded at once by N
+processes, each with its share of the cores as ONNX Runtime threads. One process with all
+the cores does not scale: the int8 model runs small batches, and its intra-op threads
+mostly wait on each other (measured: README, *Performance*).
+
+A child dies with its parent (PR_SET_PDEATHSIG); if one dies on its own, the pool is
+rebuilt and the batch embedded again, so a crash costs a retry, never an event.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+import numpy as np
+
+from turret_stream.embedding.base import Embedder
+from turret_stream.settings import EmbeddingSettings
+
+log = logging.getLogger(__name__)
+
+_model: Embedder | None = None  # the model of this pool process
+
+
+def cores() -> int:
+    """Cores this process may run on (its affinity, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _start_child(settings: EmbeddingSettings) -> None:
+    """Initializer of a pool process: die with the parent, load the model once."""
+    if sys.platform == "linux":
+        with contextlib.suppress(Exception):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PDEATHSIG
+    # The parent handles Ctrl-C and stops the pool itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    global _model
+    from turret_stream.embedding.fastembed import FastEmbedder
+
+    _model = FastEmbedder(settings)
+
+
+def _embed_run(texts: list[str]) -> np.ndarray:
+    assert _model is not None
+    return _model.embed(texts)
+
+
+class PooledEmbedder(Embedder):
+    """``processes`` model processes, each with ``threads`` ONNX threads."""
+
+    def __init__(self, settings: EmbeddingSettings, processes: int, threads: int) -> None:
+        from turret_stream.embedding.fastembed import FastEmbedder
+
+        self.processes = processes
+        self._child_settings = settings.model_copy(update={"threads": threads})
+        # Loaded here too: the model's id and size, and a clear error at start (not in a
+        # child) when the model cannot be loaded.
+        probe = FastEmbedder(self._child_settings)
+        self.model_id, self.dim = probe.model_id, probe.dim
+        del probe
+        self._lock = threading.Lock()
+        self._executor = self._new_executor()
+
+    def _new_executor(self) -> ProcessPoolExecutor:
+        executor = ProcessPoolExecutor(
+            max_workers=self.processes,
+            # Not fork: the parent runs threads (Kafka, the event loop's helpers).
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_child,
+            initargs=(self._child_settings,),
+        )
+        # Start every child now (each loads the model), not on the first batch.
+        for f in [executor.submit(os.getpid) for _ in range(self.processes)]:
+            f.result()
+        return executor
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self._executor._processes.values()]  # type: ignore[attr-defined]
+
+    def _runs(self, texts: Sequence[str]) -> tuple[list[int], list[list[str]]]:
+        # Similar lengths together: each process pads least, as the one-process path does.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        size = -(-len(order) // self.processes)
+        runs = [order[i : i + size] for i in range(0, len(order), size)]
+        return order, [[texts[i] for i in run] for run in runs]
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        order, runs = self._runs(texts)
+        for attempt in (1, 2):
+            with self._lock:
+                executor = self._executor
+            try:
+                parts = list(executor.map(_embed_run, runs))
+                break
+            except BrokenProcessPool:
+                if attempt == 2:
+                    raise
+                log.warning("an embedding process died; starting the pool again")
+                with self._lock:
+                    if self._executor is executor:
+                        executor.shutdown(wait=False, cancel_futures=True)
+                        self._executor = self._new_executor()
+        vectors = np.empty((len(texts), self.dim), dtype=np.float32)
+        vectors[order] = np.concatenate(parts)
+        return vectors
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
