@@ -85,6 +85,13 @@ export async function render(ctx, container, { rest, query }) {
   };
 }
 
+// The server's trend tag (turret_stream/trends.py); "steady" needs no badge.
+function trendBadge(topic) {
+  if (!topic.trend || topic.trend === "steady") return null;
+  const growth = topic.growth === null || topic.growth === undefined ? "" : ` (${topic.growth >= 0 ? "+" : ""}${Math.round(topic.growth * 100)}% vs previous 24 h)`;
+  return h("span", { class: `badge trend ${topic.trend}`, title: `Trend: ${topic.trend}${growth}` }, topic.trend);
+}
+
 function topicCard(topic, dimension, trend) {
   const values = trend === "daily" ? series(topic.counts.daily, "day", 30) : series(topic.counts.hourly, "hour", 48);
   const href = viewHash(`topics/${encodeURIComponent(topic.id)}`, { dimension });
@@ -97,6 +104,7 @@ function topicCard(topic, dimension, trend) {
       h("a", { class: "topic-label", href }, topic.label || `Unnamed topic ${topic.id}`),
       topic.neutral ? h("span", { class: "badge", title: "Appears beside every kind of topic: journeys do not switch on it" }, "neutral") : null,
       topic.label_source === "manual" ? h("span", { class: "badge manual" }, "renamed") : null,
+      trendBadge(topic),
     ),
     h(
       "div",
