@@ -18,6 +18,7 @@ import logging
 import re
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from turret_stream.errors import ApiError, ErrorCode, invalid
 from turret_stream.http.json_body import has_surrogate
@@ -159,6 +160,9 @@ async def read_body(request: web.Request) -> bytes:
                 if size > limit:
                     raise too_large(limit)
                 chunks.append(chunk)
+    except HttpProcessingError:
+        # A broken chunked encoding or a connection cut mid-body.
+        raise ApiError(400, ErrorCode.INVALID_REQUEST, "Malformed request body") from None
     except TimeoutError:
         raise ApiError(
             408,

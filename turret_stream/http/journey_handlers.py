@@ -12,11 +12,9 @@ from aiohttp import web
 from turret_stream.errors import invalid
 from turret_stream.http.handlers import authenticate
 from turret_stream.http.keys import JOURNEYS
+from turret_stream.http.limits import MAX_TOP_PATHS
 from turret_stream.http.read_handlers import _int_param, _run, _str_param
 from turret_stream.journey_queries import JourneyFilter
-
-MAX_TOP_PATHS = 100
-
 
 # Times a filter can name: the epoch to the end of year 9999 (what ISO 8601 can write).
 EARLIEST_TS = 0.0

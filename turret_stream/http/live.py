@@ -66,9 +66,10 @@ class _NoOfferedProtocolsInLog(logging.Filter):
     that offers its key alone would have the key written to the log. Drop the list."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str) and record.msg.startswith("Client protocols"):
-            record.msg = "Client protocols don't overlap server-known ones %r (offers redacted)"
-            record.args = (record.args[-1],) if isinstance(record.args, tuple) else ()
+        if isinstance(record.msg, str) and "Client protocols" in record.msg:
+            record.msg = "%s: client protocols (redacted) don't overlap server-known ones %r"
+            args = record.args if isinstance(record.args, tuple) else ()
+            record.args = (args[0], args[-1]) if len(args) >= 2 else ("?", ())
         return True
 
 

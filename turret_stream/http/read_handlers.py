@@ -13,11 +13,14 @@ from turret_stream.http.guards import read_body
 from turret_stream.http.handlers import authenticate
 from turret_stream.http.json_body import parse_json_body
 from turret_stream.http.keys import EMBEDDER, QUERIES
+from turret_stream.http.limits import (
+    MAX_DESCRIPTION_CHARS,
+    MAX_LABEL_CHARS,
+    MAX_LIMIT,
+    MAX_QUERY_CHARS,
+)
 from turret_stream.queries import NotFound
 from turret_stream.storage import InvalidOffset
-
-MAX_LIMIT = 500
-MAX_QUERY_CHARS = 2000
 
 
 def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
@@ -96,10 +99,6 @@ async def search(request: web.Request) -> web.Response:
     embedder = request.app[EMBEDDER]()
     [vector] = await asyncio.to_thread(embedder.embed, [query])
     return await _run(request.app[QUERIES].search, project, vector, dimension, limit)
-
-
-MAX_LABEL_CHARS = 80
-MAX_DESCRIPTION_CHARS = 500
 
 
 async def set_label(request: web.Request) -> web.Response:
