@@ -55,7 +55,7 @@ async def _serve(conn, fetch_wait_ms: int) -> None:
         log_level="warning",
         kafka={"embedded_port": free_port(), "fetch_max_wait_ms": fetch_wait_ms},
         http={"port": 0},
-        live={"max_clients": 100_000},
+        live={"max_clients": 100_000, "max_clients_per_key": 100_000},
     )
     keystore = KeyStore(settings.keys_db_path)
     keys = {p: keystore.create(p).secret for p in (PROJECT, OTHER_PROJECT)}

@@ -67,8 +67,12 @@ def _segment_values(value: str) -> str | list[Any]:
     match the stored booleans and integers as well as the strings."""
     if value in ("true", "false"):
         return [value, value == "true"]
-    if value.removeprefix("-").isdecimal():
-        return [value, int(value)]
+    digits = value.removeprefix("-")
+    if digits.isascii() and digits.isdecimal() and len(digits) <= 19:
+        number = int(value)
+        # The store keeps signed 64-bit integers: a longer number can only be a string.
+        if -(2**63) <= number < 2**63:
+            return [value, number]
     return value
 
 
@@ -128,7 +132,9 @@ class JourneyQueries:
     def _filter(self, flt: JourneyFilter, **exact: str) -> Filter | None:
         must: dict[str, Any] = dict(exact)
         for key, value in flt.segments:
-            path = f"metadata.{key}"
+            # Quoted: a key may hold '.', '[', '*' or spaces, which a bare path would read
+            # as path syntax (the API refuses keys with '"' or '\\', which cannot be quoted).
+            path = f'metadata."{key}"'
             if path in must and must[path] != _segment_values(value):
                 return None  # two values for one key can never both hold
             must[path] = _segment_values(value)

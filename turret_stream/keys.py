@@ -15,6 +15,7 @@ import re
 import secrets
 import sqlite3
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,6 +129,27 @@ class KeyStore:
             return None
         info = ApiKeyInfo(*row[:4])
         return info if info.active else None
+
+    def revoked(self, key_ids: Iterable[str]) -> set[str]:
+        """Those of ``key_ids`` that are revoked or no longer exist: one indexed query, so
+        a process can re-check the keys of its open connections every fraction of a second
+        and see a revocation made by another process (the CLI)."""
+        wanted = sorted(set(key_ids))
+        gone: set[str] = set()
+        # SQLite binds at most 999 variables per statement in older builds.
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            active = {
+                row[0]
+                for row in self._db.execute(
+                    f"SELECT key_id FROM api_keys WHERE key_id IN ({marks}) "
+                    "AND revoked_at IS NULL",
+                    chunk,
+                )
+            }
+            gone.update(k for k in chunk if k not in active)
+        return gone
 
     def is_empty(self) -> bool:
         return self._db.execute("SELECT 1 FROM api_keys LIMIT 1").fetchone() is None

@@ -33,6 +33,10 @@ class HttpSettings(_Section):
     port: int = Field(8000, ge=0, le=65535)
     # Whole request bodies above this size are refused with 413 before they are parsed.
     max_body_bytes: int = Field(1_048_576, ge=1024)
+    # A request's head, and then its body, must each arrive within this many seconds; an
+    # idle keep-alive connection is closed after it too (slow or half-sent requests: 408
+    # or a closed connection, never a socket held forever).
+    read_timeout_s: float = Field(10.0, gt=0)
 
 
 class KafkaSettings(_Section):
@@ -210,6 +214,11 @@ class LiveSettings(_Section):
     queue_size: int = Field(1000, ge=1)
     heartbeat_s: float = Field(15.0, gt=0)
     max_clients: int = Field(10_000, ge=1)
+    # Open sockets per API key; one more is closed with 4029 (another key is unaffected).
+    max_clients_per_key: int = Field(1000, ge=1)
+    # How often the keys of open sockets are checked against the key store: a revoked key
+    # (revoked by any process, e.g. the CLI) has its sockets closed (4001) within this.
+    key_recheck_s: float = Field(0.5, gt=0, le=60)
 
 
 class LabelSettings(_Section):

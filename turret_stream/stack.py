@@ -17,6 +17,7 @@ from turret_stream.embedding import Embedder, open_embedder
 from turret_stream.embedding.pool import PooledEmbedder, cores
 from turret_stream.http.app import create_app
 from turret_stream.http.keys import WorkerProbe
+from turret_stream.http.server import ApiRunner
 from turret_stream.keys import KeyStore
 from turret_stream.preflight import check_broker, check_store
 from turret_stream.producer import ensure_topic
@@ -127,8 +128,9 @@ async def running_stack(
                 store=stack.store,
                 embedder=stack.embedder,
             )
-            # aiohttp's access log format carries no request headers, so no API key.
-            runner = web.AppRunner(app)
+            # The access log carries no headers; ApiRunner answers parse errors as JSON
+            # without echoing (or logging) the request bytes.
+            runner = ApiRunner(app)
             await runner.setup()
             exits.push_async_callback(runner.cleanup)
             site = web.TCPSite(runner, settings.http.host, settings.http.port)

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from turret_stream.embedding import Embedder, open_embedder
-from turret_stream.errors import ApiError, ErrorCode
+from turret_stream.http.guards import json_errors, request_guard
 from turret_stream.http.keys import (
     EMBEDDER,
     JOURNEYS,
@@ -37,43 +37,6 @@ from turret_stream.storage import VectorStore, open_store
 log = logging.getLogger(__name__)
 
 
-def _error_response(error: ApiError) -> web.Response:
-    return web.json_response(error.body(), status=error.status, headers=error.headers())
-
-
-@web.middleware
-async def json_errors(request: web.Request, handler: web.Handler) -> web.StreamResponse:
-    """Every error leaves as JSON with a machine-readable code; never a bare stack trace."""
-    try:
-        return await handler(request)
-    except ApiError as exc:
-        return _error_response(exc)
-    except web.HTTPRequestEntityTooLarge:
-        limit = request.app[SETTINGS].http.max_body_bytes
-        return _error_response(
-            ApiError(
-                413,
-                ErrorCode.PAYLOAD_TOO_LARGE,
-                f"Request body is larger than the limit of {limit} bytes",
-                max_bytes=limit,
-            )
-        )
-    except web.HTTPNotFound:
-        return _error_response(ApiError(404, ErrorCode.NOT_FOUND, f"No route {request.path}"))
-    except web.HTTPMethodNotAllowed as exc:
-        return _error_response(
-            ApiError(
-                405,
-                ErrorCode.METHOD_NOT_ALLOWED,
-                f"{request.method} is not allowed on {request.path}; "
-                f"use {', '.join(sorted(exc.allowed_methods))}",
-            )
-        )
-    except web.HTTPException:
-        raise
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return _error_response(ApiError(500, ErrorCode.INTERNAL_ERROR, "Internal server error"))
 
 
 def create_app(
@@ -87,9 +50,13 @@ def create_app(
     """The API app. ``worker_probe`` tells /readyz whether the worker runs; by default it
     asks the broker about the worker's consumer group."""
     app = web.Application(
-        middlewares=[json_errors],
-        # Leave 1 byte of slack: aiohttp refuses bodies *equal* to client_max_size.
+        middlewares=[json_errors, request_guard],
+        # Handlers read bodies with guards.read_body (exact limit, read timeout); this is
+        # aiohttp's own backstop for anything else (it refuses bodies *equal* to it).
         client_max_size=settings.http.max_body_bytes + 1,
+        # A connection that has not sent a whole request head within this time (a first
+        # request, or the next one on a kept-alive connection) is closed.
+        handler_args={"keepalive_timeout": settings.http.read_timeout_s},
     )
     app[SETTINGS] = settings
     app[RATE_LIMITER] = RateLimiter(settings.rate_limit)

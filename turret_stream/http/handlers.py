@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 import uuid
 from typing import Any
@@ -10,14 +11,18 @@ from typing import Any
 from aiohttp import web
 
 from turret_stream.errors import ApiError, BrokerUnavailable, ErrorCode, invalid, invalid_api_key
+from turret_stream.http.guards import API_KEY_HEADER, read_body
 from turret_stream.http.keys import KEYSTORE, PUBLISHER, RATE_LIMITER, SETTINGS, WORKER_PROBE
 from turret_stream.http.openapi import openapi_document
 from turret_stream.http.track_request import parse_json_body, parse_track_request
 from turret_stream.keys import ApiKeyInfo
 from turret_stream.records import TrackedEvent, event_key
 
-API_KEY_HEADER = "X-API-Key"
+__all__ = ["API_KEY_HEADER", "IDEMPOTENCY_HEADER", "authenticate"]
+
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+# Visible ASCII and spaces: what HTTP clients send, and what hashes the same everywhere.
+_IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]+")
 
 
 def authenticate(request: web.Request) -> ApiKeyInfo:
@@ -48,6 +53,18 @@ class _GeneratedIds:
         return str(uuid.UUID(hex=self._hex(purpose), version=4))
 
 
+def _idempotency_key(request: web.Request, limit: int) -> str | None:
+    """The header's value; an empty (or blank) one means no key, as if it were absent:
+    some clients send the header empty rather than leave it out."""
+    raw = request.headers.get(IDEMPOTENCY_HEADER)
+    if raw is None or not raw.strip():
+        return None
+    value = raw.strip()
+    if len(value) > limit or not _IDEMPOTENCY_KEY.fullmatch(value):
+        raise invalid(IDEMPOTENCY_HEADER, f"must be 1-{limit} printable ASCII characters")
+    return value
+
+
 async def track(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     key = authenticate(request)
@@ -59,15 +76,8 @@ async def track(request: web.Request) -> web.Response:
             f"Rate limit exceeded. Try again in {retry_after} seconds.",
             retry_after=retry_after,
         )
-    idempotency_key = request.headers.get(IDEMPOTENCY_HEADER)
-    if idempotency_key is not None and not (
-        0 < len(idempotency_key) <= settings.limits.max_idempotency_key_chars
-    ):
-        raise invalid(
-            IDEMPOTENCY_HEADER,
-            f"must be 1-{settings.limits.max_idempotency_key_chars} characters",
-        )
-    body = parse_track_request(parse_json_body(await request.read()), settings.limits)
+    idempotency_key = _idempotency_key(request, settings.limits.max_idempotency_key_chars)
+    body = parse_track_request(parse_json_body(await read_body(request)), settings.limits)
 
     ids = _GeneratedIds(key.project, idempotency_key)
     event = TrackedEvent(

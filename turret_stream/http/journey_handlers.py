@@ -4,6 +4,7 @@ the caller's project. Parameters parse like the rest of the read API (read_handl
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -14,10 +15,15 @@ from turret_stream.catalog import dimension_names
 from turret_stream.errors import invalid
 from turret_stream.http.handlers import authenticate
 from turret_stream.http.keys import JOURNEYS, QUERIES
+from turret_stream.http.limits import MAX_TOP_PATHS
 from turret_stream.http.read_handlers import _int_param, _run, _str_param
 from turret_stream.journey_queries import JourneyFilter
 
-MAX_TOP_PATHS = 100
+# Times a filter can name: the epoch to the end of year 9999 (what ISO 8601 can write).
+EARLIEST_TS = 0.0
+LATEST_TS = 253402300799.0
+# A segment key is quoted in the store's payload path: these characters cannot be.
+_UNQUOTABLE = re.compile(r'["\\\x00-\x1f\x7f]')
 MAX_FLOW_STEPS = 10
 # Keys under which a journey answer names a topic (a string), or a list of them ("path").
 _TOPIC_KEYS = frozenset({"topic", "from", "to", "via", "from_topic", "to_topic"})
@@ -61,24 +67,29 @@ async def _labelled(
 
 
 def _time_param(request: web.Request, name: str) -> float | None:
-    """ISO 8601 (a time without offset is UTC) or seconds since the epoch."""
+    """ISO 8601 (a time without offset is UTC) or seconds since the epoch, between
+    1970-01-01 and 9999-12-31 UTC."""
     raw = _str_param(request, name)
     if raw is None:
         return None
+    problem = f"must be ISO 8601 or seconds since the epoch, got {raw[:64]!r}"
     try:
         value = float(raw)
     except ValueError:
         try:
             parsed = datetime.fromisoformat(raw.strip())
-        except ValueError:
-            raise invalid(
-                name, f"must be ISO 8601 or seconds since the epoch, got {raw!r}"
-            ) from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        return parsed.timestamp()
-    if not math.isfinite(value):
-        raise invalid(name, f"must be a finite number of seconds, got {raw!r}")
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)
+            value = parsed.timestamp()
+        except (ValueError, OverflowError, OSError):
+            # 0001-01-01T00:00:00+14:00 parses, but is before year 1 in UTC.
+            raise invalid(name, problem) from None
+    if not math.isfinite(value) or not EARLIEST_TS <= value <= LATEST_TS:
+        raise invalid(
+            name,
+            "must be between 1970-01-01 and 9999-12-31 UTC "
+            f"(0 to {LATEST_TS:.0f} seconds since the epoch), got {raw[:64]!r}",
+        )
     return value
 
 
@@ -90,7 +101,9 @@ def _journey_filter(request: web.Request) -> JourneyFilter:
     for raw in request.query.getall("segment", []):
         key, sep, value = raw.partition(":")
         if not sep or not key.strip() or not value:
-            raise invalid("segment", f"must be key:value (e.g. platform:mobile), got {raw!r}")
+            raise invalid("segment", f"must be key:value (e.g. platform:mobile), got {raw[:64]!r}")
+        if _UNQUOTABLE.search(key):
+            raise invalid("segment", "a key must not contain '\"', '\\' or control characters")
         segments.append((key, value))
     return JourneyFilter(since, until, tuple(segments))
 

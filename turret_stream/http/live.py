@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
@@ -30,7 +29,8 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from turret_stream.errors import ApiError, ErrorCode, invalid
-from turret_stream.http.handlers import API_KEY_HEADER, authenticate
+from turret_stream.http.guards import API_KEY_HEADER, key_like
+from turret_stream.http.handlers import authenticate
 from turret_stream.http.keys import KEYSTORE, LIVE_FEED, LIVE_HUB, SETTINGS
 from turret_stream.keys import ApiKeyInfo, KeyStore
 from turret_stream.producer import ensure_topic
@@ -53,16 +53,29 @@ FEED_RETRY_MAX_S = 30.0
 HEARTBEAT_CHUNK = 256
 
 FILTERS = ("dimension", "session_id", "user_id")
-# Query parameters that can only be a misplaced key, and the shape of a turret key.
-_KEY_PARAMS = frozenset(
-    {"api_key", "apikey", "api-key", "x-api-key", "key", "token", "access_token", "auth"}
-)
-_KEY_IN_VALUE = re.compile(r"tsk_[0-9a-f]{12}_")
 KEY_IN_URL_MESSAGE = (
     "API keys are not accepted in the URL: URLs end up in access logs, proxies and browser "
     f'history. Send the key as a WebSocket subprotocol (["{PROTOCOL}", key]), in the '
     f'{API_KEY_HEADER} header, or as the first message {{"type": "auth", "api_key": ...}}.'
 )
+CLOSE_TOO_MANY = 4029
+
+
+class _NoOfferedProtocolsInLog(logging.Filter):
+    """aiohttp logs the subprotocols a client offered when none is ``turret.v1``; a client
+    that offers its key alone would have the key written to the log. Drop the list."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and "Client protocols" in record.msg:
+            record.msg = "%s: client protocols (redacted) don't overlap server-known ones %r"
+            args = record.args if isinstance(record.args, tuple) else ()
+            record.args = (args[0], args[-1]) if len(args) >= 2 else ("?", ())
+        return True
+
+
+_ws_log_filter = _NoOfferedProtocolsInLog()
+if _ws_log_filter not in logging.getLogger("aiohttp.websocket").filters:
+    logging.getLogger("aiohttp.websocket").addFilter(_ws_log_filter)
 
 # The fields of a Transition, read from the record so the feed follows it as it grows.
 _FIELDS = tuple(Transition._options.fields)
@@ -139,6 +152,7 @@ class LiveClient:
         "_transport",
         "_wake",
         "filters",
+        "key_id",
         "project",
         "ws",
     )
@@ -149,6 +163,7 @@ class LiveClient:
         self.ws = ws
         self._transport = transport
         self.project: str | None = None
+        self.key_id: str | None = None
         self.filters = Filters()
         self._limit = limit
         self._pending: deque[str] = deque()
@@ -228,6 +243,7 @@ class LiveHub:
         self._connections: set[LiveClient] = set()
         self._subscribed: set[LiveClient] = set()
         self._index: dict[tuple[str, str, str], set[LiveClient]] = {}
+        self._by_key: dict[str, set[LiveClient]] = {}
         self._shutting_down = False
         self.delivered = 0
         self.dropped_slow = 0
@@ -253,7 +269,17 @@ class LiveHub:
         self._connections.add(client)
         return client
 
-    def subscribe(self, client: LiveClient, project: str, filters: Filters) -> None:
+    def subscribe(self, client: LiveClient, key: ApiKeyInfo, filters: Filters) -> bool:
+        """Start sending to ``client``; False (nothing done) when its key already has
+        ``live.max_clients_per_key`` sockets subscribed."""
+        same_key = self._by_key.setdefault(key.key_id, set())
+        if len(same_key) >= self._settings.max_clients_per_key:
+            if not same_key:
+                del self._by_key[key.key_id]
+            return False
+        same_key.add(client)
+        project = key.project
+        client.key_id = key.key_id
         client.project = project
         client.filters = filters
         # The first message tells the client its subscription is in place.
@@ -263,6 +289,7 @@ class LiveHub:
         client.start()
         self._subscribed.add(client)
         self._index.setdefault((project, *filters.bucket()), set()).add(client)
+        return True
 
     async def release(self, client: LiveClient) -> None:
         self._unsubscribe(client)
@@ -273,7 +300,12 @@ class LiveHub:
         if client not in self._subscribed:
             return
         self._subscribed.discard(client)
-        assert client.project is not None
+        assert client.project is not None and client.key_id is not None
+        same_key = self._by_key.get(client.key_id)
+        if same_key is not None:
+            same_key.discard(client)
+            if not same_key:
+                del self._by_key[client.key_id]
         key = (client.project, *client.filters.bucket())
         bucket = self._index.get(key)
         if bucket is not None:
@@ -323,6 +355,32 @@ class LiveHub:
         while True:
             await asyncio.sleep(self._settings.heartbeat_s)
             await self.heartbeat()
+
+    def close_revoked(self, keystore: KeyStore) -> int:
+        """Close (4001) every socket whose key was revoked since it subscribed; returns
+        how many. One query for all the keys with open sockets."""
+        if not self._by_key:
+            return 0
+        closed = 0
+        for key_id in keystore.revoked(self._by_key):
+            for client in list(self._by_key.get(key_id, ())):
+                self._unsubscribe(client)
+                client.close(CLOSE_INVALID_KEY, "API key revoked")
+                closed += 1
+        if closed:
+            log.info("live: closed %d sockets of revoked keys", closed)
+        return closed
+
+    async def run_key_checks(self, keystore: KeyStore) -> None:
+        """Re-check open sockets' keys every ``live.key_recheck_s``: keys are revoked in
+        the database, possibly by another process, so polling it is what sees them all."""
+        while True:
+            await asyncio.sleep(self._settings.key_recheck_s)
+            try:
+                self.close_revoked(keystore)
+            except Exception:
+                # A locked or briefly unreadable database: try again next round.
+                log.warning("live: could not re-check API keys", exc_info=True)
 
     async def close_all(self, code: int = WSCloseCode.GOING_AWAY, reason: str = "") -> None:
         """Close every connection (app shutdown) and wait, boundedly, for the closes."""
@@ -443,9 +501,11 @@ async def run_live_feed(app: web.Application) -> AsyncIterator[None]:
     feed = app[LIVE_FEED]
     await feed.start()
     heartbeats = asyncio.create_task(app[LIVE_HUB].run_heartbeats())
+    key_checks = asyncio.create_task(app[LIVE_HUB].run_key_checks(app[KEYSTORE]))
     yield
     heartbeats.cancel()
-    await asyncio.wait({heartbeats})
+    key_checks.cancel()
+    await asyncio.wait({heartbeats, key_checks})
     await feed.stop()
 
 
@@ -457,19 +517,15 @@ async def close_live_clients(app: web.Application) -> None:
 # --- the handler ------------------------------------------------------------------
 
 
-def _key_like(name: str, value: str) -> bool:
-    return name.lower() in _KEY_PARAMS or bool(_KEY_IN_VALUE.search(value))
-
-
 def _keep_keys_out_of_access_log(request: web.Request) -> None:
     """aiohttp's access log prints ``request.path_qs``, a cached property. When the query
     holds anything but filters, cache a copy with those values replaced, so a key sent in
     the URL by mistake is refused *and* never written to the log."""
     query = request.rel_url.query
-    if all(name in FILTERS and not _key_like(name, value) for name, value in query.items()):
+    if all(name in FILTERS and not key_like(name, value) for name, value in query.items()):
         return
     safe = [
-        (name, value if name in FILTERS and not _key_like(name, value) else "REDACTED")
+        (name, value if name in FILTERS and not key_like(name, value) else "REDACTED")
         for name, value in query.items()
     ]
     request._cache["path_qs"] = str(request.rel_url.with_query(safe))
@@ -477,7 +533,7 @@ def _keep_keys_out_of_access_log(request: web.Request) -> None:
 
 def parse_filters(query: Mapping[str, str], limits: TrackLimits) -> Filters:
     """Filters from the query; a key in it is refused (401), anything unknown is 400."""
-    if any(_key_like(name, value) for name, value in query.items()):
+    if any(key_like(name, value) for name, value in query.items()):
         raise ApiError(401, ErrorCode.INVALID_API_KEY, KEY_IN_URL_MESSAGE)
     values: dict[str, str] = {}
     for name, value in query.items():
@@ -559,7 +615,15 @@ async def live(request: web.Request) -> web.StreamResponse:
         if info is None:
             await _close_socket(ws, request.transport, CLOSE_INVALID_KEY, "Invalid API key")
             return ws
-        hub.subscribe(client, info.project, filters)
+        if not hub.subscribe(client, info, filters):
+            limit = settings.live.max_clients_per_key
+            await _close_socket(
+                ws,
+                request.transport,
+                CLOSE_TOO_MANY,
+                f"too many live connections for this API key (limit {limit})",
+            )
+            return ws
         async for _ in ws:
             pass  # nothing to read after auth; iterating answers pings and sees the close
     finally:

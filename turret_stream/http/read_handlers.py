@@ -9,13 +9,18 @@ from typing import Any
 from aiohttp import web
 
 from turret_stream.errors import ApiError, ErrorCode, invalid, missing
+from turret_stream.http.guards import read_body
 from turret_stream.http.handlers import authenticate
+from turret_stream.http.json_body import parse_json_body
 from turret_stream.http.keys import EMBEDDER, QUERIES
-from turret_stream.http.track_request import parse_json_body
+from turret_stream.http.limits import (
+    MAX_DESCRIPTION_CHARS,
+    MAX_LABEL_CHARS,
+    MAX_LIMIT,
+    MAX_QUERY_CHARS,
+)
 from turret_stream.queries import NotFound
-
-MAX_LIMIT = 500
-MAX_QUERY_CHARS = 2000
+from turret_stream.storage import InvalidOffset
 
 
 def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
@@ -25,7 +30,7 @@ def _int_param(request: web.Request, name: str, default: int, low: int, high: in
     try:
         value = int(raw)
     except ValueError:
-        raise invalid(name, f"must be an integer, got {raw!r}") from None
+        raise invalid(name, f"must be an integer, got {raw[:64]!r}") from None
     if not low <= value <= high:
         raise invalid(name, f"must be between {low} and {high}, got {value}")
     return value
@@ -44,6 +49,10 @@ async def _run(fn: Callable[..., dict[str, Any]], *args: Any) -> web.Response:
         return web.json_response(await asyncio.to_thread(fn, *args))
     except NotFound as exc:
         raise ApiError(404, ErrorCode.NOT_FOUND, str(exc)) from exc
+    except InvalidOffset:
+        raise invalid(
+            "cursor", "is not a cursor this API returned (pass back next_cursor)"
+        ) from None
 
 
 async def dimensions(request: web.Request) -> web.Response:
@@ -113,15 +122,11 @@ async def search(request: web.Request) -> web.Response:
     return await _run(request.app[QUERIES].search, project, vector, dimension, limit)
 
 
-MAX_LABEL_CHARS = 80
-MAX_DESCRIPTION_CHARS = 500
-
-
 async def set_label(request: web.Request) -> web.Response:
     """A person names a topic; automation never overwrites it."""
     project = authenticate(request).project
     dimension = _str_param(request, "dimension")
-    body = parse_json_body(await request.read())
+    body = parse_json_body(await read_body(request))
     if not isinstance(body, dict):
         raise ApiError(400, ErrorCode.INVALID_REQUEST, "Request body must be a JSON object")
     name = body.get("name")

@@ -3,16 +3,23 @@
 Precedence of errors (first one wins): body not a JSON object, a missing required field
 (``name`` before ``metadata``), a field of the wrong type or size, a metadata text over
 the limit (TEXT_TOO_LONG). Unknown top-level fields are ignored, as Turret does.
+
+What the pipeline cannot carry (non-finite numbers, integers beyond 64 bits, lone
+surrogates, a byte-order mark, deep nesting) is refused by ``json_body`` before this.
+``session_id`` and ``user_id`` follow one rule: absent or ``null`` means "generate one";
+a present value is a non-blank string of at most ``limits.max_id_chars`` characters.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from turret_stream.errors import ApiError, ErrorCode, invalid, missing
+from turret_stream.http.json_body import parse_json_body
 from turret_stream.settings import TrackLimits
+
+__all__ = ["TrackRequest", "parse_json_body", "parse_track_request"]
 
 MetadataValue = str | int | float | bool | None
 
@@ -23,18 +30,6 @@ class TrackRequest:
     metadata: dict[str, MetadataValue]
     session_id: str | None
     user_id: str | None
-
-
-def _reject_constant(name: str) -> Any:
-    # NaN and Infinity are not JSON; accepting them would poison every consumer downstream.
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def parse_json_body(raw: bytes) -> Any:
-    try:
-        return json.loads(raw, parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ApiError(400, ErrorCode.INVALID_REQUEST, f"Invalid JSON body: {exc}") from exc
 
 
 def _optional_id(body: dict[str, Any], field: str, limit: int) -> str | None:

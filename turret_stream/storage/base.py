@@ -35,6 +35,21 @@ class CollectionNotFound(TurretError):
         self.name = name
 
 
+class InvalidOffset(TurretError, ValueError):
+    """A scroll offset that no scroll of this store returned (a client's bad cursor)."""
+
+
+def parse_offset(offset: str | None) -> uuid.UUID | None:
+    """A scroll offset as the engine takes it: offsets are the point ids (UUIDs) that
+    ``scroll`` returns, anything else raises InvalidOffset."""
+    if offset is None:
+        return None
+    try:
+        return uuid.UUID(offset)
+    except ValueError:
+        raise InvalidOffset(f"invalid cursor {offset[:64]!r}: pass back a next_cursor") from None
+
+
 class StorageLocked(TurretError):
     """The on-disk store is held by another process (or another store object)."""
 

@@ -33,7 +33,6 @@ import math
 import shutil
 import threading
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +61,7 @@ from turret_stream.storage.base import (
     engine_threshold,
     filter_conditions,
     ordered,
+    parse_offset,
     point_uuid,
     split_payload,
     stored_payload,
@@ -321,7 +321,7 @@ class EdgeStore(VectorStore):
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
         request = qe.ScrollRequest(
-            offset=uuid.UUID(offset) if offset is not None else None,
+            offset=parse_offset(offset),
             limit=limit,
             filter=_edge_filter(filter),
             with_payload=True,

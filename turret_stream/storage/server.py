@@ -38,6 +38,7 @@ from turret_stream.storage.base import (
     engine_threshold,
     filter_conditions,
     ordered,
+    parse_offset,
     point_uuid,
     split_payload,
     stored_payload,
@@ -239,7 +240,7 @@ class ServerStore(VectorStore):
                 self._full(name),
                 scroll_filter=_server_filter(filter),
                 limit=limit,
-                offset=offset,
+                offset=None if offset is None else str(parse_offset(offset)),
                 with_payload=True,
                 with_vectors=with_vectors,
             )
