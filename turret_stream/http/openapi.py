@@ -133,6 +133,22 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             "counts": obj,
             "micro_clusters": {"type": "integer"},
             "neutral": {"type": "boolean"},
+            "trend": {
+                "type": ["string", "null"],
+                "enum": ["spiking", "new", "rising", "fading", "cooling", "steady", None],
+                "description": "From the topic's own hourly counts (README, read API).",
+            },
+            "growth": {
+                "type": ["number", "null"],
+                "description": "(current - previous) / previous over two 24 h windows.",
+            },
+            "window_events": {
+                "type": ["object", "null"],
+                "properties": {
+                    "current": {"type": "integer"},
+                    "previous": {"type": "integer"},
+                },
+            },
             "created_at": timestamp,
             "merged_into": {"type": "string"},
             "current_id": {"type": ["string", "null"]},
@@ -469,6 +485,11 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                         dimension,
                         _query("limit", _int(1, MAX_LIMIT, 50), "Topics to return."),
                         _query("examples", _int(0, 20, 3), "Example events per topic."),
+                        _query(
+                            "sort",
+                            {"type": "string", "enum": ["size", "growth"], "default": "size"},
+                            "Largest first, or fastest growing first.",
+                        ),
                     ],
                 )
             },
@@ -617,7 +638,11 @@ def _dashboard_paths() -> dict[str, Any]:
             "get": {
                 "summary": "The project's metadata keys and their types",
                 "security": [{"apiKey": []}],
-                "responses": {"200": ok, "401": unauthorized},
+                "responses": {
+                    "200": ok,
+                    "400": _error([ErrorCode.INVALID_REQUEST], "A parameter is invalid."),
+                    "401": unauthorized,
+                },
             }
         },
         "/v1/journeys/flows": {
