@@ -12,6 +12,10 @@ Three pieces; the feed and the hub exist once per API process:
 - ``live`` is the handler. The API key comes from the ``Sec-WebSocket-Protocol`` header
   (browsers), the ``X-API-Key`` header or a first ``auth`` message; never from the URL,
   because URLs end up in access logs, proxies and browser history.
+
+Keys are re-checked while sockets stay open: every ``live.key_recheck_s`` the hub asks the
+key store which of its sockets' keys were revoked (by any process) and closes those (4001).
+One key holds at most ``live.max_clients_per_key`` sockets (one more is closed, 4029).
 """
 
 from __future__ import annotations
@@ -73,9 +77,7 @@ class _NoOfferedProtocolsInLog(logging.Filter):
         return True
 
 
-_ws_log_filter = _NoOfferedProtocolsInLog()
-if _ws_log_filter not in logging.getLogger("aiohttp.websocket").filters:
-    logging.getLogger("aiohttp.websocket").addFilter(_ws_log_filter)
+logging.getLogger("aiohttp.websocket").addFilter(_NoOfferedProtocolsInLog())
 
 # The fields of a Transition, read from the record so the feed follows it as it grows.
 _FIELDS = tuple(Transition._options.fields)
