@@ -53,6 +53,7 @@ CLOSE_TIMEOUT_S = 5.0
 MAX_CLIENT_MESSAGE_BYTES = 16 * 1024
 FEED_RETRY_MIN_S = 0.5
 FEED_RETRY_MAX_S = 30.0
+FEED_STOP_ATTEMPTS = 10
 # Heartbeats are queued to this many clients between yields to the event loop.
 HEARTBEAT_CHUNK = 256
 
@@ -421,8 +422,16 @@ class TransitionsFeed:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.wait({self._task})
+            # Cancel until it ends: a cancellation that lands while aiokafka is starting
+            # can be swallowed (asyncio.wait_for in Python 3.11), and the feed would then
+            # run on and hold the app's shutdown forever.
+            for _ in range(FEED_STOP_ATTEMPTS):
+                self._task.cancel()
+                done, _ = await asyncio.wait({self._task}, timeout=1.0)
+                if done:
+                    break
+            else:
+                log.warning("live feed did not stop; leaving it behind")
             self._task = None
         self.ready.clear()
 
