@@ -56,7 +56,12 @@ def create_app(
         client_max_size=settings.http.max_body_bytes + 1,
         # A connection that has not sent a whole request head within this time (a first
         # request, or the next one on a kept-alive connection) is closed.
-        handler_args={"keepalive_timeout": settings.http.read_timeout_s},
+        # After an answer sent before the body was read (401, 408, 413, ...), the rest of
+        # the body is drained for at most as long, then the connection is closed.
+        handler_args={
+            "keepalive_timeout": settings.http.read_timeout_s,
+            "lingering_time": settings.http.read_timeout_s,
+        },
     )
     app[SETTINGS] = settings
     app[RATE_LIMITER] = RateLimiter(settings.rate_limit)

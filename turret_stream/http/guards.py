@@ -161,8 +161,13 @@ async def read_body(request: web.Request) -> bytes:
                     raise too_large(limit)
                 chunks.append(chunk)
     except HttpProcessingError:
-        # A broken chunked encoding or a connection cut mid-body.
+        # A broken chunked encoding, a body shorter than its Content-Length.
         raise ApiError(400, ErrorCode.INVALID_REQUEST, "Malformed request body") from None
+    except ConnectionError:
+        # The client went away mid-body: nothing to log as a server error.
+        raise ApiError(
+            400, ErrorCode.INVALID_REQUEST, "The connection closed before the body arrived"
+        ) from None
     except TimeoutError:
         raise ApiError(
             408,

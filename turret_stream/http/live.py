@@ -12,6 +12,10 @@ Three pieces; the feed and the hub exist once per API process:
 - ``live`` is the handler. The API key comes from the ``Sec-WebSocket-Protocol`` header
   (browsers), the ``X-API-Key`` header or a first ``auth`` message; never from the URL,
   because URLs end up in access logs, proxies and browser history.
+
+Keys are re-checked while sockets stay open: every ``live.key_recheck_s`` the hub asks the
+key store which of its sockets' keys were revoked (by any process) and closes those (4001).
+One key holds at most ``live.max_clients_per_key`` sockets (one more is closed, 4029).
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ CLOSE_TIMEOUT_S = 5.0
 MAX_CLIENT_MESSAGE_BYTES = 16 * 1024
 FEED_RETRY_MIN_S = 0.5
 FEED_RETRY_MAX_S = 30.0
+FEED_STOP_ATTEMPTS = 10
 # Heartbeats are queued to this many clients between yields to the event loop.
 HEARTBEAT_CHUNK = 256
 
@@ -73,9 +78,7 @@ class _NoOfferedProtocolsInLog(logging.Filter):
         return True
 
 
-_ws_log_filter = _NoOfferedProtocolsInLog()
-if _ws_log_filter not in logging.getLogger("aiohttp.websocket").filters:
-    logging.getLogger("aiohttp.websocket").addFilter(_ws_log_filter)
+logging.getLogger("aiohttp.websocket").addFilter(_NoOfferedProtocolsInLog())
 
 # The fields of a Transition, read from the record so the feed follows it as it grows.
 _FIELDS = tuple(Transition._options.fields)
@@ -419,8 +422,16 @@ class TransitionsFeed:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.wait({self._task})
+            # Cancel until it ends: a cancellation that lands while aiokafka is starting
+            # can be swallowed (asyncio.wait_for in Python 3.11), and the feed would then
+            # run on and hold the app's shutdown forever.
+            for _ in range(FEED_STOP_ATTEMPTS):
+                self._task.cancel()
+                done, _ = await asyncio.wait({self._task}, timeout=1.0)
+                if done:
+                    break
+            else:
+                log.warning("live feed did not stop; leaving it behind")
             self._task = None
         self.ready.clear()
 
