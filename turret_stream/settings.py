@@ -164,6 +164,9 @@ class ClusteringSettings(_Section):
     recluster_interval_s: float = Field(2.0, gt=0)
     # Micro-clusters fetched per neighbour search.
     search_limit: int = Field(32, ge=2)
+    # Redelivered events are recognised (and skipped) exactly among at least this many
+    # most recent event ids of a dimension; older ids are forgotten.
+    dedupe_window_events: int = Field(200_000, ge=1000)
 
     def resolution_for(self, micro_clusters: int) -> float:
         if self.resolution <= 1:

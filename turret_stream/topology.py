@@ -34,7 +34,6 @@ from turret_stream.agents.sessions import (
 from turret_stream.embedding import Embedder
 from turret_stream.faust_app import TurretApp
 from turret_stream.labels.book import LabelBook
-from turret_stream.queries import Queries
 from turret_stream.records import EmbeddedText, TopicAssignment, TrackedEvent, Transition
 from turret_stream.settings import Settings
 from turret_stream.storage import VectorStore
@@ -107,7 +106,7 @@ def build_topology(settings: Settings, store: VectorStore, embedder: Embedder) -
         assignments,
         transitions,
         settings.journeys.min_switch_events,
-        bootstrap=store_bootstrap(Queries(store), settings.journeys.min_switch_events),
+        bootstrap=store_bootstrap(store, settings.journeys.min_switch_events),
         listeners=listeners,
         label_of=store_labels(LabelBook(store)),
     )

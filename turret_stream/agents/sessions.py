@@ -8,8 +8,8 @@ A switch needs evidence: the session moves from topic A to B once ``min_switch_e
 consecutive events land in B (events without a topic neither count nor break the run),
 so one short reply that happens to land elsewhere ("yes, at 7 pm please") does not count
 as leaving A. Events in a neutral topic (one that keeps company with every kind of topic,
-flagged by the cluster owner: ``clustering/context.py``) count like noise. The same rules
-compute journeys at read time (``journeys.py``).
+flagged by the cluster owner: ``clustering/context.py``) count like noise. The rule has
+one implementation, ``journeys.follow_topic``, which stored journeys follow too.
 
 Table rows live in Faust's changelog; after a restart of the embedded broker (whose log
 is in memory) a session unknown to the table is rebuilt from the event store.
@@ -26,11 +26,11 @@ from typing import Any
 import faust
 
 from turret_stream.catalog import dimension_names
-from turret_stream.journeys import JourneyEvent, session_path
+from turret_stream.clustering.topic_map import TopicMapReader
+from turret_stream.journeys import JourneyEvent, follow_topic, session_path
 from turret_stream.labels.book import LabelBook
-from turret_stream.queries import Queries
 from turret_stream.records import TopicAssignment, Transition, event_key
-from turret_stream.storage import Filter
+from turret_stream.storage import Filter, VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +39,16 @@ log = logging.getLogger(__name__)
 Bootstrap = Callable[[str, str, str, TopicAssignment], str | None]
 
 
-def store_bootstrap(queries: Queries, min_switch: int) -> Bootstrap:
+def store_bootstrap(store: VectorStore, min_switch: int) -> Bootstrap:
     """Rebuild a session's current topic from its stored events earlier than ``event``
-    (its journey's last step, by the read-time rules)."""
+    (its journey's last step, by the same rule) through the dimension's topic map."""
+    topic_maps = TopicMapReader(store)
 
     def find(project: str, dimension: str, session_id: str, event: TopicAssignment) -> str | None:
         names = dimension_names(project, dimension)
-        if not queries.store.has_collection(names.events):
+        if not store.has_collection(names.events):
             return None
-        records, _ = queries.store.scroll(
+        records, _ = store.scroll(
             names.events,
             filter=Filter(
                 must={"session_id": session_id}, ranges={"ts": (None, event.received_at)}
@@ -59,7 +60,7 @@ def store_bootstrap(queries: Queries, min_switch: int) -> Bootstrap:
             for r in records
             if r.id != event.event_id
         ]
-        topic_map = queries.topic_map(names)
+        topic_map = topic_maps.get(names)
         steps = session_path(earlier, topic_map.topic_of, min_switch, topic_map.neutral)
         return steps[-1].topic if steps else None
 
@@ -68,34 +69,22 @@ def store_bootstrap(queries: Queries, min_switch: int) -> Bootstrap:
 
 def advance(state: dict[str, Any], a: TopicAssignment, min_switch: int) -> Transition | None:
     """Apply one assignment to a session's state for its dimension; the transition it
-    causes, if any. ``state`` is the session's row for that dimension (mutated)."""
+    causes, if any (by ``journeys.follow_topic``, the rule stored journeys follow too).
+    ``state`` is the session's row for that dimension (mutated)."""
     state["user_id"] = a.user_id
     previous_at = state.get("last_step_at")
     state["last_at"] = max(a.received_at, state.get("last_at") or 0.0)
-    topic = a.topic
-    if topic is None:
+    moved = follow_topic(state, a.topic, a.neutral, min_switch, [a.event_id, a.received_at])
+    if moved is None:
         return None
-    current = state.get("topic")
-    if a.neutral and current is not None:
-        return None  # a neutral topic is no evidence of a switch, nor against one
-    if current is None or topic == current:
-        state["candidate"], state["run"] = None, 0
-        if current is not None:
-            return None
-        state.update(topic=topic, step=1, last_step_at=a.received_at)
-        return _transition(a, None, topic, 1, previous_at=None)
-    if state.get("candidate") == topic:
-        state["run"] += 1
-    else:
-        state.update(candidate=topic, run=1, candidate_event=a.event_id, candidate_at=a.received_at)
-    if state["run"] < min_switch:
-        return None
-    step = state.get("step", 1) + 1
-    moved = _transition(a, current, topic, step, previous_at=previous_at)
-    # The switch happened at the first event of the run.
-    moved.event_id, moved.at = state["candidate_event"], state["candidate_at"]
-    state.update(topic=topic, step=step, last_step_at=state["candidate_at"], candidate=None, run=0)
-    return moved
+    event_id, at = moved.mark
+    first = moved.source is None
+    step = 1 if first else state.get("step", 1) + 1
+    transition = _transition(a, moved.source, moved.target, step, None if first else previous_at)
+    # The step starts at the first event of the run that made it.
+    transition.event_id, transition.at = event_id, at
+    state.update(step=step, last_step_at=at)
+    return transition
 
 
 def _transition(
