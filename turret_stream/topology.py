@@ -109,6 +109,7 @@ def build_topology(settings: Settings, store: VectorStore, embedder: Embedder) -
         bootstrap=store_bootstrap(store, settings.journeys.min_switch_events),
         listeners=listeners,
         label_of=store_labels(LabelBook(store)),
+        idle_after_s=settings.journeys.dropoff_timeout_s,
     )
     labeller = Labeller(store, settings.labels, make_ollama(settings.labels))
     register_labeller(app, labeller)

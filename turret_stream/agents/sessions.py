@@ -20,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import faust
@@ -130,6 +131,59 @@ def store_labels(book: LabelBook, ttl_s: float = 5.0) -> LabelOf:
     return label_of
 
 
+PARTITION = ""  # the row key holding the row's partition (metadata keys are never empty)
+
+
+class IdleSessions:
+    """Which session rows have been idle past the drop-off timeout, per partition.
+
+    Rows are kept in order of last activity per partition; each partition's clock is
+    the latest event time seen on it (stream time, so a replay of old events expires
+    rows as the live stream would). A row can only be deleted while an event of its own
+    partition is processed (Faust writes the tombstone to that changelog partition), so
+    :meth:`touch` returns the idle rows of the event's partition only. Expiring a row
+    loses nothing: a session that comes back is rebuilt from the event store
+    (``store_bootstrap``), and the journeys and their aggregates come from stored events.
+    """
+
+    def __init__(self, idle_after_s: float) -> None:
+        self.idle_after_s = idle_after_s
+        self._rows: dict[int, OrderedDict[str, float]] = {}
+        self._clock: dict[int, float] = {}
+
+    def __len__(self) -> int:
+        return sum(len(rows) for rows in self._rows.values())
+
+    def index(self, rows: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        """Learn the rows a restarted worker got back from the table's changelog."""
+        found: list[tuple[float, int, str]] = []
+        for key, row in rows:
+            partition = row.get(PARTITION)
+            if partition is None:
+                continue
+            last = max(
+                (d.get("last_at") or 0.0 for k, d in row.items() if k != PARTITION), default=0.0
+            )
+            found.append((last, int(partition), key))
+        for last, partition, key in sorted(found):
+            self._rows.setdefault(partition, OrderedDict())[key] = last
+
+    def touch(self, partition: int, key: str, at: float) -> list[str]:
+        """Record activity of ``key``; the other rows of ``partition`` now idle too long."""
+        rows = self._rows.setdefault(partition, OrderedDict())
+        last = max(at, rows.pop(key, float("-inf")))
+        rows[key] = last
+        clock = self._clock[partition] = max(self._clock.get(partition, at), at)
+        idle: list[str] = []
+        while rows:
+            oldest, oldest_at = next(iter(rows.items()))
+            if oldest == key or oldest_at >= clock - self.idle_after_s:
+                break
+            del rows[oldest]
+            idle.append(oldest)
+        return idle
+
+
 def register_sessions_agent(
     app: faust.App,
     assignments: faust.TopicT,
@@ -138,15 +192,27 @@ def register_sessions_agent(
     bootstrap: Bootstrap | None = None,
     listeners: list[Callable[[Transition], None]] | None = None,
     label_of: LabelOf | None = None,
+    idle_after_s: float | None = None,
 ) -> faust.Table:
+    """The sessions agent; with ``idle_after_s`` (the drop-off timeout) rows of sessions
+    idle that long are deleted, so the table holds the active sessions only."""
     sessions = app.Table("turret-sessions", default=dict, partitions=assignments.partitions)
     listeners = listeners if listeners is not None else []
+    idle = IdleSessions(idle_after_s) if idle_after_s else None
+    indexed = False
 
     @app.agent(assignments, name="turret.sessions")
     async def follow(stream: faust.StreamT[TopicAssignment]) -> None:
+        nonlocal indexed
         async for a in stream:
             key = f"{a.project}:{a.session_id}"
+            event = stream.current_event
+            partition = event.message.partition if event is not None else 0
+            if idle is not None and not indexed:
+                idle.index((k, dict(v)) for k, v in sessions.items())
+                indexed = True
             row = dict(sessions[key])
+            row[PARTITION] = partition
             state = dict(row.get(a.dimension) or {})
             if not state and bootstrap is not None:
                 known = await asyncio.to_thread(bootstrap, a.project, a.dimension, a.session_id, a)
@@ -155,6 +221,10 @@ def register_sessions_agent(
             moved = advance(state, a, min_switch)
             row[a.dimension] = state
             sessions[key] = row
+            if idle is not None:
+                for gone in idle.touch(partition, key, a.received_at):
+                    if gone in sessions:
+                        del sessions[gone]
             if moved is not None:
                 if label_of is not None:
                     moved.to_label = await asyncio.to_thread(
