@@ -35,6 +35,8 @@ def settings(data_dir: Path) -> Settings:
             "cleanup_interval_s": 15.0,
             "weak_after_s": 10.0,
             "min_topic_events": 3,
+            # Compact the state log into a checkpoint every few batches.
+            "checkpoint_min_kb": 1,
         },
         journeys={"neutral_min_sessions": 5, "neutral_min_topic_sessions": 2},
     )

@@ -70,13 +70,14 @@ def test_stream_exercises_every_kind_of_write(tmp_path):
     """The fixed stream reclusters and absorbs micro-clusters within its batches, so the
     kills below hit batches that write every kind of record."""
     store, owner = open_owner(tmp_path)
-    reclusters = absorbed = 0
+    reclusters, checkpoints = 0, set()
     for batch in batches():
         owner.process(batch)
         reclusters += owner.last_persist.reclustered
+        checkpoints.add(owner.records.checkpoint_version)
     absorbed = len(owner.model.engine.absorbed)
     store.close()
-    assert reclusters >= 3 and absorbed >= 1
+    assert reclusters >= 3 and absorbed >= 1 and len(checkpoints - {0}) >= 3
 
 
 @pytest.mark.slow  # one process per boundary
@@ -84,8 +85,9 @@ def test_stream_exercises_every_kind_of_write(tmp_path):
 def test_killed_at_a_write_boundary_restarts_with_nothing_lost_or_counted_twice(
     boundary, tmp_path, reference
 ):
-    # The 4th time: mid-stream, in a batch after a reclustering or one with one.
-    env = {**os.environ, ENV: f"{boundary}:4"}
+    # Mid-stream: the 4th batch (a reclustering one), or the 2nd compaction.
+    nth = 2 if boundary.startswith(("checkpoint", "compacted")) else 4
+    env = {**os.environ, ENV: f"{boundary}:{nth}"}
     run = subprocess.run(
         [sys.executable, "-m", "tests.crash_child", str(tmp_path)],
         cwd=ROOT,

@@ -4,8 +4,8 @@ The cluster agent keeps one per (project, metadata key) it is assigned. The owne
 the key from its values, clusters its texts, keeps every event in the event store with
 its vector and micro-cluster, maintains one point per topic with its figures and the
 dimension's topic map (``topic_map.py``), and after every batch writes what the batch
-changed of its learned state (``owner_state.py``: records per micro-cluster, a journal
-and a commit record), so a restarted or moved worker resumes from it, even after a kill
+changed of its learned state (``owner_state.py``: one log record per batch, compacted
+into checkpoints), so a restarted or moved worker resumes from it, even after a kill
 in the middle of a batch.
 """
 
@@ -23,7 +23,7 @@ import numpy as np
 from turret_stream.catalog import Catalog, DimensionNames, dimension_names
 from turret_stream.clustering.context import SessionContext, neutral_topics
 from turret_stream.clustering.model import TopicModel
-from turret_stream.clustering.owner_state import Commit, OwnerStateStore
+from turret_stream.clustering.owner_state import Changes, OwnerStateStore, State
 from turret_stream.clustering.store_index import StoreIndex
 from turret_stream.clustering.topic_map import TopicMap, TopicMapReader, TopicMapStore
 from turret_stream.clustering.topics import TopicChange, TopicRegistry
@@ -116,9 +116,11 @@ class TopicFigures:
 class PersistCost:
     """What the last batch wrote of the owner's state (for the scale benchmark)."""
 
-    bytes: int = 0
+    bytes: int = 0  # state log, topic map, checkpoint (if one was due), centres
     seconds: float = 0.0
     reclustered: bool = False
+    log_bytes: int = 0  # the batch's log record alone
+    centres: int = 0  # centres written
 
 
 def event_payload(item: EmbeddedText, mc: int) -> dict[str, Any]:
@@ -162,7 +164,9 @@ class DimensionOwner:
         self.dim = dim
         self.names: DimensionNames = dimension_names(project, key)
         self.project, self.key = project, key
-        self.records = OwnerStateStore(store, self.names)
+        self.records = OwnerStateStore(
+            store, self.names, settings.clustering.checkpoint_min_kb * 1024
+        )
         self.topic_maps = TopicMapStore(store)
         self.last_persist = PersistCost()
         self._load()
@@ -170,8 +174,8 @@ class DimensionOwner:
     # -- state ----------------------------------------------------------------------------
 
     def _load(self) -> None:
-        """(Re)build the in-memory state from the committed records (redoing the last
-        batch first if it was journalled but not committed)."""
+        """(Re)build the in-memory state from the committed records (the last checkpoint and
+        the log after it; the last batch's writes after its commit are redone)."""
         settings = self.settings
         entry = self.catalog.dimension(self.project, self.key)
         self.tracker = (
@@ -184,7 +188,7 @@ class DimensionOwner:
         self.index: StoreIndex | None = None
         self.seq = 0
         self.base_version = 0
-        self.communities_version = 0
+        self.communities: list[list[int]] = []
         self.seen: OrderedDict[str, None] = OrderedDict()
         self._seen_batches: deque[tuple[int, int]] = deque()
         self.stats: dict[int, McStats] = {}
@@ -193,56 +197,49 @@ class DimensionOwner:
         self.context = SessionContext(journeys.context_sessions)
         self.neutral: frozenset[str] = frozenset()
         self._context_saved_at = float("-inf")
-        self._recover()
-        loaded = self.records.load()
-        if loaded.header is not None:
-            self._restore(loaded)
+        state = self.records.load()
+        if state.header is not None:
+            self._restore(state)
         context = self.catalog.load_state(self.names, part="context")
         if context is not None:
             self.context = SessionContext.from_blob(context, journeys.context_sessions)
 
-    def _recover(self) -> None:
-        header = self.records.header()
-        journal = self.records.journal()
-        committed = header["seq"] if header else 0
-        if journal is not None and journal.seq == committed + 1:
-            log.warning(
-                "%s: batch %d was journalled, not committed: redoing it",
-                self.names.slug,
-                journal.seq,
-            )
-            self.records.apply(journal, self._index(), self.topic_maps)
-
-    def _restore(self, loaded: Any) -> None:
-        h = loaded.header
-        self.seq = int(h["seq"])
+    def _restore(self, state: State) -> None:
+        h = state.header
+        assert h is not None
+        self.seq = state.seq
         self.tracker = FieldTypeTracker.from_dict(h["tracker"], self.settings.dimensions)
         self.events = int(h["events"])
         self.neutral = frozenset(h["neutral"])
         self.base_version = int(h["base"])
-        self.communities_version = int(h["communities"])
-        for seq, ids in loaded.seen:
+        for seq, ids in state.seen:
             self.seen.update(dict.fromkeys(ids))
             self._seen_batches.append((seq, len(ids)))
         self._trim_seen()
         if h["clock"] is None:
             return
         base = self.topic_maps.base(self.names, self.base_version) if self.base_version else None
-        head = self.topic_maps.head(self.names)
         registry = TopicRegistry.from_record(base) if base else TopicRegistry()
-        for mc, topic in (head or {}).get("assigned", []):
+        for mc, topic in state.assigned.items():
             if topic is None:
-                registry.mapping.pop(int(mc), None)
+                registry.mapping.pop(mc, None)
             else:
-                registry.mapping[int(mc)] = topic
-            registry.assigned_since[int(mc)] = topic
+                registry.mapping[mc] = topic
+        registry.assigned_since = dict(state.assigned)
         model = self._ensure_model()
         model.load_records(
-            h["clock"], loaded.micro_clusters, loaded.absorbed, loaded.communities, registry
+            h["clock"], state.micro_clusters.values(), state.absorbed, state.communities, registry
         )
-        self.stats = {mc: McStats.from_record(v) for mc, v in loaded.stats.items()}
-        self._absorbed_since = {int(k): v for k, v in (head or {}).get("absorbed", [])}
-        self._head_assigned = dict(registry.assigned_since)
+        self.communities = state.communities
+        self.stats = {mc: McStats.from_record(v) for mc, v in state.stats.items()}
+        self._absorbed_since = dict(state.absorbed_since)
+        self._logged_assigned = dict(state.assigned)
+        # Only the last batch can have stopped between its commit and these writes:
+        # redo them (idempotent).
+        if state.last is not None:
+            self._index().write(state.last.centres, state.last.removed)
+        self._write_head()
+        self.topic_maps.drop_bases_except(self.names, self.base_version)
         self._sum_figures()
         self._reconcile_topics()
 
@@ -258,7 +255,7 @@ class DimensionOwner:
             self.store.create_collection(n.topics, self.dim, "cosine", indexes=TOPIC_INDEXES)
             self.model = TopicModel(self.settings.clustering, self._index())
             self._absorbed_since: dict[int, int | None] = {}
-            self._head_assigned: dict[int, str | None] = {}
+            self._logged_assigned: dict[int, str | None] = {}
         return self.model
 
     def topic_map(self) -> TopicMap:
@@ -341,9 +338,9 @@ class DimensionOwner:
         """Persist what this batch changed (see owner_state.py for the protocol)."""
         started = time.perf_counter()
         seq = self.seq + 1
-        commit = Commit(seq=seq, header={}, seen=fresh)
+        changes = Changes(seq=seq, header={}, seen=fresh)
         written = 0
-        changes: list = []
+        topic_changes: list = []
         touched_topics: set[str] = set()
         reclustered = False
         model = self.model
@@ -358,7 +355,7 @@ class DimensionOwner:
                     touched_topics.add(topic)
             reclustered = model.recluster_due(now)
             if reclustered:
-                changes = model.recluster(now)
+                topic_changes = model.recluster(now)
                 self._update_neutral()
             touched, removed = model.take_dirty()
             stats_dirty = set(placed_in)
@@ -368,67 +365,58 @@ class DimensionOwner:
                 if gone is not None and home is not None:
                     self.stats.setdefault(home, McStats(gone.first, gone.last)).merge(gone)
                     stats_dirty.add(home)
-                self._absorbed_since[mc] = model.engine.absorbed.get(mc)
-            live = model.engine.micro_clusters
-            commit.micro_clusters = [
-                model.engine.micro_cluster_record(mc) for mc in sorted(touched)
-            ]
-            commit.stats = {
+            engine = model.engine
+            live = engine.micro_clusters
+            changes.micro_clusters = [engine.micro_cluster_record(mc) for mc in sorted(touched)]
+            changes.stats = {
                 mc: self.stats[mc].to_record()
                 for mc in sorted(stats_dirty)
                 if mc in live and mc in self.stats
             }
             moved, deleted = self.index.pending()
-            commit.centres = moved
-            commit.removed = sorted(set(removed) | deleted)
-            commit.absorbed = {mc: model.engine.absorbed.get(mc) for mc in removed}
-            assigned = model.registry.assigned_since
+            changes.centres = moved
+            changes.removed = sorted(set(removed) | deleted)
+            changes.absorbed = {mc: engine.absorbed.get(mc) for mc in removed}
             if reclustered:
                 base = TopicMap.base_record(
-                    seq, model.registry.to_record(), model.engine.absorbed, self.neutral
+                    seq, model.registry.to_record(), engine.absorbed, self.neutral
                 )
                 written += self.topic_maps.write_base(self.names, base)
-                written += self.records.write_communities(seq, model.communities_record())
+                changes.communities = self.communities = model.communities_record()
                 self._absorbed_since = {}
-                commit.topic_map_head = TopicMap.head_record(seq, seq, {}, {}, self.neutral)
-            if commit.topic_map_head is not None:
-                self._head_assigned = dict(assigned)
-            elif removed or assigned != self._head_assigned:
-                commit.topic_map_head = TopicMap.head_record(
-                    self.base_version, seq, assigned, self._absorbed_since, self.neutral
-                )
+            else:
+                assigned = model.registry.assigned_since
+                changes.assigned = {
+                    mc: t for mc, t in assigned.items() if self._logged_assigned.get(mc, 0) != t
+                }
+                self._absorbed_since.update(changes.absorbed)
+            self._logged_assigned = dict(model.registry.assigned_since)
             crash_point("shadow")
         base_version = seq if reclustered else self.base_version
-        communities_version = seq if reclustered else self.communities_version
-        commit.header = {
-            "format": 2,
-            "clock": model.clock_record() if model is not None else None,
-            "tracker": self.tracker.to_dict(),
-            "events": self.events,
-            "neutral": sorted(self.neutral),
-            "base": base_version,
-            "communities": communities_version,
-        }
-        written += self.records.write_journal(commit)
-        crash_point("journal")
-        written += self.records.apply(
-            commit, self._index() if model else _NoCentres(), self.topic_maps
-        )
-        written += 4 * self.dim * len(commit.centres)
-        # Committed: what follows is derived (rewritten at a restart) or clean-up.
+        changes.header = self._header(base_version)
+        log_bytes = self.records.commit(changes)
+        written += log_bytes
+        # Committed. What follows is redone at a restart, or derived, or clean-up.
         self.seq = seq
-        if reclustered:
-            if self.base_version:
-                self.topic_maps.drop_base(self.names, self.base_version)
-                self.records.drop_communities(self.communities_version)
-            self.base_version, self.communities_version = base_version, communities_version
+        previous_base, self.base_version = self.base_version, base_version
+        if model is not None:
+            assert self.index is not None
+            self.index.write(changes.centres, changes.removed)
+            written += 4 * self.dim * len(changes.centres)
+            crash_point("centres")
+            if reclustered or changes.assigned or changes.absorbed:
+                written += self._write_head()
+            crash_point("topic-map")
+            if reclustered and previous_base:
+                self.topic_maps.drop_base(self.names, previous_base)
         if fresh:
             self._seen_batches.append((seq, len(fresh)))
             self._trim_seen()
         if model is not None:
             if reclustered:
                 self._sum_figures()
-                self._write_topics(retired=[c for c in changes if c.kind in ("merged", "retired")])
+                retired = [c for c in topic_changes if c.kind in ("merged", "retired")]
+                self._write_topics(retired=retired)
             elif touched_topics:
                 self._write_topics(only=touched_topics)
         crash_point("topics")
@@ -440,20 +428,66 @@ class DimensionOwner:
             self.tracker.to_dict(),
             self.events,
         )
-        self.last_persist = PersistCost(written, time.perf_counter() - started, reclustered)
+        if self.records.compaction_due():
+            written += self.records.checkpoint(self._whole_state())
+        self.last_persist = PersistCost(
+            written, time.perf_counter() - started, reclustered, log_bytes, len(changes.centres)
+        )
+
+    def _header(self, base_version: int) -> dict[str, Any]:
+        """The owner's scalars, as every log record and checkpoint carries them."""
+        return {
+            "format": 2,
+            "clock": self.model.clock_record() if self.model is not None else None,
+            "tracker": self.tracker.to_dict(),
+            "events": self.events,
+            "neutral": sorted(self.neutral),
+            "base": base_version,
+        }
+
+    def _write_head(self) -> int:
+        """The topic map head: what changed since the base in use."""
+        if self.model is None:
+            return 0
+        head = TopicMap.head_record(
+            self.base_version,
+            self.seq,
+            self.model.registry.assigned_since,
+            self._absorbed_since,
+            self.neutral,
+        )
+        return self.topic_maps.write_head(self.names, head)
+
+    def _whole_state(self) -> State:
+        """Everything, as a checkpoint holds it (the dedupe window's batches only)."""
+        ids = list(self.seen)
+        seen, at = [], 0
+        for seq, n in self._seen_batches:
+            seen.append((seq, ids[at : at + n]))
+            at += n
+        state = State(seq=self.seq, header=self._header(self.base_version), seen=seen)
+        model = self.model
+        if model is not None:
+            engine = model.engine
+            state.micro_clusters = {
+                m: engine.micro_cluster_record(m) for m in engine.micro_clusters
+            }
+            state.stats = {mc: s.to_record() for mc, s in self.stats.items()}
+            state.absorbed = dict(engine.absorbed)
+            state.communities = model.communities_record()
+            state.assigned = dict(model.registry.assigned_since)
+            state.absorbed_since = dict(self._absorbed_since)
+        return state
 
     def _trim_seen(self) -> None:
         """Forget the oldest batches' ids while the rest still cover the window."""
         window = self.settings.clustering.dedupe_window_events
         total = sum(n for _, n in self._seen_batches)
-        dropped = []
         while self._seen_batches and total - self._seen_batches[0][1] >= window:
-            seq, n = self._seen_batches.popleft()
+            _, n = self._seen_batches.popleft()
             total -= n
             for _ in range(n):
                 self.seen.popitem(last=False)
-            dropped.append(seq)
-        self.records.drop_seen(dropped)
 
     def _update_neutral(self) -> None:
         """Re-learn which topics are neutral for journeys, through today's topics; the
@@ -568,10 +602,3 @@ class DimensionOwner:
             "neutral": topic in self.neutral,
             "updated_at": time.time(),
         }
-
-
-class _NoCentres:
-    """The centre index of a dimension with no model yet (nothing to write)."""
-
-    def write(self, moved: Any, removed: Any) -> None:
-        assert not moved and not removed

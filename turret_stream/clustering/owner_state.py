@@ -1,42 +1,38 @@
-"""A dimension owner's learned state as records, written per batch, crash-consistent.
+"""A dimension owner's learned state: a log of per-batch changes plus checkpoints.
 
-Records (collection ``owner_state``, every point's payload names its ``slug`` and
-``kind``, so a restart reads a dimension's records back in any order):
+Records (collection ``owner_state``; each payload names its ``slug`` and ``kind``, so a
+restart finds a dimension's records and reads them back in any order):
 
-==========================  ===========================================================
-``<slug>:header``           the commit record: batch sequence number, the model's scalars,
-                            the field type tracker, the event count, neutral topics and
-                            the versions of the two whole-at-reclustering records
-``<slug>:mc:<id>``          one per live micro-cluster: weight, count, pairs (DBSTREAM)
-``<slug>:stats:<id>``       one per live micro-cluster: its event counts over time
-``<slug>:absorbed:<seq>``   the micro-clusters absorbed during batch ``seq``
-``<slug>:seen:<seq>``       the event ids learned in batch ``seq`` (the dedupe window)
-``<slug>:communities@<v>``  Leiden's start partition, written at reclustering ``v``
-``<slug>:journal``          the last batch's changes, whole (see below)
-==========================  ===========================================================
+==============================  =======================================================
+``<slug>:log:<seq>``            what batch ``seq`` changed (:class:`Changes`): the records
+                                of the micro-clusters it touched or removed (DBSTREAM's
+                                ``micro_cluster_record``), their event counts over time,
+                                absorptions, moved centres, its event ids, the model's
+                                scalars and, at a reclustering, Leiden's start partition
+``<slug>:checkpoint``           which checkpoint is current: version, parts, last batch
+``<slug>:checkpoint@<v>:<i>``   part ``i`` of checkpoint ``v``: the whole state, in chunks
+==============================  =======================================================
 
-Centres are points of the ``<slug>.mc`` collection (``store_index.py``) and the topic map
-has its own records (``topic_map.py``).
+A batch writes **one** log record (compressed JSON, its size follows what the batch
+changed, not the history); that write is the batch's commit, atomic because it is one
+point. Centres (``<slug>.mc``, searched by the model) and the topic map (``topic_map.py``)
+are written after it and are redone at a restart from the last log record, since only
+the last batch can have been interrupted between its commit and those writes. Records
+written whole at a reclustering (the topic map base) go under a new version before the
+commit and are only used once it names them.
 
-A batch writes only what it changed (the micro-clusters ``take_dirty`` reports, the
-batch's event ids, the topic map head); the two records that describe every
-micro-cluster (the topic map base, Leiden's start) are written only at a reclustering,
-which reads every micro-cluster anyway.
-
-Crash consistency: the batch's changes are first written whole as the **journal** (one
-point, so it lands or not), then applied to the keyed records, then the header is written
-(the commit). Records written whole at a reclustering go under a new version before the
-journal, and the header names the version in use, so an uncommitted one is never read.
-A restart reads the header; if the journal is the next batch, it applies it again (every
-write is an idempotent upsert or delete) and commits. So a kill at any point leaves
-either the state before the batch (the batch is redelivered by Kafka and learned once) or
-the state after it (the redelivered events are in the dedupe window and skipped).
-``WRITE_BOUNDARIES`` are the points between writes; ``faults.crash_point`` stops the
-process at one of them in tests.
+Compaction: when the log since the last checkpoint outgrows that checkpoint (and
+``checkpoint_min_bytes``), the whole state is written as a new checkpoint version, the
+pointer is switched to it, and the older checkpoint and the log it covers are deleted.
+The cost per batch stays proportional to the batch (each checkpoint is paid for by at
+least as many bytes of log), and a restart reads at most about twice the state.
 
 Dedupe window: the event ids of the most recent batches, at least ``dedupe_window``
-ids (``clustering.dedupe_window_events``); a redelivery within it is exact (skipped),
-older batches' ids are forgotten (their seen records deleted) as new ones arrive.
+(``clustering.dedupe_window_events``): a redelivery within it is recognised exactly;
+older ids are forgotten (checkpoints keep the window only).
+
+``WRITE_BOUNDARIES`` are the points between writes; ``faults.crash_point`` stops the
+process at one of them in tests.
 """
 
 from __future__ import annotations
@@ -57,27 +53,28 @@ from turret_stream.storage import Filter, Point, VectorStore
 COLLECTION = "owner_state"
 FORMAT = 2
 _UNIT = [1.0]
+PART_SIZE = 4096  # micro-clusters per checkpoint part
 
-# In the order a batch reaches them (see the module doc).
+# In the order a batch reaches them.
 WRITE_BOUNDARIES = (
     "events",  # the batch's events are in the event store
     "shadow",  # whole-at-reclustering records written under their new version
-    "journal",  # the batch's changes written as one record
+    "log",  # the batch's changes committed (one record)
     "centres",  # centres moved / deleted
-    "records",  # micro-cluster, stats, absorbed and seen records written
     "topic-map",  # the topic map head written
-    "header",  # committed
     "topics",  # the topics collection updated
+    "checkpoint-parts",  # a compaction's parts written
+    "checkpoint",  # the checkpoint pointer switched
+    "compacted",  # the old checkpoint and log deleted
 )
 
 
-def _pack(data: Any) -> str:
-    return base64.b64encode(
-        zlib.compress(json.dumps(data, separators=(",", ":")).encode(), 3)
-    ).decode()
+def pack(data: Any) -> str:
+    raw = json.dumps(data, separators=(",", ":")).encode()
+    return base64.b64encode(zlib.compress(raw, 3)).decode()
 
 
-def _unpack(blob: str) -> Any:
+def unpack(blob: str) -> Any:
     return json.loads(zlib.decompress(base64.b64decode(blob)))
 
 
@@ -91,8 +88,9 @@ def _vector_from_text(text: str) -> np.ndarray:
 
 
 @dataclass
-class Commit:
-    """Everything one batch changed, as records (JSON-ready but the centres)."""
+class Changes:
+    """What one batch changed. ``header``: the owner's scalars after the batch (model
+    clock, field type tracker, event count, neutral topics, topic map base version)."""
 
     seq: int
     header: dict[str, Any]
@@ -102,7 +100,14 @@ class Commit:
     centres: dict[int, np.ndarray] = field(default_factory=dict)
     absorbed: dict[int, int | None] = field(default_factory=dict)
     seen: list[str] = field(default_factory=list)
-    topic_map_head: dict[str, Any] | None = None
+    communities: list[list[int]] | None = None
+    # Topic registry changes of this batch (micro-cluster -> topic, None: none any more);
+    # a batch that reclustered has none (its topic map base holds the whole mapping).
+    assigned: dict[int, str | None] = field(default_factory=dict)
+
+    @property
+    def reclustered(self) -> bool:
+        return self.header.get("base") == self.seq
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -114,11 +119,12 @@ class Commit:
             "centres": [[k, _vector_to_text(v)] for k, v in self.centres.items()],
             "absorbed": [[k, v] for k, v in self.absorbed.items()],
             "seen": self.seen,
-            "topic_map_head": self.topic_map_head,
+            "communities": self.communities,
+            "assigned": [[k, v] for k, v in self.assigned.items()],
         }
 
     @classmethod
-    def from_record(cls, r: Mapping[str, Any]) -> Commit:
+    def from_record(cls, r: Mapping[str, Any]) -> Changes:
         return cls(
             seq=int(r["seq"]),
             header=r["header"],
@@ -128,141 +134,179 @@ class Commit:
             centres={int(k): _vector_from_text(v) for k, v in r["centres"]},
             absorbed={int(k): (None if v is None else int(v)) for k, v in r["absorbed"]},
             seen=list(r["seen"]),
-            topic_map_head=r["topic_map_head"],
+            communities=r["communities"],
+            assigned={int(k): v for k, v in r["assigned"]},
         )
 
 
 @dataclass
-class Loaded:
-    """A dimension's records as read back at a restart."""
+class State:
+    """A dimension's whole state as read back: the latest checkpoint with the log after
+    it applied, in sequence order."""
 
+    seq: int = 0
     header: dict[str, Any] | None = None
-    micro_clusters: list[dict[str, Any]] = field(default_factory=list)
+    micro_clusters: dict[int, dict[str, Any]] = field(default_factory=dict)
     stats: dict[int, Any] = field(default_factory=dict)
     absorbed: dict[int, int | None] = field(default_factory=dict)
-    # (seq, event ids) of the seen records, oldest first
+    # (seq, event ids) per batch, oldest first: the dedupe window
     seen: list[tuple[int, list[str]]] = field(default_factory=list)
     communities: list[list[int]] = field(default_factory=list)
+    # Since the topic map base in use: registry changes and absorptions (its head).
+    assigned: dict[int, str | None] = field(default_factory=dict)
+    absorbed_since: dict[int, int | None] = field(default_factory=dict)
+    last: Changes | None = None  # the last batch's changes (redone at a restart)
+
+    def apply(self, c: Changes) -> None:
+        if c.reclustered:
+            self.assigned, self.absorbed_since = {}, {}
+        else:
+            self.assigned.update(c.assigned)
+            self.absorbed_since.update(c.absorbed)
+        self.seq = c.seq
+        self.header = c.header
+        for r in c.micro_clusters:
+            self.micro_clusters[int(r["id"])] = r
+        self.stats.update(c.stats)
+        for mc in c.removed:
+            self.micro_clusters.pop(mc, None)
+            self.stats.pop(mc, None)
+        self.absorbed.update(c.absorbed)
+        if c.seen:
+            self.seen.append((c.seq, c.seen))
+        if c.communities is not None:
+            self.communities = c.communities
+        self.last = c
 
 
 class OwnerStateStore:
-    """One dimension's records in the ``owner_state`` collection."""
+    """One dimension's log and checkpoints in the ``owner_state`` collection."""
 
-    def __init__(self, store: VectorStore, names: DimensionNames) -> None:
+    def __init__(
+        self, store: VectorStore, names: DimensionNames, checkpoint_min_bytes: int = 1 << 20
+    ) -> None:
         self.store = store
         self.names = names
         self.slug = names.slug
-        store.create_collection(
-            COLLECTION, 1, "dot", indexes={"slug": "keyword", "kind": "keyword"}
-        )
-
-    def _id(self, *parts: object) -> str:
-        return ":".join([self.slug, *map(str, parts)])
+        self.checkpoint_min_bytes = checkpoint_min_bytes
+        indexes = {"slug": "keyword", "kind": "keyword", "seq": "integer"}
+        store.create_collection(COLLECTION, 1, "dot", indexes=indexes)  # type: ignore[arg-type]
+        # Bytes of the current checkpoint, and of the log written since.
+        self.checkpoint_bytes = 0
+        self.log_bytes = 0
+        self.checkpoint_version = 0
 
     def _point(self, kind: str, point_id: str, **payload: Any) -> Point:
         return Point(point_id, _UNIT, {"slug": self.slug, "kind": kind, **payload})
 
     # -- writes ---------------------------------------------------------------------------
 
-    def write_communities(self, version: int, record: list[list[int]]) -> int:
-        blob = _pack(record)
-        self.store.upsert(
-            COLLECTION,
-            [self._point("communities", f"{self.slug}:communities@{version}", blob=blob)],
-        )
+    def commit(self, changes: Changes) -> int:
+        """Write a batch's changes: one record, the batch's commit. Returns its bytes."""
+        blob = pack(changes.to_record())
+        point = self._point("log", f"{self.slug}:log:{changes.seq}", seq=changes.seq, blob=blob)
+        self.store.upsert(COLLECTION, [point])
+        crash_point("log")
+        self.log_bytes += len(blob)
         return len(blob)
 
-    def write_journal(self, commit: Commit) -> int:
-        blob = _pack(commit.to_record())
-        self.store.upsert(
-            COLLECTION, [self._point("journal", self._id("journal"), seq=commit.seq, blob=blob)]
+    def compaction_due(self) -> bool:
+        return self.log_bytes >= max(self.checkpoint_bytes, self.checkpoint_min_bytes)
+
+    def checkpoint(self, state: State) -> int:
+        """Write ``state`` whole as a new checkpoint, switch to it, delete what it
+        replaces. Returns the bytes written."""
+        version = state.seq
+        mcs = sorted(state.micro_clusters)
+        parts = []
+        for start in range(0, max(1, len(mcs)), PART_SIZE):
+            chunk = mcs[start : start + PART_SIZE]
+            parts.append(
+                {
+                    "micro_clusters": [state.micro_clusters[m] for m in chunk],
+                    "stats": [[m, state.stats[m]] for m in chunk if m in state.stats],
+                }
+            )
+        parts[0].update(
+            header=state.header,
+            absorbed=[[k, v] for k, v in state.absorbed.items()],
+            seen=state.seen,
+            communities=state.communities,
+            assigned=[[k, v] for k, v in state.assigned.items()],
+            absorbed_since=[[k, v] for k, v in state.absorbed_since.items()],
         )
-        return len(blob)
+        written = 0
+        points = []
+        for i, part in enumerate(parts):
+            blob = pack(part)
+            written += len(blob)
+            points.append(self._point("part", f"{self.slug}:checkpoint@{version}:{i}", blob=blob))
+        self.store.upsert(COLLECTION, points)
+        crash_point("checkpoint-parts")
+        pointer = {"version": version, "parts": len(parts), "seq": state.seq, "bytes": written}
+        self.store.upsert(
+            COLLECTION, [self._point("pointer", f"{self.slug}:checkpoint", **pointer)]
+        )
+        crash_point("checkpoint")
+        self._delete_before(version)
+        crash_point("compacted")
+        self.checkpoint_bytes, self.log_bytes = written, 0
+        self.checkpoint_version = version
+        return written
 
-    def apply(self, commit: Commit, centres: Any, topic_maps: Any) -> int:
-        """Write a journalled batch to the keyed records and commit it (idempotent).
-        ``centres``: the StoreIndex; ``topic_maps``: the TopicMapStore. Returns the
-        bytes written to this collection (payloads)."""
-        centres.write(commit.centres, commit.removed)
-        crash_point("centres")
-        points = [self._point("mc", self._id("mc", r["id"]), r=r) for r in commit.micro_clusters]
-        points += [
-            self._point("stats", self._id("stats", mc), r=s) for mc, s in commit.stats.items()
-        ]
-        if commit.absorbed:
-            points.append(
-                self._point(
-                    "absorbed",
-                    self._id("absorbed", commit.seq),
-                    r=[[k, v] for k, v in commit.absorbed.items()],
-                )
+    def _delete_before(self, version: int) -> None:
+        """Delete log records up to ``version`` and checkpoint parts of older versions."""
+        keep = f"{self.slug}:checkpoint@{version}:"
+        stale = [r.id for r in self._scan("log") if int(r.payload["seq"]) <= version]
+        stale += [r.id for r in self._scan("part") if not r.id.startswith(keep)]
+        if stale:
+            self.store.delete(COLLECTION, stale)
+
+    def _scan(self, kind: str, with_payload: bool = True) -> Iterable[Any]:
+        offset = None
+        while True:
+            records, offset = self.store.scroll(
+                COLLECTION,
+                filter=Filter(must={"slug": self.slug, "kind": kind}),
+                limit=256,
+                offset=offset,
             )
-        if commit.seen:
-            points.append(
-                self._point("seen", self._id("seen", commit.seq), seq=commit.seq, ids=commit.seen)
-            )
-        if points:
-            self.store.upsert(COLLECTION, points)
-        if commit.removed:
-            gone = [self._id(kind, mc) for mc in commit.removed for kind in ("mc", "stats")]
-            self.store.delete(COLLECTION, gone)
-        crash_point("records")
-        if commit.topic_map_head is not None:
-            topic_maps.write_head(self.names, commit.topic_map_head)
-        crash_point("topic-map")
-        header = {**commit.header, "seq": commit.seq}
-        self.store.upsert(COLLECTION, [self._point("header", self._id("header"), r=header)])
-        crash_point("header")
-        return sum(len(json.dumps(dict(p.payload))) for p in points)
-
-    def drop_seen(self, seqs: Iterable[int]) -> None:
-        ids = [self._id("seen", s) for s in seqs]
-        if ids:
-            self.store.delete(COLLECTION, ids)
-
-    def drop_communities(self, version: int) -> None:
-        self.store.delete(COLLECTION, [f"{self.slug}:communities@{version}"])
+            yield from records
+            if offset is None:
+                return
 
     # -- reads ----------------------------------------------------------------------------
 
-    def header(self) -> dict[str, Any] | None:
-        found = self.store.retrieve(COLLECTION, [self._id("header")])
-        return found[0].payload["r"] if found else None
-
-    def journal(self) -> Commit | None:
-        found = self.store.retrieve(COLLECTION, [self._id("journal")])
-        return Commit.from_record(_unpack(found[0].payload["blob"])) if found else None
-
-    def load(self) -> Loaded:
-        out = Loaded(header=self.header())
-        if out.header is None:
-            return out
-        seen: list[tuple[int, list[str]]] = []
-        for kind in ("mc", "stats", "absorbed", "seen"):
-            offset = None
-            while True:
-                records, offset = self.store.scroll(
-                    COLLECTION,
-                    filter=Filter(must={"slug": self.slug, "kind": kind}),
-                    limit=2048,
-                    offset=offset,
-                )
-                for r in records:
-                    p = r.payload
-                    if kind == "mc":
-                        out.micro_clusters.append(p["r"])
-                    elif kind == "stats":
-                        out.stats[int(r.id.rsplit(":", 1)[1])] = p["r"]
-                    elif kind == "absorbed":
-                        out.absorbed.update({int(k): v for k, v in p["r"]})
-                    else:
-                        seen.append((int(p["seq"]), p["ids"]))
-                if offset is None:
-                    break
-        out.seen = sorted(seen)
-        version = out.header.get("communities")
-        if version:
-            found = self.store.retrieve(COLLECTION, [f"{self.slug}:communities@{version}"])
-            if found:
-                out.communities = _unpack(found[0].payload["blob"])
-        return out
+    def load(self) -> State:
+        """The latest checkpoint plus the log after it."""
+        state = State()
+        found = self.store.retrieve(COLLECTION, [f"{self.slug}:checkpoint"])
+        if found:
+            pointer = found[0].payload
+            version = int(pointer["version"])
+            ids = [f"{self.slug}:checkpoint@{version}:{i}" for i in range(int(pointer["parts"]))]
+            for record in self.store.retrieve(COLLECTION, ids):
+                part = unpack(record.payload["blob"])
+                for r in part["micro_clusters"]:
+                    state.micro_clusters[int(r["id"])] = r
+                state.stats.update({int(k): v for k, v in part["stats"]})
+                if "header" in part:
+                    state.header = part["header"]
+                    state.absorbed = {int(k): v for k, v in part["absorbed"]}
+                    state.seen = [(int(s), ids_) for s, ids_ in part["seen"]]
+                    state.communities = part["communities"]
+                    state.assigned = {int(k): v for k, v in part["assigned"]}
+                    state.absorbed_since = {int(k): v for k, v in part["absorbed_since"]}
+            state.seq = int(pointer["seq"])
+            self.checkpoint_bytes = int(pointer["bytes"])
+            self.checkpoint_version = version
+        log = sorted(
+            (int(r.payload["seq"]), r.payload["blob"])
+            for r in self._scan("log")
+            if int(r.payload["seq"]) > state.seq
+        )
+        self.log_bytes = 0
+        for _, blob in log:
+            state.apply(Changes.from_record(unpack(blob)))
+            self.log_bytes += len(blob)
+        return state

@@ -31,7 +31,7 @@ from functools import cached_property
 from typing import Any
 
 from turret_stream.catalog import DimensionNames
-from turret_stream.storage import Point, VectorStore
+from turret_stream.storage import Filter, Point, VectorStore
 
 COLLECTION = "topic_maps"
 FORMAT = 2
@@ -173,14 +173,22 @@ class TopicMapStore:
 
     def __init__(self, store: VectorStore) -> None:
         self.store = store
-        store.create_collection(COLLECTION, 1, "dot")
+        store.create_collection(COLLECTION, 1, "dot", indexes={"slug": "keyword"})
 
     def write_base(self, names: DimensionNames, record: Mapping[str, Any]) -> int:
         blob = _pack(record)
-        self.store.upsert(
-            COLLECTION, [Point(f"{names.slug}@{record['version']}", _UNIT, {"blob": blob})]
-        )
+        payload = {"slug": names.slug, "kind": "base", "blob": blob}
+        self.store.upsert(COLLECTION, [Point(f"{names.slug}@{record['version']}", _UNIT, payload)])
         return len(blob)
+
+    def drop_bases_except(self, names: DimensionNames, version: int) -> None:
+        """Delete the bases of other versions (left by a crash before their clean-up)."""
+        records, _ = self.store.scroll(
+            COLLECTION, filter=Filter(must={"slug": names.slug, "kind": "base"}), limit=1000
+        )
+        stale = [r.id for r in records if r.id != f"{names.slug}@{version}"]
+        if stale:
+            self.store.delete(COLLECTION, stale)
 
     def write_head(self, names: DimensionNames, record: Mapping[str, Any]) -> int:
         payload = {"base": record["base"], "seq": record["seq"], "blob": _pack(record)}
