@@ -11,8 +11,10 @@ cleanups and drop-offs happen). At 10k, 100k and 1M events (those up to ``--max-
 it prints:
 
 - owner cost per event (ms, the batch's learning and persisting, over the last 5k events);
-- bytes and milliseconds persisted per batch (mean and p95 over the same batches), next
-  to the comparator: the whole learned state serialised as one blob, what every batch
+- the state log record per batch (KB, mean and p95), milliseconds persisting per batch
+  (everything after learning: log, centres, topic map, topic points, catalog, and a
+  checkpoint when one is due; mean and p95), all bytes written per batch (checkpoints
+  and centres included) and centres moved per batch, next to the comparator: the whole learned state serialised as one blob, what every batch
   wrote before (JSON + zlib of every micro-cluster record, stats, topic map and the
   seen ids);
 - p50/p95 of the read API's work behind ``/v1/clusters``, ``/v1/journeys/transitions``,
@@ -151,15 +153,17 @@ def main() -> None:
     journeys = settings.journeys
     rows: dict[str, dict] = {}
     idle = IdleSessions(journeys.dropoff_timeout_s)
-    costs: list[tuple[int, float, int, float]] = []  # (events, seconds, bytes, persist s)
+    # (events, seconds, state log bytes, persist seconds, all bytes, centres)
+    costs: list[tuple[int, float, int, float, int, int]] = []
     sessions_seen: list[str] = []
     print(
         f"scale: {args.topics} topics, up to {args.sessions} sessions, batches of {BATCH}, "
         f"dim {DIM}, store in {workdir}"
     )
     header = (
-        f"{'events':>9} {'mcs':>6} {'owner ms/ev':>11} {'persist KB/batch':>16} "
-        f"{'persist ms/batch':>16} {'whole blob KB':>13} {'blob ms':>8}"
+        f"{'events':>9} {'mcs':>6} {'owner ms/ev':>11} {'state log KB/batch':>21} "
+        f"{'persist ms/batch':>20} {'all KB/batch':>12} {'centres/batch':>13} "
+        f"| {'whole blob KB':>13} {'blob ms':>8}"
     )
     reads: list[str] = []
     done = 0
@@ -171,7 +175,7 @@ def main() -> None:
             placed = owner.process(batch)
             spent = time.perf_counter() - started
             cost = owner.last_persist
-            costs.append((n, spent, cost.bytes, cost.seconds))
+            costs.append((n, spent, cost.log_bytes, cost.seconds, cost.bytes, cost.centres))
             for a in placed:
                 key = f"{a.project}:{a.session_id}"
                 row = rows.setdefault(key, {})
@@ -192,13 +196,16 @@ def main() -> None:
         per_event = sum(c[1] for c in recent) / sum(c[0] for c in recent) * 1000
         persisted = [c[2] / 1024 for c in recent]
         persist_ms = [c[3] * 1000 for c in recent]
+        everything = [c[4] / 1024 for c in recent]
+        centres = [c[5] for c in recent]
         blob_bytes, blob_s = whole_blob(owner)
         mcs = len(owner.model.engine.micro_clusters) if owner.model else 0
         line = (
             f"{done:>9} {mcs:>6} {per_event:>11.2f} "
             f"{statistics.mean(persisted):>8.0f} (p95 {np.percentile(persisted, 95):>4.0f})"
-            f" {statistics.mean(persist_ms):>7.1f} (p95 {np.percentile(persist_ms, 95):>5.1f})"
-            f" {blob_bytes / 1024:>13.0f} {blob_s * 1000:>8.0f}"
+            f" {statistics.mean(persist_ms):>7.1f} (p95 {np.percentile(persist_ms, 95):>6.1f})"
+            f" {statistics.mean(everything):>12.0f} {statistics.mean(centres):>13.0f}"
+            f" | {blob_bytes / 1024:>13.0f} {blob_s * 1000:>8.0f}"
         )
         print(header)
         print(line, flush=True)
@@ -209,18 +216,19 @@ def main() -> None:
         session_id = sessions_seen[len(sessions_seen) // 2]
         endpoints = {
             "/v1/clusters": lambda q=queries: q.clusters("bench", None, 50, 0),
-            "/v1/journeys/transitions": lambda j=jq: j.transitions("bench", None, flt),
-            "/v1/journeys/paths": lambda j=jq: j.paths("bench", None, flt, 10),
-            "/v1/journeys/dropoffs": lambda j=jq: j.dropoffs("bench", None, flt),
-            "/v1/sessions/{id}/journey": lambda j=jq, s=session_id: j.session(
-                "bench", s, None, flt
+            "/v1/journeys/transitions": lambda j=jq, f=flt: j.transitions("bench", None, f),
+            "/v1/journeys/paths": lambda j=jq, f=flt: j.paths("bench", None, f, 10),
+            "/v1/journeys/dropoffs": lambda j=jq, f=flt: j.dropoffs("bench", None, f),
+            "/v1/sessions/{id}/journey": lambda j=jq, s=session_id, f=flt: j.session(
+                "bench", s, None, f
             ),
         }
         for name, call in endpoints.items():
             p50, p95, body = timed(call, args.repeat)
             truncated = body.get("truncated", False) if isinstance(body, dict) else False
             reads.append(
-                f"{done:>9} {name:<28} p50 {p50:>8.1f} ms  p95 {p95:>8.1f} ms  truncated={truncated}"
+                f"{done:>9} {name:<28} p50 {p50:>8.1f} ms  p95 {p95:>8.1f} ms"
+                f"  truncated={truncated}"
             )
             print(reads[-1], flush=True)
 
