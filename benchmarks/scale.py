@@ -14,9 +14,9 @@ it prints:
 - the state log record per batch (KB, mean and p95), milliseconds persisting per batch
   (everything after learning: log, centres, topic map, topic points, catalog, and a
   checkpoint when one is due; mean and p95), all bytes written per batch (checkpoints
-  and centres included) and centres moved per batch, next to the comparator: the whole learned state serialised as one blob, what every batch
-  wrote before (JSON + zlib of every micro-cluster record, stats, topic map and the
-  seen ids);
+  and centres included) and centres moved per batch, next to the comparator: the whole
+  learned state serialised as one blob, what every batch wrote before (JSON + zlib of
+  every micro-cluster record, stats, topic map and the seen ids);
 - p50/p95 of the read API's work behind ``/v1/clusters``, ``/v1/journeys/transitions``,
   ``/paths``, ``/dropoffs`` and one session's journey (the query functions the handlers
   call, without HTTP), and whether the answer was truncated;
