@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from turret_stream.catalog import Catalog
 from turret_stream.clustering.owner_state import WRITE_BOUNDARIES
 from turret_stream.faults import ENV, EXIT_CODE
 from turret_stream.queries import Queries
@@ -26,6 +27,9 @@ def outcome(data_dir: Path) -> dict:
     """Learn the whole stream (again) and describe the state it leaves."""
     store, owner = open_owner(data_dir)
     try:
+        # What readers see of the count agrees with the restored owner.
+        entry = Catalog(store).dimension("acme", "prompt")
+        assert entry is None or entry["events"] == owner.events
         stream = batches()
         for batch in stream:
             owner.process(batch)

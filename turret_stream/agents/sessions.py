@@ -35,9 +35,9 @@ from turret_stream.storage import Filter, VectorStore
 
 log = logging.getLogger(__name__)
 
-# (project, dimension, session_id, event) -> the session's topic before that event, as
-# the event store knows it (None: a new session).
-Bootstrap = Callable[[str, str, str, TopicAssignment], str | None]
+# (project, dimension, session_id, event) -> the session's topic before that event and the
+# number of its steps, as the event store knows them (None: a new session).
+Bootstrap = Callable[[str, str, str, TopicAssignment], tuple[str, int] | None]
 
 
 def store_bootstrap(store: VectorStore, min_switch: int) -> Bootstrap:
@@ -45,7 +45,9 @@ def store_bootstrap(store: VectorStore, min_switch: int) -> Bootstrap:
     (its journey's last step, by the same rule) through the dimension's topic map."""
     topic_maps = TopicMapReader(store)
 
-    def find(project: str, dimension: str, session_id: str, event: TopicAssignment) -> str | None:
+    def find(
+        project: str, dimension: str, session_id: str, event: TopicAssignment
+    ) -> tuple[str, int] | None:
         names = dimension_names(project, dimension)
         if not store.has_collection(names.events):
             return None
@@ -63,7 +65,7 @@ def store_bootstrap(store: VectorStore, min_switch: int) -> Bootstrap:
         ]
         topic_map = topic_maps.get(names)
         steps = session_path(earlier, topic_map.topic_of, min_switch, topic_map.neutral)
-        return steps[-1].topic if steps else None
+        return (steps[-1].topic, len(steps)) if steps else None
 
     return find
 
@@ -217,7 +219,7 @@ def register_sessions_agent(
             if not state and bootstrap is not None:
                 known = await asyncio.to_thread(bootstrap, a.project, a.dimension, a.session_id, a)
                 if known is not None:
-                    state = {"topic": known, "step": 1}
+                    state = {"topic": known[0], "step": known[1]}
             moved = advance(state, a, min_switch)
             row[a.dimension] = state
             sessions[key] = row

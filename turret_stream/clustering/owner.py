@@ -216,6 +216,7 @@ class DimensionOwner:
             self.seen.update(dict.fromkeys(ids))
             self._seen_batches.append((seq, len(ids)))
         self._trim_seen()
+        self._save_catalog()  # derived: the last batch may have stopped before it
         if h["clock"] is None:
             return
         base = self.topic_maps.base(self.names, self.base_version) if self.base_version else None
@@ -420,6 +421,14 @@ class DimensionOwner:
             elif touched_topics:
                 self._write_topics(only=touched_topics)
         crash_point("topics")
+        self._save_catalog()
+        if self.records.compaction_due():
+            written += self.records.checkpoint(self._whole_state())
+        self.last_persist = PersistCost(
+            written, time.perf_counter() - started, reclustered, log_bytes, len(changes.centres)
+        )
+
+    def _save_catalog(self) -> None:
         self.catalog.save_dimension(
             self.project,
             self.key,
@@ -427,11 +436,6 @@ class DimensionOwner:
             self.tracker.decided,
             self.tracker.to_dict(),
             self.events,
-        )
-        if self.records.compaction_due():
-            written += self.records.checkpoint(self._whole_state())
-        self.last_persist = PersistCost(
-            written, time.perf_counter() - started, reclustered, log_bytes, len(changes.centres)
         )
 
     def _header(self, base_version: int) -> dict[str, Any]:
