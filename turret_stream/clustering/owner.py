@@ -25,7 +25,7 @@ from turret_stream.clustering.context import SessionContext, neutral_topics
 from turret_stream.clustering.model import TopicModel
 from turret_stream.clustering.owner_state import Changes, OwnerStateStore, State
 from turret_stream.clustering.store_index import StoreIndex
-from turret_stream.clustering.topic_map import TopicMap, TopicMapReader, TopicMapStore
+from turret_stream.clustering.topic_map import TopicMap, TopicMapStore
 from turret_stream.clustering.topics import TopicChange, TopicRegistry
 from turret_stream.dimensions import FieldTypeTracker
 from turret_stream.faults import crash_point
@@ -258,10 +258,6 @@ class DimensionOwner:
             self._absorbed_since: dict[int, int | None] = {}
             self._logged_assigned: dict[int, str | None] = {}
         return self.model
-
-    def topic_map(self) -> TopicMap:
-        """The topic map as this owner last wrote it (what readers see)."""
-        return TopicMapReader(self.store).get(self.names)
 
     # -- the batch ------------------------------------------------------------------------
 
