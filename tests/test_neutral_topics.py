@@ -83,9 +83,9 @@ def test_session_context_remembers_recent_sessions_and_distinct_micro_clusters()
     for session, mc in [("a", 1), ("a", 1), ("a", 2), ("b", 3), ("a", 4), ("c", 5)]:
         ctx.observe(session, mc)
     # "b" was the least recently active when "c" arrived.
-    assert ctx.to_list() == [["a", [1, 2, 4]], ["c", [5]]]
-    restored = SessionContext.from_list(ctx.to_list(), max_sessions=1)
-    assert restored.to_list() == [["c", [5]]]
+    assert list(ctx.sessions.items()) == [("a", [1, 2, 4]), ("c", [5])]
+    restored = SessionContext.from_blob(ctx.to_blob(), max_sessions=1)
+    assert list(restored.sessions.items()) == [("c", [5])]
     long = SessionContext(10)
     for mc in range(MAX_MCS_PER_SESSION + 10):
         long.observe("s", mc)

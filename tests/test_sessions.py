@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from turret_stream.agents.sessions import advance
+from turret_stream.agents.sessions import IdleSessions, advance
 from turret_stream.client import TurretClient
 from turret_stream.keys import KeyStore
 from turret_stream.labels.book import LabelBook
@@ -113,3 +113,29 @@ async def test_live_transitions_follow_a_journey(tmp_path, broker):
         for s in range(5):
             steps = [m.step for m in moves if m.session_id == f"burst{s}"]
             assert steps == sorted(steps) and steps[:2] == [1, 2]
+
+
+def test_idle_session_rows_expire_after_the_dropoff_timeout():
+    idle = IdleSessions(idle_after_s=60)
+    assert idle.touch(0, "a", 0.0) == []
+    assert idle.touch(0, "b", 30.0) == []
+    assert idle.touch(1, "c", 0.0) == []
+    # "a" is idle past the timeout by partition 0's clock; "b" is not yet.
+    assert idle.touch(0, "b", 70.0) == ["a"]
+    # Partition 1's rows go only with an event of partition 1 (its changelog partition).
+    assert idle.touch(1, "d", 100.0) == ["c"]
+    # Activity keeps a row: "b" was active at 70.
+    assert idle.touch(0, "e", 125.0) == []
+    assert idle.touch(0, "e", 131.0) == ["b"]
+    assert len(idle) == 2
+
+
+def test_a_restarted_worker_expires_the_rows_it_got_back():
+    idle = IdleSessions(idle_after_s=60)
+    idle.index(
+        [
+            ("old", {"": 0, "prompt": {"last_at": 10.0}}),
+            ("new", {"": 0, "prompt": {"last_at": 100.0}, "title": {"last_at": 5.0}}),
+        ]
+    )
+    assert idle.touch(0, "x", 120.0) == ["old"]

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from turret_stream.catalog import DimensionNames
+from turret_stream.clustering.topic_map import TopicMap
 from turret_stream.journey_flows import step_flows
 from turret_stream.journeys import (
     JourneyEvent,
@@ -25,7 +26,7 @@ from turret_stream.journeys import (
     by_session,
     session_journey,
 )
-from turret_stream.queries import NotFound, Queries, TopicMap
+from turret_stream.queries import NotFound, Queries
 from turret_stream.settings import JourneySettings
 from turret_stream.storage import Filter, VectorStore
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Callable, Container, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 TopicOf = Callable[[int], str | None]
 
@@ -46,6 +47,56 @@ def ordered(events: Iterable[JourneyEvent]) -> list[JourneyEvent]:
     return sorted(events, key=lambda e: (e.ts, e.event_id))
 
 
+@dataclass(frozen=True, slots=True)
+class Switch:
+    """A session entered its first topic (``source`` None) or switched topics; ``mark``
+    is what the caller passed with the event the step starts at."""
+
+    source: str | None
+    target: str
+    mark: Any
+
+
+def follow_topic(
+    position: MutableMapping[str, Any],
+    topic: str | None,
+    neutral: bool,
+    min_switch_events: int,
+    mark: Any,
+) -> Switch | None:
+    """The switch rule, applied to one event; the one implementation behind the stored
+    journeys (``session_path``), the live session actors (``agents/sessions.py``) and the
+    aggregates.
+
+    ``position`` is the session's place (``topic``, ``candidate``, ``run``, ``mark``;
+    mutated). An event without a topic (noise) changes nothing. The first topic-bearing
+    event enters its topic. After that a session stays in its topic until
+    ``min_switch_events`` consecutive topic-bearing events land in one same other topic;
+    it then switches, as of the first event of that run (the ``mark`` given with it). An
+    event back in the current topic ends a run; an event in a ``neutral`` topic is no
+    evidence either way (it neither counts towards a run nor breaks it).
+    """
+    if topic is None:
+        return None
+    current = position.get("topic")
+    if current is None:
+        position.update(topic=topic, candidate=None, run=0, mark=None)
+        return Switch(None, topic, mark)
+    if topic == current:
+        position.update(candidate=None, run=0, mark=None)
+        return None
+    if neutral:
+        return None
+    if position.get("candidate") != topic:
+        position.update(candidate=topic, run=0, mark=mark)
+    position["run"] = position.get("run", 0) + 1
+    if position["run"] < min_switch_events:
+        return None
+    start = position.get("mark", mark)
+    position.update(topic=topic, candidate=None, run=0, mark=None)
+    return Switch(current, topic, start)
+
+
 def session_path(
     events: Iterable[JourneyEvent],
     topic_of: TopicOf,
@@ -78,27 +129,15 @@ def session_path(
     bearing = [(i, t) for i, e in enumerate(events) if (t := topic_of(e.mc)) is not None]
     if not bearing:
         return []
+    position: dict[str, Any] = {}
     step_topics: list[str] = []
     owner: list[int] = []  # step index of each topic-bearing event
-    run_topic: str | None = None  # the other topic the latest consecutive run lands in
-    run_start = 0  # index in `bearing` where that run began
-    run_length = 0  # events of the run (neutral ones in between not counted)
     for k, (_, topic) in enumerate(bearing):
-        if not step_topics:
-            step_topics.append(topic)
-        elif topic == step_topics[-1]:
-            run_topic = None  # back in the current topic: the excursion is over
-        elif topic in neutral:
-            pass  # no evidence either way
-        else:
-            if topic != run_topic:
-                run_topic, run_start, run_length = topic, k, 0
-            run_length += 1
-            if run_length >= min_switch_events:
-                step_topics.append(topic)
-                # The whole run moves to the new step: it starts at the run's first event.
-                owner[run_start:] = [len(step_topics) - 1] * (k - run_start)
-                run_topic = None
+        moved = follow_topic(position, topic, topic in neutral, min_switch_events, k)
+        if moved is not None:
+            step_topics.append(moved.target)
+            # The whole run moves to the new step: it starts at the run's first event.
+            owner[moved.mark :] = [len(step_topics) - 1] * (k - moved.mark)
         owner.append(len(step_topics) - 1)
 
     # A step spans its first to its last topic-bearing event; steps are contiguous in

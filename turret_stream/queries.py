@@ -2,22 +2,20 @@
 
 Reads go to the vector store only (never to a worker's memory), so an API process can run
 apart from the workers when the store is a Qdrant server. An event's topic is resolved
-through its dimension's current micro-cluster -> topic mapping (from the owner's last
-snapshot), so events that arrived as noise show their topic once their region became a
-topic, and merges apply to old events too.
+through its dimension's current topic map (``clustering/topic_map.py``, the record its
+owner writes for readers, cached here by version), so events that arrived as noise show
+their topic once their region became a topic, and merges apply to old events too.
 """
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
 from turret_stream.catalog import Catalog, DimensionInfo, DimensionNames, dimension_names
-from turret_stream.clustering import snapshot
+from turret_stream.clustering.topic_map import TopicMap, TopicMapReader
 from turret_stream.labels.book import Label, LabelBook
 from turret_stream.storage import Filter, Record, VectorStore
 from turret_stream.trends import Trend, newest_hour, trend
@@ -27,37 +25,6 @@ EXAMPLES = 5
 
 class NotFound(Exception):
     """A dimension, topic or event that the project does not have."""
-
-
-@dataclass(frozen=True)
-class TopicMap:
-    """One dimension's micro-cluster -> topic mapping as of the owner's last snapshot."""
-
-    mapping: dict[int, str]
-    absorbed: dict[int, int | None]
-    successor: dict[str, str | None]
-    micro_clusters: set[int]
-    # Topics journeys do not switch on (clustering/context.py).
-    neutral: frozenset[str] = frozenset()
-
-    def topic_of(self, mc: int | None) -> str | None:
-        hops = 0
-        while mc is not None and mc not in self.micro_clusters and hops <= len(self.absorbed):
-            mc = self.absorbed.get(mc)
-            hops += 1
-        return None if mc is None else self.mapping.get(mc)
-
-    def members(self, topic: str) -> list[int]:
-        """Every micro-cluster id whose events belong to ``topic``, absorbed ones included."""
-        live = [mc for mc, t in self.mapping.items() if t == topic]
-        found = set(live)
-        for gone in self.absorbed:
-            if self.topic_of(gone) == topic:
-                found.add(gone)
-        return sorted(found)
-
-
-EMPTY_MAP = TopicMap({}, {}, {}, set())
 
 
 def _hours(record: Record) -> dict[int, int]:
@@ -90,8 +57,7 @@ class Queries:
         self.store = store
         self.catalog = Catalog(store)
         self.labels = LabelBook(store)
-        self._maps: dict[str, tuple[float, TopicMap]] = {}
-        self._lock = threading.Lock()
+        self.topic_maps = TopicMapReader(store)
 
     # -- dimensions -----------------------------------------------------------------------
 
@@ -110,30 +76,8 @@ class Queries:
         return dimension_names(project, key)
 
     def topic_map(self, names: DimensionNames) -> TopicMap:
-        found = self.store.retrieve("state", [f"state:{names.slug}"])
-        if not found:
-            return EMPTY_MAP
-        saved_at = found[0].payload["saved_at"]
-        with self._lock:
-            cached = self._maps.get(names.slug)
-            if cached and cached[0] == saved_at:
-                return cached[1]
-        blob = self.catalog.load_state(names)
-        whole = snapshot.loads(blob) if blob else {}
-        state = whole.get("model")
-        if not state:
-            return EMPTY_MAP
-        engine, registry = state["engine"], state["registry"]
-        topic_map = TopicMap(
-            mapping={int(k): v for k, v in registry["mapping"]},
-            absorbed={int(k): v for k, v in engine["absorbed"]},
-            successor=dict(registry["successor"]),
-            micro_clusters={int(m[0]) for m in engine["mcs"]},
-            neutral=frozenset(whole.get("neutral", [])),
-        )
-        with self._lock:
-            self._maps[names.slug] = (saved_at, topic_map)
-        return topic_map
+        """The dimension's current topic map (one small point read while unchanged)."""
+        return self.topic_maps.get(names)
 
     # -- topics ---------------------------------------------------------------------------
 

@@ -179,6 +179,12 @@ class ClusteringSettings(_Section):
     recluster_interval_s: float = Field(2.0, gt=0)
     # Micro-clusters fetched per neighbour search.
     search_limit: int = Field(32, ge=2)
+    # Redelivered events are recognised (and skipped) exactly among at least this many
+    # most recent event ids of a dimension; older ids are forgotten.
+    dedupe_window_events: int = Field(200_000, ge=1000)
+    # The per-batch log of a dimension's state is compacted into a checkpoint once it is
+    # larger than the last checkpoint and than this (KiB).
+    checkpoint_min_kb: int = Field(1024, ge=1)
 
     def resolution_for(self, micro_clusters: int) -> float:
         if self.resolution <= 1:

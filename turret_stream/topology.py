@@ -37,7 +37,6 @@ from turret_stream.agents.sessions import (
 from turret_stream.embedding import Embedder
 from turret_stream.faust_app import TurretApp
 from turret_stream.labels.book import LabelBook
-from turret_stream.queries import Queries
 from turret_stream.records import (
     EmbeddedText,
     TopicAssignment,
@@ -117,9 +116,10 @@ def build_topology(settings: Settings, store: VectorStore, embedder: Embedder) -
         assignments,
         transitions,
         settings.journeys.min_switch_events,
-        bootstrap=store_bootstrap(Queries(store), settings.journeys.min_switch_events),
+        bootstrap=store_bootstrap(store, settings.journeys.min_switch_events),
         listeners=listeners,
         label_of=store_labels(LabelBook(store)),
+        idle_after_s=settings.journeys.dropoff_timeout_s,
     )
     labeller = Labeller(store, settings.labels, make_ollama(settings.labels))
     register_labeller(app, labeller)

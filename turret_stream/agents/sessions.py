@@ -8,8 +8,8 @@ A switch needs evidence: the session moves from topic A to B once ``min_switch_e
 consecutive events land in B (events without a topic neither count nor break the run),
 so one short reply that happens to land elsewhere ("yes, at 7 pm please") does not count
 as leaving A. Events in a neutral topic (one that keeps company with every kind of topic,
-flagged by the cluster owner: ``clustering/context.py``) count like noise. The same rules
-compute journeys at read time (``journeys.py``).
+flagged by the cluster owner: ``clustering/context.py``) count like noise. The rule has
+one implementation, ``journeys.follow_topic``, which stored journeys follow too.
 
 Table rows live in Faust's changelog; after a restart of the embedded broker (whose log
 is in memory) a session unknown to the table is rebuilt from the event store.
@@ -20,34 +20,38 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import faust
 
 from turret_stream.catalog import dimension_names
-from turret_stream.journeys import JourneyEvent, session_path
+from turret_stream.clustering.topic_map import TopicMapReader
+from turret_stream.journeys import JourneyEvent, follow_topic, session_path
 from turret_stream.labels.book import LabelBook
-from turret_stream.queries import Queries
 from turret_stream.records import TopicAssignment, Transition, event_key
-from turret_stream.storage import Filter
+from turret_stream.storage import Filter, VectorStore
 
 log = logging.getLogger(__name__)
 
-# (project, dimension, session_id, event) -> the session's topic before that event, as
-# the event store knows it (None: a new session).
-Bootstrap = Callable[[str, str, str, TopicAssignment], str | None]
+# (project, dimension, session_id, event) -> the session's topic before that event and the
+# number of its steps, as the event store knows them (None: a new session).
+Bootstrap = Callable[[str, str, str, TopicAssignment], tuple[str, int] | None]
 
 
-def store_bootstrap(queries: Queries, min_switch: int) -> Bootstrap:
+def store_bootstrap(store: VectorStore, min_switch: int) -> Bootstrap:
     """Rebuild a session's current topic from its stored events earlier than ``event``
-    (its journey's last step, by the read-time rules)."""
+    (its journey's last step, by the same rule) through the dimension's topic map."""
+    topic_maps = TopicMapReader(store)
 
-    def find(project: str, dimension: str, session_id: str, event: TopicAssignment) -> str | None:
+    def find(
+        project: str, dimension: str, session_id: str, event: TopicAssignment
+    ) -> tuple[str, int] | None:
         names = dimension_names(project, dimension)
-        if not queries.store.has_collection(names.events):
+        if not store.has_collection(names.events):
             return None
-        records, _ = queries.store.scroll(
+        records, _ = store.scroll(
             names.events,
             filter=Filter(
                 must={"session_id": session_id}, ranges={"ts": (None, event.received_at)}
@@ -59,43 +63,31 @@ def store_bootstrap(queries: Queries, min_switch: int) -> Bootstrap:
             for r in records
             if r.id != event.event_id
         ]
-        topic_map = queries.topic_map(names)
+        topic_map = topic_maps.get(names)
         steps = session_path(earlier, topic_map.topic_of, min_switch, topic_map.neutral)
-        return steps[-1].topic if steps else None
+        return (steps[-1].topic, len(steps)) if steps else None
 
     return find
 
 
 def advance(state: dict[str, Any], a: TopicAssignment, min_switch: int) -> Transition | None:
     """Apply one assignment to a session's state for its dimension; the transition it
-    causes, if any. ``state`` is the session's row for that dimension (mutated)."""
+    causes, if any (by ``journeys.follow_topic``, the rule stored journeys follow too).
+    ``state`` is the session's row for that dimension (mutated)."""
     state["user_id"] = a.user_id
     previous_at = state.get("last_step_at")
     state["last_at"] = max(a.received_at, state.get("last_at") or 0.0)
-    topic = a.topic
-    if topic is None:
+    moved = follow_topic(state, a.topic, a.neutral, min_switch, [a.event_id, a.received_at])
+    if moved is None:
         return None
-    current = state.get("topic")
-    if a.neutral and current is not None:
-        return None  # a neutral topic is no evidence of a switch, nor against one
-    if current is None or topic == current:
-        state["candidate"], state["run"] = None, 0
-        if current is not None:
-            return None
-        state.update(topic=topic, step=1, last_step_at=a.received_at)
-        return _transition(a, None, topic, 1, previous_at=None)
-    if state.get("candidate") == topic:
-        state["run"] += 1
-    else:
-        state.update(candidate=topic, run=1, candidate_event=a.event_id, candidate_at=a.received_at)
-    if state["run"] < min_switch:
-        return None
-    step = state.get("step", 1) + 1
-    moved = _transition(a, current, topic, step, previous_at=previous_at)
-    # The switch happened at the first event of the run.
-    moved.event_id, moved.at = state["candidate_event"], state["candidate_at"]
-    state.update(topic=topic, step=step, last_step_at=state["candidate_at"], candidate=None, run=0)
-    return moved
+    event_id, at = moved.mark
+    first = moved.source is None
+    step = 1 if first else state.get("step", 1) + 1
+    transition = _transition(a, moved.source, moved.target, step, None if first else previous_at)
+    # The step starts at the first event of the run that made it.
+    transition.event_id, transition.at = event_id, at
+    state.update(step=step, last_step_at=at)
+    return transition
 
 
 def _transition(
@@ -141,6 +133,59 @@ def store_labels(book: LabelBook, ttl_s: float = 5.0) -> LabelOf:
     return label_of
 
 
+PARTITION = ""  # the row key holding the row's partition (metadata keys are never empty)
+
+
+class IdleSessions:
+    """Which session rows have been idle past the drop-off timeout, per partition.
+
+    Rows are kept in order of last activity per partition; each partition's clock is
+    the latest event time seen on it (stream time, so a replay of old events expires
+    rows as the live stream would). A row can only be deleted while an event of its own
+    partition is processed (Faust writes the tombstone to that changelog partition), so
+    :meth:`touch` returns the idle rows of the event's partition only. Expiring a row
+    loses nothing: a session that comes back is rebuilt from the event store
+    (``store_bootstrap``), and the journeys and their aggregates come from stored events.
+    """
+
+    def __init__(self, idle_after_s: float) -> None:
+        self.idle_after_s = idle_after_s
+        self._rows: dict[int, OrderedDict[str, float]] = {}
+        self._clock: dict[int, float] = {}
+
+    def __len__(self) -> int:
+        return sum(len(rows) for rows in self._rows.values())
+
+    def index(self, rows: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        """Learn the rows a restarted worker got back from the table's changelog."""
+        found: list[tuple[float, int, str]] = []
+        for key, row in rows:
+            partition = row.get(PARTITION)
+            if partition is None:
+                continue
+            last = max(
+                (d.get("last_at") or 0.0 for k, d in row.items() if k != PARTITION), default=0.0
+            )
+            found.append((last, int(partition), key))
+        for last, partition, key in sorted(found):
+            self._rows.setdefault(partition, OrderedDict())[key] = last
+
+    def touch(self, partition: int, key: str, at: float) -> list[str]:
+        """Record activity of ``key``; the other rows of ``partition`` now idle too long."""
+        rows = self._rows.setdefault(partition, OrderedDict())
+        last = max(at, rows.pop(key, float("-inf")))
+        rows[key] = last
+        clock = self._clock[partition] = max(self._clock.get(partition, at), at)
+        idle: list[str] = []
+        while rows:
+            oldest, oldest_at = next(iter(rows.items()))
+            if oldest == key or oldest_at >= clock - self.idle_after_s:
+                break
+            del rows[oldest]
+            idle.append(oldest)
+        return idle
+
+
 def register_sessions_agent(
     app: faust.App,
     assignments: faust.TopicT,
@@ -149,23 +194,39 @@ def register_sessions_agent(
     bootstrap: Bootstrap | None = None,
     listeners: list[Callable[[Transition], None]] | None = None,
     label_of: LabelOf | None = None,
+    idle_after_s: float | None = None,
 ) -> faust.Table:
+    """The sessions agent; with ``idle_after_s`` (the drop-off timeout) rows of sessions
+    idle that long are deleted, so the table holds the active sessions only."""
     sessions = app.Table("turret-sessions", default=dict, partitions=assignments.partitions)
     listeners = listeners if listeners is not None else []
+    idle = IdleSessions(idle_after_s) if idle_after_s else None
+    indexed = False
 
     @app.agent(assignments, name="turret.sessions")
     async def follow(stream: faust.StreamT[TopicAssignment]) -> None:
+        nonlocal indexed
         async for a in stream:
             key = f"{a.project}:{a.session_id}"
+            event = stream.current_event
+            partition = event.message.partition if event is not None else 0
+            if idle is not None and not indexed:
+                idle.index((k, dict(v)) for k, v in sessions.items())
+                indexed = True
             row = dict(sessions[key])
+            row[PARTITION] = partition
             state = dict(row.get(a.dimension) or {})
             if not state and bootstrap is not None:
                 known = await asyncio.to_thread(bootstrap, a.project, a.dimension, a.session_id, a)
                 if known is not None:
-                    state = {"topic": known, "step": 1}
+                    state = {"topic": known[0], "step": known[1]}
             moved = advance(state, a, min_switch)
             row[a.dimension] = state
             sessions[key] = row
+            if idle is not None:
+                for gone in idle.touch(partition, key, a.received_at):
+                    if gone in sessions:
+                        del sessions[gone]
             if moved is not None:
                 if label_of is not None:
                     moved.to_label = await asyncio.to_thread(

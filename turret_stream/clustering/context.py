@@ -19,6 +19,8 @@ Journeys then treat an event in a neutral topic like noise: it never starts a sw
 
 from __future__ import annotations
 
+import json
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
@@ -50,13 +52,15 @@ class SessionContext:
         while len(self.sessions) > self.max_sessions:
             self.sessions.popitem(last=False)
 
-    def to_list(self) -> list[list]:
-        return [[s, mcs] for s, mcs in self.sessions.items()]
+    def to_blob(self) -> bytes:
+        """The sessions as compressed JSON (``{"sessions": [[id, [mc, ...]], ...]}``)."""
+        data = {"sessions": [[s, mcs] for s, mcs in self.sessions.items()]}
+        return zlib.compress(json.dumps(data, separators=(",", ":")).encode(), 3)
 
     @classmethod
-    def from_list(cls, data: Iterable[list], max_sessions: int) -> SessionContext:
+    def from_blob(cls, blob: bytes, max_sessions: int) -> SessionContext:
         ctx = cls(max_sessions)
-        for session_id, mcs in data:
+        for session_id, mcs in json.loads(zlib.decompress(blob))["sessions"]:
             ctx.sessions[str(session_id)] = [int(m) for m in mcs]
         ctx._trim()
         return ctx

@@ -34,8 +34,9 @@ were assigned to it keep a home (see :meth:`DBSTREAM.resolve`).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -253,7 +254,8 @@ class DBSTREAM:
         for mc_id in weak:
             self._remove(mc_id, changes)
         if weak:
-            self._absorb(weak, counts)
+            # A home's count grows: it is changed state, to be persisted.
+            changes.touched.update(h for h in self._absorb(weak, counts) if h is not None)
         threshold = self.intersection_factor * weak_weight
         for pairs in (self._shared, self._links):
             faded = [p for p, d in pairs.items() if d.at(now, fading) < threshold]
@@ -272,10 +274,11 @@ class DBSTREAM:
         self._pairs_of.pop(mc_id, None)
         changes.removed.append(mc_id)
 
-    def _absorb(self, removed: list[int], counts: dict[int, int]) -> None:
+    def _absorb(self, removed: list[int], counts: dict[int, int]) -> list[int | None]:
         # Find each removed cluster's nearest survivor before the centres disappear; the
         # survivor takes over its events (and their count, which sizes topics).
         gone = set(removed)
+        homes: list[int | None] = []
         for mc_id in removed:
             centre = self.index.centre(mc_id)
             home = None
@@ -286,9 +289,11 @@ class DBSTREAM:
                     home = n.id
                 break
             self._absorbed[mc_id] = home
+            homes.append(home)
             if home is not None:
                 self._mcs[home].count += counts[mc_id]
         self.index.remove(removed)
+        return homes
 
     def _drop_pair(self, pairs: dict[Pair, Decayed], pair: Pair) -> None:
         del pairs[pair]
@@ -332,3 +337,72 @@ class DBSTREAM:
     @property
     def absorbed(self) -> dict[int, int | None]:
         return self._absorbed
+
+    # -- learned state as records ---------------------------------------------------------
+    # The learned state splits into one record per micro-cluster (its weight, count and
+    # the pairs it is the lower end of) plus a few scalars and the absorptions, so an
+    # owner writes only the records of what ``learn_one`` reported as touched or removed.
+    # Centres are not here: they live in the centre index.
+
+    def micro_cluster_record(self, mc_id: int) -> dict[str, Any]:
+        """One live micro-cluster's learned state (JSON-ready)."""
+        m = self._mcs[mc_id]
+        pairs = []
+        for pair in sorted(self._pairs_of.get(mc_id, ())):
+            if pair[0] != mc_id:
+                continue  # a pair is kept by its lower end
+            s, k = self._shared.get(pair), self._links.get(pair)
+            pairs.append(
+                [
+                    pair[1],
+                    None if s is None else [s.value, s.t],
+                    None if k is None else [k.value, k.t],
+                ]
+            )
+        return {
+            "id": m.id,
+            "weight": m.weight,
+            "last_update": m.last_update,
+            "created": m.created,
+            "count": m.count,
+            "pairs": pairs,
+        }
+
+    def clock_record(self) -> dict[str, Any]:
+        """The scalars: the next id, the step counter, the last cleanup."""
+        return {"next_id": self._next_id, "step": self._step, "last_cleanup": self._last_cleanup}
+
+    def load_records(
+        self,
+        clock: Mapping[str, Any],
+        micro_clusters: Iterable[Mapping[str, Any]],
+        absorbed: Mapping[int, int | None],
+    ) -> DBSTREAM:
+        """Replace the learned state by records from :meth:`micro_cluster_record`,
+        :meth:`clock_record` and :attr:`absorbed` (read back in any order). A pair whose
+        other end is not among the micro-clusters is dropped (its end was removed)."""
+        records = list(micro_clusters)
+        self._mcs = {
+            int(r["id"]): MicroCluster(
+                int(r["id"]), r["weight"], r["last_update"], r["created"], int(r["count"])
+            )
+            for r in records
+        }
+        self._shared, self._links, self._pairs_of = {}, {}, {}
+        for r in records:
+            low = int(r["id"])
+            for other, shared, link in r["pairs"]:
+                if int(other) not in self._mcs:
+                    continue
+                pair = (low, int(other))
+                if shared is not None:
+                    self._shared[pair] = Decayed(shared[0], shared[1])
+                if link is not None:
+                    self._links[pair] = Decayed(link[0], link[1])
+                self._pairs_of.setdefault(pair[0], set()).add(pair)
+                self._pairs_of.setdefault(pair[1], set()).add(pair)
+        self._absorbed = {int(k): (None if v is None else int(v)) for k, v in absorbed.items()}
+        self._next_id = int(clock["next_id"])
+        self._step = int(clock["step"])
+        self._last_cleanup = clock["last_cleanup"]
+        return self

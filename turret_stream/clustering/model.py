@@ -2,12 +2,16 @@
 
 It owns a DBSTREAM instance (micro-clusters), the topic registry (stable topic ids) and
 the reclustering policy. It does no I/O of its own: centres live in the CentreIndex it is
-given, and its owner (the cluster agent) persists what ``dirty()`` reports.
+given, and its owner (the cluster agent) persists what ``take_dirty()`` reports, as the
+records this class and its parts make (``clock_record``, ``communities_record``,
+``DBSTREAM.micro_cluster_record``, ``TopicRegistry.to_record``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -64,7 +68,7 @@ class TopicModel:
         self._removed.update(a.removed)
         self._touched.difference_update(a.removed)
         for mc in a.removed:
-            self.registry.mapping.pop(mc, None)
+            self.registry.unassign(mc)
         if a.mc not in self.registry.mapping:
             # Until the next reclustering, a new micro-cluster joins the topic of the
             # nearest micro-cluster it is linked to, so its event has a topic at once.
@@ -100,8 +104,6 @@ class TopicModel:
         self._communities = {mc: i for i, c in enumerate(communities) for mc in c}
         size = {mc: m.count for mc, m in self.engine.micro_clusters.items()}
         changes = self.registry.update(communities, size, now, s.min_topic_events)
-        # Topic membership is part of every micro-cluster's persisted state.
-        self._touched.update(nodes)
         self._since_recluster = 0
         self._last_recluster = now
         return changes
@@ -118,7 +120,37 @@ class TopicModel:
         mcs = self.engine.micro_clusters
         return sum(mcs[m].count for m in members if m in mcs)
 
-    # -- persistence hooks ----------------------------------------------------------------
+    # -- persistence ----------------------------------------------------------------------
+
+    def clock_record(self) -> dict[str, Any]:
+        """The model's scalars (its engine's included)."""
+        return {
+            "engine": self.engine.clock_record(),
+            "since_recluster": self._since_recluster,
+            "last_recluster": self._last_recluster,
+        }
+
+    def communities_record(self) -> list[list[int]]:
+        """Each micro-cluster's community at the last reclustering (Leiden's start); it
+        changes only at a reclustering."""
+        return [[mc, c] for mc, c in self._communities.items()]
+
+    def load_records(
+        self,
+        clock: dict[str, Any],
+        micro_clusters: Iterable[dict[str, Any]],
+        absorbed: dict[int, int | None],
+        communities: Iterable[list[int]],
+        registry: TopicRegistry,
+    ) -> TopicModel:
+        """Replace the learned state by records read back (in any order)."""
+        self.engine.load_records(clock["engine"], micro_clusters, absorbed)
+        self._since_recluster = int(clock["since_recluster"])
+        self._last_recluster = clock["last_recluster"]
+        self._communities = {int(mc): int(c) for mc, c in communities}
+        self.registry = registry
+        self._touched, self._removed = set(), set()
+        return self
 
     def take_dirty(self) -> tuple[set[int], set[int]]:
         """Micro-clusters changed and removed since the last call; the owner writes them."""

@@ -2,15 +2,18 @@
 
 The cluster agent keeps one per (project, metadata key) it is assigned. The owner types
 the key from its values, clusters its texts, keeps every event in the event store with
-its vector and micro-cluster, maintains one point per topic with its figures, and writes
-its learned state after every batch, so a restarted or moved worker resumes from it.
+its vector and micro-cluster, maintains one point per topic with its figures and the
+dimension's topic map (``topic_map.py``), and after every batch writes what the batch
+changed of its learned state (``owner_state.py``: one log record per batch, compacted
+into checkpoints), so a restarted or moved worker resumes from it, even after a kill
+in the middle of a batch.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,20 +21,22 @@ from typing import Any
 import numpy as np
 
 from turret_stream.catalog import Catalog, DimensionNames, dimension_names
-from turret_stream.clustering import snapshot
 from turret_stream.clustering.context import SessionContext, neutral_topics
 from turret_stream.clustering.model import TopicModel
+from turret_stream.clustering.owner_state import Changes, OwnerStateStore, State
 from turret_stream.clustering.store_index import StoreIndex
+from turret_stream.clustering.topic_map import TopicMap, TopicMapStore
+from turret_stream.clustering.topics import TopicChange, TopicRegistry
 from turret_stream.dimensions import FieldTypeTracker
+from turret_stream.faults import crash_point
 from turret_stream.records import EmbeddedText, TopicAssignment, decode_vector
 from turret_stream.settings import Settings
-from turret_stream.storage import Point, VectorStore
+from turret_stream.storage import Filter, Point, VectorStore
 
 log = logging.getLogger(__name__)
 
 HOUR, DAY = 3600, 86400
 KEEP_HOURS, KEEP_DAYS = 7 * 24, 90
-SEEN_LIMIT = 200_000
 # The session context (up to journeys.context_sessions sessions) is written at most this
 # often: it is statistics, and rewriting it at every reclustering would cost more than
 # relearning a minute of it after a crash.
@@ -62,6 +67,9 @@ class McStats:
         self.days.update(other.days)
         self._prune()
 
+    def copy(self) -> McStats:
+        return McStats(self.first, self.last, Counter(self.hours), Counter(self.days))
+
     def _prune(self) -> None:
         newest_hour, newest_day = int(self.last // HOUR), int(self.last // DAY)
         for h in [h for h in self.hours if h <= newest_hour - KEEP_HOURS]:
@@ -69,13 +77,50 @@ class McStats:
         for d in [d for d in self.days if d <= newest_day - KEEP_DAYS]:
             del self.days[d]
 
-    def to_list(self) -> list[Any]:
+    def to_record(self) -> list[Any]:
         return [self.first, self.last, list(self.hours.items()), list(self.days.items())]
 
     @classmethod
-    def from_list(cls, data: list[Any]) -> McStats:
+    def from_record(cls, data: list[Any]) -> McStats:
         first, last, hours, days = data
         return cls(first, last, Counter(dict(hours)), Counter(dict(days)))
+
+
+@dataclass
+class TopicFigures:
+    """A topic's figures for its point: summed over its micro-clusters at each
+    reclustering (and restart), then kept up to date event by event in between, so a
+    batch costs what it touched, not the size of its topics."""
+
+    size: int = 0
+    micro_clusters: int = 0
+    stats: McStats | None = None
+
+    def add_event(self, t: float) -> None:
+        self.size += 1
+        if self.stats is None:
+            self.stats = McStats(t, t)
+        self.stats.add(t)
+
+    def add_micro_cluster(self, count: int, stats: McStats | None) -> None:
+        self.micro_clusters += 1
+        self.size += count
+        if stats is not None:
+            if self.stats is None:
+                self.stats = stats.copy()
+            else:
+                self.stats.merge(stats)
+
+
+@dataclass
+class PersistCost:
+    """What the last batch wrote of the owner's state (for the scale benchmark)."""
+
+    bytes: int = 0  # state log, topic map, checkpoint (if one was due), centres
+    seconds: float = 0.0
+    reclustered: bool = False
+    log_bytes: int = 0  # the batch's log record alone
+    centres: int = 0  # centres written
 
 
 def event_payload(item: EmbeddedText, mc: int) -> dict[str, Any]:
@@ -119,76 +164,124 @@ class DimensionOwner:
         self.dim = dim
         self.names: DimensionNames = dimension_names(project, key)
         self.project, self.key = project, key
-        entry = catalog.dimension(project, key)
+        self.records = OwnerStateStore(
+            store, self.names, settings.clustering.checkpoint_min_kb * 1024
+        )
+        self.topic_maps = TopicMapStore(store)
+        self.last_persist = PersistCost()
+        self._load()
+
+    # -- state ----------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        """(Re)build the in-memory state from the committed records (the last checkpoint and
+        the log after it; the last batch's writes after its commit are redone)."""
+        settings = self.settings
+        entry = self.catalog.dimension(self.project, self.key)
         self.tracker = (
             FieldTypeTracker.from_dict(entry["tracker"], settings.dimensions)
             if entry
-            else FieldTypeTracker(project, key, settings.dimensions)
+            else FieldTypeTracker(self.project, self.key, settings.dimensions)
         )
         self.events = entry["events"] if entry else 0
         self.model: TopicModel | None = None
         self.index: StoreIndex | None = None
+        self.seq = 0
+        self.base_version = 0
+        self.communities: list[list[int]] = []
         self.seen: OrderedDict[str, None] = OrderedDict()
+        self._seen_batches: deque[tuple[int, int]] = deque()
         self.stats: dict[int, McStats] = {}
+        self.figures: dict[str, TopicFigures] = {}
         journeys = settings.journeys
         self.context = SessionContext(journeys.context_sessions)
         self.neutral: frozenset[str] = frozenset()
         self._context_saved_at = float("-inf")
-        blob = catalog.load_state(self.names)
-        if blob is not None:
-            self._restore(snapshot.loads(blob))
-        context = catalog.load_state(self.names, part="context")
+        state = self.records.load()
+        if state.header is not None:
+            self._restore(state)
+        context = self.catalog.load_state(self.names, part="context")
         if context is not None:
-            self.context = SessionContext.from_list(
-                snapshot.loads(context)["sessions"], journeys.context_sessions
-            )
+            self.context = SessionContext.from_blob(context, journeys.context_sessions)
 
-    # -- state ----------------------------------------------------------------------------
+    def _restore(self, state: State) -> None:
+        h = state.header
+        assert h is not None
+        self.seq = state.seq
+        self.tracker = FieldTypeTracker.from_dict(h["tracker"], self.settings.dimensions)
+        self.events = int(h["events"])
+        self.neutral = frozenset(h["neutral"])
+        self.base_version = int(h["base"])
+        for seq, ids in state.seen:
+            self.seen.update(dict.fromkeys(ids))
+            self._seen_batches.append((seq, len(ids)))
+        self._trim_seen()
+        self._save_catalog()  # derived: the last batch may have stopped before it
+        if h["clock"] is None:
+            return
+        base = self.topic_maps.base(self.names, self.base_version) if self.base_version else None
+        registry = TopicRegistry.from_record(base) if base else TopicRegistry()
+        for mc, topic in state.assigned.items():
+            if topic is None:
+                registry.mapping.pop(mc, None)
+            else:
+                registry.mapping[mc] = topic
+        registry.assigned_since = dict(state.assigned)
+        model = self._ensure_model()
+        model.load_records(
+            h["clock"], state.micro_clusters.values(), state.absorbed, state.communities, registry
+        )
+        self.communities = state.communities
+        self.stats = {mc: McStats.from_record(v) for mc, v in state.stats.items()}
+        self._absorbed_since = dict(state.absorbed_since)
+        self._logged_assigned = dict(state.assigned)
+        # Only the last batch can have stopped between its commit and these writes:
+        # redo them (idempotent).
+        if state.last is not None:
+            self._index().write(state.last.centres, state.last.removed)
+        self._write_head()
+        self.topic_maps.drop_bases_except(self.names, self.base_version)
+        self._sum_figures()
+        self._reconcile_topics()
+
+    def _index(self) -> StoreIndex:
+        if self.index is None:
+            self.index = StoreIndex(self.store, self.names.mc, self.dim)
+        return self.index
 
     def _ensure_model(self) -> TopicModel:
         if self.model is None:
             n = self.names
             self.store.create_collection(n.events, self.dim, "cosine", indexes=EVENT_INDEXES)
             self.store.create_collection(n.topics, self.dim, "cosine", indexes=TOPIC_INDEXES)
-            self.index = StoreIndex(self.store, n.mc, self.dim)
-            self.model = TopicModel(self.settings.clustering, self.index)
+            self.model = TopicModel(self.settings.clustering, self._index())
+            self._absorbed_since: dict[int, int | None] = {}
+            self._logged_assigned: dict[int, str | None] = {}
         return self.model
-
-    def _restore(self, state: dict[str, Any]) -> None:
-        if state.get("model") is not None:
-            snapshot.restore_model(self._ensure_model(), state["model"])
-        self.seen = OrderedDict.fromkeys(state.get("seen", []))
-        self.stats = {int(k): McStats.from_list(v) for k, v in state.get("stats", [])}
-        self.neutral = frozenset(state.get("neutral", []))
-
-    def _save(self) -> None:
-        state = {
-            "model": snapshot.model_state(self.model) if self.model else None,
-            "seen": list(self.seen),
-            "stats": [[k, v.to_list()] for k, v in self.stats.items()],
-            "neutral": sorted(self.neutral),
-        }
-        self.catalog.save_state(self.names, snapshot.dumps(state))
-        self.catalog.save_dimension(
-            self.project,
-            self.key,
-            self.tracker.type,
-            self.tracker.decided,
-            self.tracker.to_dict(),
-            self.events,
-        )
 
     # -- the batch ------------------------------------------------------------------------
 
     def process(self, items: Sequence[EmbeddedText]) -> list[TopicAssignment]:
         """Learn a batch (events of this dimension, in order); returns where each landed.
-        Events already learned (redeliveries, client retries) are skipped."""
+        Events already learned (redeliveries, client retries) are skipped. If writing
+        the state fails, the owner reloads its last committed state and re-raises (the
+        batch was not acknowledged: it will come again)."""
+        try:
+            return self._process(items)
+        except Exception:
+            self._load()
+            raise
+
+    def _process(self, items: Sequence[EmbeddedText]) -> list[TopicAssignment]:
         out: list[TopicAssignment] = []
         points: list[Point] = []
-        touched_topics: set[str] = set()
+        fresh: list[str] = []
+        placed_in: dict[int, list[float]] = {}
         for item in items:
             if item.event_id in self.seen:
                 continue
+            self.seen[item.event_id] = None
+            fresh.append(item.event_id)
             self.tracker.observe(item.text)
             # Provisional until min_observations values were seen (see dimensions.py).
             kind = self.tracker.type
@@ -201,12 +294,10 @@ class DimensionOwner:
             if stats is None:
                 stats = self.stats[placed.mc] = McStats(item.received_at, item.received_at)
             stats.add(item.received_at)
+            placed_in.setdefault(placed.mc, []).append(item.received_at)
             self.context.observe(item.session_id, placed.mc)
-            self._remember(item.event_id)
             self.events += 1
             points.append(Point(item.event_id, vector, event_payload(item, placed.mc)))
-            if placed.topic:
-                touched_topics.add(placed.topic)
             out.append(
                 TopicAssignment(
                     event_id=item.event_id,
@@ -220,26 +311,12 @@ class DimensionOwner:
                     neutral=placed.topic in self.neutral,
                 )
             )
-        if self.model is None:
-            if items:
-                self._save()
+        if not fresh:
             return out
-        assert self.index is not None
-        _, removed = self.model.take_dirty()
-        for mc in removed:  # absorbed micro-clusters hand their counts to their new home
-            gone = self.stats.pop(mc, None)
-            home = self.model.engine.resolve(mc)
-            if gone is not None and home is not None:
-                self.stats.setdefault(home, McStats(gone.first, gone.last)).merge(gone)
-        self.index.flush()
         if points:
             self.store.upsert(self.names.events, points)
-        now = time.time()
-        if self.model.recluster_due(now):
-            self._recluster(now)
-        elif touched_topics:
-            self._write_topics(only=touched_topics)
-        self._save()
+        crash_point("events")
+        self._commit(fresh, placed_in, time.time())
         return out
 
     def tick(self, now: float) -> bool:
@@ -247,15 +324,170 @@ class DimensionOwner:
         their topics without waiting for more traffic). True if it reclustered."""
         if self.model is None or not self.model.recluster_due(now):
             return False
-        self._recluster(now)
-        self._save()
+        try:
+            self._commit([], {}, now)
+        except Exception:
+            self._load()
+            raise
         return True
 
-    def _recluster(self, now: float) -> None:
-        assert self.model is not None
-        changes = self.model.recluster(now)
-        self._update_neutral()
-        self._write_topics(retired=[c for c in changes if c.kind in ("merged", "retired")])
+    def _commit(self, fresh: list[str], placed_in: dict[int, list[float]], now: float) -> None:
+        """Persist what this batch changed (see owner_state.py for the protocol)."""
+        started = time.perf_counter()
+        seq = self.seq + 1
+        changes = Changes(seq=seq, header={}, seen=fresh)
+        written = 0
+        topic_changes: list = []
+        touched_topics: set[str] = set()
+        reclustered = False
+        model = self.model
+        if model is not None:
+            assert self.index is not None
+            for mc, times in placed_in.items():
+                topic = model.topic_of(mc)
+                if topic is not None:
+                    figures = self.figures.setdefault(topic, TopicFigures())
+                    for t in times:
+                        figures.add_event(t)
+                    touched_topics.add(topic)
+            reclustered = model.recluster_due(now)
+            if reclustered:
+                topic_changes = model.recluster(now)
+                self._update_neutral()
+            touched, removed = model.take_dirty()
+            stats_dirty = set(placed_in)
+            for mc in removed:  # absorbed micro-clusters hand their counts to their new home
+                gone = self.stats.pop(mc, None)
+                home = model.engine.resolve(mc)
+                if gone is not None and home is not None:
+                    self.stats.setdefault(home, McStats(gone.first, gone.last)).merge(gone)
+                    stats_dirty.add(home)
+            engine = model.engine
+            live = engine.micro_clusters
+            changes.micro_clusters = [engine.micro_cluster_record(mc) for mc in sorted(touched)]
+            changes.stats = {
+                mc: self.stats[mc].to_record()
+                for mc in sorted(stats_dirty)
+                if mc in live and mc in self.stats
+            }
+            moved, deleted = self.index.pending()
+            changes.centres = moved
+            changes.removed = sorted(set(removed) | deleted)
+            changes.absorbed = {mc: engine.absorbed.get(mc) for mc in removed}
+            if reclustered:
+                base = TopicMap.base_record(
+                    seq, model.registry.to_record(), engine.absorbed, self.neutral
+                )
+                written += self.topic_maps.write_base(self.names, base)
+                changes.communities = self.communities = model.communities_record()
+                self._absorbed_since = {}
+            else:
+                assigned = model.registry.assigned_since
+                changes.assigned = {
+                    mc: t for mc, t in assigned.items() if self._logged_assigned.get(mc, 0) != t
+                }
+                self._absorbed_since.update(changes.absorbed)
+            self._logged_assigned = dict(model.registry.assigned_since)
+            crash_point("shadow")
+        base_version = seq if reclustered else self.base_version
+        changes.header = self._header(base_version)
+        log_bytes = self.records.commit(changes)
+        written += log_bytes
+        # Committed. What follows is redone at a restart, or derived, or clean-up.
+        self.seq = seq
+        previous_base, self.base_version = self.base_version, base_version
+        if model is not None:
+            assert self.index is not None
+            self.index.write(changes.centres, changes.removed)
+            written += 4 * self.dim * len(changes.centres)
+            crash_point("centres")
+            if reclustered or changes.assigned or changes.absorbed:
+                written += self._write_head()
+            crash_point("topic-map")
+            if reclustered and previous_base:
+                self.topic_maps.drop_base(self.names, previous_base)
+        if fresh:
+            self._seen_batches.append((seq, len(fresh)))
+            self._trim_seen()
+        if model is not None:
+            if reclustered:
+                self._sum_figures()
+                retired = [c for c in topic_changes if c.kind in ("merged", "retired")]
+                self._write_topics(retired=retired)
+            elif touched_topics:
+                self._write_topics(only=touched_topics)
+        crash_point("topics")
+        self._save_catalog()
+        if self.records.compaction_due():
+            written += self.records.checkpoint(self._whole_state())
+        self.last_persist = PersistCost(
+            written, time.perf_counter() - started, reclustered, log_bytes, len(changes.centres)
+        )
+
+    def _save_catalog(self) -> None:
+        self.catalog.save_dimension(
+            self.project,
+            self.key,
+            self.tracker.type,
+            self.tracker.decided,
+            self.tracker.to_dict(),
+            self.events,
+        )
+
+    def _header(self, base_version: int) -> dict[str, Any]:
+        """The owner's scalars, as every log record and checkpoint carries them."""
+        return {
+            "format": 2,
+            "clock": self.model.clock_record() if self.model is not None else None,
+            "tracker": self.tracker.to_dict(),
+            "events": self.events,
+            "neutral": sorted(self.neutral),
+            "base": base_version,
+        }
+
+    def _write_head(self) -> int:
+        """The topic map head: what changed since the base in use."""
+        if self.model is None:
+            return 0
+        head = TopicMap.head_record(
+            self.base_version,
+            self.seq,
+            self.model.registry.assigned_since,
+            self._absorbed_since,
+            self.neutral,
+        )
+        return self.topic_maps.write_head(self.names, head)
+
+    def _whole_state(self) -> State:
+        """Everything, as a checkpoint holds it (the dedupe window's batches only)."""
+        ids = list(self.seen)
+        seen, at = [], 0
+        for seq, n in self._seen_batches:
+            seen.append((seq, ids[at : at + n]))
+            at += n
+        state = State(seq=self.seq, header=self._header(self.base_version), seen=seen)
+        model = self.model
+        if model is not None:
+            engine = model.engine
+            state.micro_clusters = {
+                m: engine.micro_cluster_record(m) for m in engine.micro_clusters
+            }
+            state.stats = {mc: s.to_record() for mc, s in self.stats.items()}
+            state.absorbed = dict(engine.absorbed)
+            state.communities = model.communities_record()
+            state.assigned = dict(model.registry.assigned_since)
+            state.absorbed_since = dict(self._absorbed_since)
+        return state
+
+    def _trim_seen(self) -> None:
+        """Forget the oldest batches' ids while the rest still cover the window."""
+        window = self.settings.clustering.dedupe_window_events
+        total = sum(n for _, n in self._seen_batches)
+        while self._seen_batches and total - self._seen_batches[0][1] >= window:
+            _, n = self._seen_batches.popleft()
+            total -= n
+            for _ in range(n):
+                self.seen.popitem(last=False)
 
     def _update_neutral(self) -> None:
         """Re-learn which topics are neutral for journeys, through today's topics; the
@@ -264,24 +496,60 @@ class DimensionOwner:
         journeys = self.settings.journeys
         if not journeys.neutral_topics:
             self.neutral = frozenset()
-            return
-        self.neutral = neutral_topics(
-            self.context.topic_sets(self.model.topic_of),
-            min_sessions=journeys.neutral_min_sessions,
-            min_topic_sessions=journeys.neutral_min_topic_sessions,
-        )
+        else:
+            self.neutral = neutral_topics(
+                self.context.topic_sets(self.model.topic_of),
+                min_sessions=journeys.neutral_min_sessions,
+                min_topic_sessions=journeys.neutral_min_topic_sessions,
+            )
         now = time.monotonic()
         if now - self._context_saved_at >= CONTEXT_SAVE_INTERVAL_S:
-            blob = snapshot.dumps({"sessions": self.context.to_list()})
-            self.catalog.save_state(self.names, blob, part="context")
+            self.catalog.save_state(self.names, self.context.to_blob(), part="context")
             self._context_saved_at = now
 
-    def _remember(self, event_id: str) -> None:
-        self.seen[event_id] = None
-        if len(self.seen) > SEEN_LIMIT:
-            self.seen.popitem(last=False)
-
     # -- topics ---------------------------------------------------------------------------
+
+    def _sum_figures(self) -> None:
+        assert self.model is not None
+        figures: dict[str, TopicFigures] = {}
+        mcs = self.model.engine.micro_clusters
+        for topic, members in self.model.topics().items():
+            f = figures[topic] = TopicFigures()
+            for m in members:
+                if m in mcs:
+                    f.add_micro_cluster(mcs[m].count, self.stats.get(m))
+        self.figures = figures
+
+    def _reconcile_topics(self) -> None:
+        """After a restart: the topics collection is derived state, written after each
+        commit; rewrite it from the model so a crash between the two leaves nothing
+        stale (topics that were live but were merged or retired in the last batch)."""
+        assert self.model is not None
+        live = self.model.topics()
+        stale = []
+        if self.store.has_collection(self.names.topics):
+            offset = None
+            while True:
+                records, offset = self.store.scroll(
+                    self.names.topics,
+                    filter=Filter(must={"status": "active"}),
+                    limit=1024,
+                    offset=offset,
+                )
+                stale += [r.id for r in records if r.id not in live]
+                if offset is None:
+                    break
+        registry = self.model.registry
+        retired = [
+            TopicChange(
+                "merged" if registry.successor.get(t) else "retired",
+                t,
+                time.time(),
+                registry.successor.get(t),
+            )
+            for t in stale
+        ]
+        self._write_topics(retired=retired)
 
     def _write_topics(self, only: set[str] | None = None, retired: Sequence = ()) -> None:
         assert self.model is not None and self.index is not None
@@ -293,8 +561,9 @@ class DimensionOwner:
         centres = (
             self.index.centres({mc for m in members.values() for mc in m}) if with_centre else {}
         )
+        created = self.model.registry.created_at()
         for topic, mcs in members.items():
-            payload = self._topic_payload(topic, mcs)
+            payload = self._topic_payload(topic, created.get(topic))
             if with_centre:
                 vecs = [
                     centres[m] * self.model.engine.micro_clusters[m].count
@@ -316,25 +585,19 @@ class DimensionOwner:
                 {"status": status, "merged_into": change.other, "updated_at": change.at},
             )
 
-    def _topic_payload(self, topic: str, mcs: set[int]) -> dict[str, Any]:
-        assert self.model is not None
-        stats = [self.stats[m] for m in mcs if m in self.stats]
-        hours: Counter[int] = Counter()
-        days: Counter[int] = Counter()
-        for s in stats:
-            hours.update(s.hours)
-            days.update(s.days)
-        created = next((c.at for c in self.model.registry.history if c.topic == topic), None)
+    def _topic_payload(self, topic: str, created: float | None) -> dict[str, Any]:
+        f = self.figures.get(topic) or TopicFigures()
+        s = f.stats
         return {
             "topic": topic,
             "status": "active",
             "merged_into": None,
-            "size": self.model.topic_size(mcs),
-            "micro_clusters": len(mcs),
-            "first_seen": min((s.first for s in stats), default=None),
-            "last_seen": max((s.last for s in stats), default=None),
-            "hours": sorted(hours.items()),
-            "days": sorted(days.items()),
+            "size": f.size,
+            "micro_clusters": f.micro_clusters,
+            "first_seen": s.first if s else None,
+            "last_seen": s.last if s else None,
+            "hours": sorted(s.hours.items()) if s else [],
+            "days": sorted(s.days.items()) if s else [],
             "created_at": created,
             "neutral": topic in self.neutral,
             "updated_at": time.time(),

@@ -8,8 +8,7 @@ batch, with each micro-cluster's payload).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
@@ -83,22 +82,25 @@ class StoreIndex(CentreIndex):
             out[int(record.id[3:])] = np.asarray(record.vector, dtype=np.float64)
         return out
 
-    def flush(
-        self,
-        payload_of: Callable[[int], Mapping[str, Any]] | None = None,
-        touched: Iterable[int] = (),
-    ) -> None:
-        """Write pending centres (and ``payload_of`` every pending or ``touched``
-        micro-cluster), and delete removed ones."""
-        payload_of = payload_of or (lambda _: {})
-        moved = dict(self._pending)
-        points = [Point(mc_point_id(i), c, payload_of(i)) for i, c in moved.items()]
+    def pending(self) -> tuple[dict[int, np.ndarray], set[int]]:
+        """The moves and removals not written yet (an owner journals them before
+        :meth:`write`-ing them, so a crash in between can be redone)."""
+        return dict(self._pending), set(self._removed)
+
+    def write(self, moved: Mapping[int, np.ndarray], removed: Iterable[int]) -> None:
+        """Write centres and delete removed micro-clusters (idempotent), then forget
+        those that were pending."""
+        points = [Point(mc_point_id(i), c, {}) for i, c in moved.items()]
         if points:
             self.store.upsert(self.collection, points)
-        others = [i for i in touched if i not in moved and i not in self._removed]
-        for i in others:
-            self.store.set_payload(self.collection, [mc_point_id(i)], payload_of(i))
-        if self._removed:
-            self.store.delete(self.collection, [mc_point_id(i) for i in self._removed])
-        self._pending.clear()
-        self._removed.clear()
+        gone = [mc_point_id(i) for i in removed]
+        if gone:
+            self.store.delete(self.collection, gone)
+        for i in moved:
+            self._pending.pop(i, None)
+        self._removed.difference_update(removed)
+
+    def flush(self) -> None:
+        """Write pending centres and delete removed micro-clusters."""
+        moved, removed = self.pending()
+        self.write(moved, removed)

@@ -15,6 +15,13 @@ import secrets
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
+
+# History is pruned at each update: every line about a live topic stays (its birth dates
+# it), plus the most recent HISTORY_KEEP lines about gone ones; merges and retirements are
+# followed (``successor``) for the most recent SUCCESSOR_KEEP gone topics.
+HISTORY_KEEP = 2_000
+SUCCESSOR_KEEP = 10_000
 
 
 def new_topic_id() -> str:
@@ -41,6 +48,9 @@ class TopicRegistry:
     successor: dict[str, str | None] = field(default_factory=dict)
     history: list[TopicChange] = field(default_factory=list)
     make_id: Callable[[], str] = new_topic_id
+    # micro-cluster -> topic (None: left its topic) since the last update(): what a
+    # topic map head records between reclusterings.
+    assigned_since: dict[int, str | None] = field(default_factory=dict)
 
     def members(self) -> dict[str, set[int]]:
         topics: dict[str, set[int]] = defaultdict(set)
@@ -105,12 +115,58 @@ class TopicRegistry:
                 self.successor[topic] = named[home]
 
         self.mapping = {mc: named[i] for i, community in enumerate(kept) for mc in community}
+        self.assigned_since = {}
         self.history.extend(changes)
+        self._prune()
         return changes
+
+    def _prune(self) -> None:
+        live = set(self.mapping.values())
+        gone = [i for i, c in enumerate(self.history) if c.topic not in live]
+        if len(gone) > HISTORY_KEEP:
+            drop = set(gone[: len(gone) - HISTORY_KEEP])
+            self.history = [c for i, c in enumerate(self.history) if i not in drop]
+        while len(self.successor) > SUCCESSOR_KEEP:
+            del self.successor[next(iter(self.successor))]
+
+    def created_at(self) -> dict[str, float]:
+        """When each topic in the history was born (or split off)."""
+        out: dict[str, float] = {}
+        for c in self.history:
+            if c.kind in ("born", "split"):
+                out.setdefault(c.topic, c.at)
+        return out
+
+    # -- records --------------------------------------------------------------------------
+
+    def to_record(self) -> dict[str, Any]:
+        """The registry as a JSON-ready record (mapping grouped by topic, compactly)."""
+        return {
+            "topics": {t: sorted(m) for t, m in self.members().items()},
+            "successor": list(self.successor.items()),
+            "history": [[c.kind, c.topic, c.at, c.other] for c in self.history],
+        }
+
+    @classmethod
+    def from_record(
+        cls, record: Mapping[str, Any], make_id: Callable[[], str] = new_topic_id
+    ) -> TopicRegistry:
+        return cls(
+            mapping={int(mc): t for t, mcs in record["topics"].items() for mc in mcs},
+            successor=dict(record["successor"]),
+            history=[TopicChange(k, t, at, o) for k, t, at, o in record["history"]],
+            make_id=make_id,
+        )
 
     def assign(self, mc: int, topic: str) -> None:
         """Put a new micro-cluster into an existing topic before the next reclustering."""
         self.mapping[mc] = topic
+        self.assigned_since[mc] = topic
+
+    def unassign(self, mc: int) -> None:
+        """A micro-cluster is gone (absorbed): it has no topic of its own any more."""
+        if self.mapping.pop(mc, None) is not None:
+            self.assigned_since[mc] = None
 
     def current(self, topic: str) -> str | None:
         """A topic id as of now: merged topics resolve to the topic that absorbed them."""

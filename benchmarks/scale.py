@@ -1,0 +1,258 @@
+"""Scale: what the owner, its persistence, the read API and a restart cost as events grow.
+
+    python benchmarks/scale.py --max-events 100000
+
+Synthetic events go straight into a dimension's owner and the session code, bypassing
+the embedding model and Kafka: vectors drawn from a mixture of ``--topics`` topics (each a
+few intents around a centre, 384 dimensions, unit length), sessions that move between
+topics (a Markov chain: stay, or go to one of the topic's usual next topics), two enum
+segments. Events arrive 20 per second of event time (1M events = 14 hours: hourly
+cleanups and drop-offs happen). At 10k, 100k and 1M events (those up to ``--max-events``)
+it prints:
+
+- owner cost per event (ms, the batch's learning and persisting, over the last 5k events);
+- the state log record per batch (KB, mean and p95), milliseconds persisting per batch
+  (everything after learning: log, centres, topic map, topic points, catalog, and a
+  checkpoint when one is due; mean and p95), all bytes written per batch (checkpoints
+  and centres included) and centres moved per batch, next to the comparator: the whole
+  learned state serialised as one blob, what every batch wrote before (JSON + zlib of
+  every micro-cluster record, stats, topic map and the seen ids);
+- p50/p95 of the read API's work behind ``/v1/clusters``, ``/v1/journeys/transitions``,
+  ``/paths``, ``/dropoffs`` and one session's journey (the query functions the handlers
+  call, without HTTP), and whether the answer was truncated;
+- restart: closing and reopening the store and restoring the owner;
+- RSS of the process (and its anonymous part: most of RSS is the store's mapped files),
+  and the number of session rows held.
+
+Timings are wall-clock on whatever else the machine is doing: compare the rows of one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import resource
+import statistics
+import tempfile
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from turret_stream.agents.sessions import IdleSessions, advance
+from turret_stream.catalog import Catalog
+from turret_stream.clustering.owner import DimensionOwner
+from turret_stream.journey_queries import JourneyFilter, JourneyQueries
+from turret_stream.queries import Queries
+from turret_stream.records import EmbeddedText, encode_vector
+from turret_stream.settings import Settings
+from turret_stream.storage.edge import EdgeStore
+
+DIM = 384
+BATCH = 256
+START = 1_750_000_000.0
+RATE = 20.0  # events per second of event time
+CHECKPOINTS = (10_000, 100_000, 1_000_000)
+WINDOW = 5_000
+
+
+def rss_mb() -> tuple[float, float]:
+    """(RSS, its anonymous part) in MB. Qdrant's engine maps its segment files, so most of
+    RSS is file pages the kernel can drop; the anonymous part is the process's own heap."""
+    found = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "RssAnon"):
+                found[key] = int(value.split()[0]) / 1024
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return found.get("VmRSS", peak), found.get("RssAnon", peak)
+
+
+class Stream:
+    """Synthetic sessions over a mixture of topics."""
+
+    def __init__(self, topics: int, sessions: int, seed: int = 0) -> None:
+        rng = self.rng = np.random.default_rng(seed)
+        centres = rng.normal(size=(topics, DIM))
+        self.centres = centres / np.linalg.norm(centres, axis=1, keepdims=True)
+        # Each topic: 4 intents a little apart; the usual next topics: 3 of the others.
+        offsets = rng.normal(scale=0.35 / np.sqrt(DIM), size=(topics, 4, DIM))
+        self.intents = self.centres[:, None, :] + offsets
+        self.next = rng.integers(topics, size=(topics, 3))
+        self.topics = topics
+        self.sessions = sessions
+        self.open: dict[int, tuple[int, int]] = {}  # session -> (topic, events left)
+        self.made = 0
+
+    def event(self, i: int) -> EmbeddedText:
+        rng = self.rng
+        s = int(rng.integers(self.sessions))
+        topic, left = self.open.get(s, (int(rng.integers(self.topics)), int(rng.integers(2, 9))))
+        if rng.random() < 0.3:
+            topic = int(self.next[topic, rng.integers(3)])
+        left -= 1
+        if left <= 0:
+            self.open.pop(s, None)
+        else:
+            self.open[s] = (topic, left)
+        v = self.intents[topic, rng.integers(4)] + rng.normal(scale=0.25 / np.sqrt(DIM), size=DIM)
+        return EmbeddedText(
+            event_id=f"evt_{i:032x}",
+            project="bench",
+            dimension="prompt",
+            text=f"synthetic message {i} of topic {topic}",
+            vector=encode_vector((v / np.linalg.norm(v)).astype(np.float32)),
+            model_id="synthetic",
+            name="prompt",
+            metadata={"platform": ["web", "ios", "android"][s % 3], "plan": ["free", "pro"][s % 2]},
+            session_id=f"s{s}",
+            user_id=f"u{s % (self.sessions // 2 or 1)}",
+            received_at=START + i / RATE,
+        )
+
+
+def whole_blob(owner: DimensionOwner) -> tuple[int, float]:
+    """The comparator: the whole learned state as one blob (what each batch wrote before)."""
+    started = time.perf_counter()
+    model = owner.model
+    assert model is not None
+    engine = model.engine
+    state = {
+        "mcs": [engine.micro_cluster_record(mc) for mc in engine.micro_clusters],
+        "absorbed": list(engine.absorbed.items()),
+        "registry": model.registry.to_record(),
+        "stats": [[k, v.to_record()] for k, v in owner.stats.items()],
+        "seen": list(owner.seen)[-200_000:],
+    }
+    blob = base64.b64encode(zlib.compress(json.dumps(state).encode(), 3))
+    return len(blob), time.perf_counter() - started
+
+
+def timed(fn, repeat: int) -> tuple[float, float, object]:
+    times, result = [], None
+    for _ in range(repeat):
+        started = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - started)
+    times.sort()
+    p95 = times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
+    return statistics.median(times) * 1000, p95 * 1000, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--max-events", type=int, default=1_000_000)
+    parser.add_argument("--topics", type=int, default=300)
+    parser.add_argument("--sessions", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=5, help="reads per endpoint")
+    args = parser.parse_args()
+    checkpoints = [c for c in CHECKPOINTS if c <= args.max_events] or [args.max_events]
+
+    workdir = Path(tempfile.mkdtemp(prefix="turret-scale-"))
+    settings = Settings(data_dir=workdir)
+    store = EdgeStore(workdir / "qdrant")
+    owner = DimensionOwner(store, Catalog(store), "bench", "prompt", settings, DIM)
+    stream = Stream(args.topics, args.sessions)
+    journeys = settings.journeys
+    rows: dict[str, dict] = {}
+    idle = IdleSessions(journeys.dropoff_timeout_s)
+    # (events, seconds, state log bytes, persist seconds, all bytes, centres)
+    costs: list[tuple[int, float, int, float, int, int]] = []
+    sessions_seen: list[str] = []  # one per batch: sessions whose journey is read
+    distinct_sessions: set[str] = set()
+    print(
+        f"scale: {args.topics} topics, up to {args.sessions} sessions, batches of {BATCH}, "
+        f"dim {DIM}, store in {workdir}"
+    )
+    header = (
+        f"{'events':>9} {'mcs':>6} {'owner ms/ev':>11} {'state log KB/batch':>21} "
+        f"{'persist ms/batch':>20} {'all KB/batch':>12} {'centres/batch':>13} "
+        f"| {'whole blob KB':>13} {'blob ms':>8}"
+    )
+    reads: list[str] = []
+    done = 0
+    for target in checkpoints:
+        while done < target:
+            n = min(BATCH, target - done)
+            batch = [stream.event(done + k) for k in range(n)]
+            started = time.perf_counter()
+            placed = owner.process(batch)
+            spent = time.perf_counter() - started
+            cost = owner.last_persist
+            costs.append((n, spent, cost.log_bytes, cost.seconds, cost.bytes, cost.centres))
+            for a in placed:
+                key = f"{a.project}:{a.session_id}"
+                row = rows.setdefault(key, {})
+                advance(row.setdefault(a.dimension, {}), a, journeys.min_switch_events)
+                for gone in idle.touch(0, key, a.received_at):
+                    rows.pop(gone, None)
+            sessions_seen.append(batch[-1].session_id)
+            distinct_sessions.update(e.session_id for e in batch)
+            done += n
+            if done % 50_000 < BATCH:
+                print(f"  ... {done} events", flush=True)
+        # -- figures at this checkpoint
+        recent, total = [], 0
+        for c in reversed(costs):
+            recent.append(c)
+            total += c[0]
+            if total >= WINDOW:
+                break
+        per_event = sum(c[1] for c in recent) / sum(c[0] for c in recent) * 1000
+        persisted = [c[2] / 1024 for c in recent]
+        persist_ms = [c[3] * 1000 for c in recent]
+        everything = [c[4] / 1024 for c in recent]
+        centres = [c[5] for c in recent]
+        blob_bytes, blob_s = whole_blob(owner)
+        mcs = len(owner.model.engine.micro_clusters) if owner.model else 0
+        line = (
+            f"{done:>9} {mcs:>6} {per_event:>11.2f} "
+            f"{statistics.mean(persisted):>8.0f} (p95 {np.percentile(persisted, 95):>4.0f})"
+            f" {statistics.mean(persist_ms):>7.1f} (p95 {np.percentile(persist_ms, 95):>6.1f})"
+            f" {statistics.mean(everything):>12.0f} {statistics.mean(centres):>13.0f}"
+            f" | {blob_bytes / 1024:>13.0f} {blob_s * 1000:>8.0f}"
+        )
+        print(header)
+        print(line, flush=True)
+
+        queries = Queries(store)
+        jq = JourneyQueries(store, queries=queries, settings=journeys)
+        flt = JourneyFilter()
+        session_id = sessions_seen[len(sessions_seen) // 2]
+        endpoints = {
+            "/v1/clusters": lambda q=queries: q.clusters("bench", None, 50, 0),
+            "/v1/journeys/transitions": lambda j=jq, f=flt: j.transitions("bench", None, f),
+            "/v1/journeys/paths": lambda j=jq, f=flt: j.paths("bench", None, f, 10),
+            "/v1/journeys/dropoffs": lambda j=jq, f=flt: j.dropoffs("bench", None, f),
+            "/v1/sessions/{id}/journey": lambda j=jq, s=session_id, f=flt: j.session(
+                "bench", s, None, f
+            ),
+        }
+        for name, call in endpoints.items():
+            p50, p95, body = timed(call, args.repeat)
+            truncated = body.get("truncated", False) if isinstance(body, dict) else False
+            reads.append(
+                f"{done:>9} {name:<28} p50 {p50:>8.1f} ms  p95 {p95:>8.1f} ms"
+                f"  truncated={truncated}"
+            )
+            print(reads[-1], flush=True)
+
+        started = time.perf_counter()
+        store.close()
+        store = EdgeStore(workdir / "qdrant")
+        owner = DimensionOwner(store, Catalog(store), "bench", "prompt", settings, DIM)
+        restart = time.perf_counter() - started
+        print(
+            f"{done:>9} restart {restart:.1f} s   RSS {rss_mb()[0]:.0f} MB"
+            f" (anonymous {rss_mb()[1]:.0f} MB)   "
+            f"session rows held {len(rows)} (of {len(distinct_sessions)} sessions seen)",
+            flush=True,
+        )
+    store.close()
+
+
+if __name__ == "__main__":
+    main()
