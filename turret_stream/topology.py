@@ -10,6 +10,9 @@
       -> <prefix>.assignments (key project:session_id)   where each event landed
            -> agents.sessions.follow       owns each session's row (turret-sessions table)
       -> <prefix>.transitions (key project:session_id)   topic changes, for the live feed
+    embed and cluster agents, on an event or text that fails twice alone:
+      -> <prefix>.dead_letters (key project)
+           -> agents.dead_letters.store_dead_letters   owns the dead-letter store
     timer on the leader: agents.labels.name_topics   names topics (c-TF-IDF, then Ollama)
 
 Each agent is the single owner of its state; state changes travel as messages on topics.
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 import faust
 
 from turret_stream.agents.cluster import Owners, register_cluster_agent
+from turret_stream.agents.dead_letters import register_dead_letters_agent
 from turret_stream.agents.embed import register_embed_agent
 from turret_stream.agents.ingest import IngestStats, register_ingest_agent
 from turret_stream.agents.labels import Labeller, make_ollama, register_labeller
@@ -31,11 +35,19 @@ from turret_stream.agents.sessions import (
     store_bootstrap,
     store_labels,
 )
+from turret_stream.dead_letters import DeadLetterStore
 from turret_stream.embedding import Embedder
 from turret_stream.faust_app import TurretApp
 from turret_stream.labels.book import LabelBook
+from turret_stream.progress import PipelineProgress
 from turret_stream.queries import Queries
-from turret_stream.records import EmbeddedText, TopicAssignment, TrackedEvent, Transition
+from turret_stream.records import (
+    DeadLetter,
+    EmbeddedText,
+    TopicAssignment,
+    TrackedEvent,
+    Transition,
+)
 from turret_stream.settings import Settings
 from turret_stream.storage import VectorStore
 
@@ -53,14 +65,26 @@ class Topology:
     # Tests and benchmarks watch transitions as they are published.
     transition_listeners: list[Callable[[Transition], None]]
     labeller: Labeller
+    dead_letters: faust.TopicT
 
 
 def topic_names(settings: Settings) -> list[str]:
     k = settings.kafka
-    return [k.events_topic, k.texts_topic, k.assignments_topic, k.transitions_topic]
+    return [
+        k.events_topic,
+        k.texts_topic,
+        k.assignments_topic,
+        k.transitions_topic,
+        k.dead_letters_topic,
+    ]
 
 
-def build_topology(settings: Settings, store: VectorStore, embedder: Embedder) -> Topology:
+def build_topology(
+    settings: Settings,
+    store: VectorStore,
+    embedder: Embedder,
+    progress: PipelineProgress | None = None,
+) -> Topology:
     """A Faust app wired to the configured broker, with every topic and agent registered."""
     worker = settings.worker
     k = settings.kafka
@@ -94,10 +118,14 @@ def build_topology(settings: Settings, store: VectorStore, embedder: Embedder) -
     assignments = app.topic(
         k.assignments_topic, key_type=bytes, value_type=TopicAssignment, partitions=k.partitions
     )
+    dead = app.topic(
+        k.dead_letters_topic, key_type=bytes, value_type=DeadLetter, partitions=k.partitions
+    )
     stats = register_ingest_agent(app, events)
-    register_embed_agent(app, events, texts, embedder, settings)
+    register_embed_agent(app, events, texts, embedder, settings, dead, progress)
     owners = Owners(store, settings, embedder.dim)
-    register_cluster_agent(app, texts, assignments, owners)
+    register_cluster_agent(app, texts, assignments, owners, dead, progress)
+    register_dead_letters_agent(app, dead, DeadLetterStore(store), progress)
     transitions = app.topic(
         k.transitions_topic, key_type=bytes, value_type=Transition, partitions=k.partitions
     )
@@ -114,5 +142,15 @@ def build_topology(settings: Settings, store: VectorStore, embedder: Embedder) -
     labeller = Labeller(store, settings.labels, make_ollama(settings.labels))
     register_labeller(app, labeller)
     return Topology(
-        app, events, texts, assignments, stats, owners, transitions, sessions, listeners, labeller
+        app,
+        events,
+        texts,
+        assignments,
+        stats,
+        owners,
+        transitions,
+        sessions,
+        listeners,
+        labeller,
+        dead,
     )

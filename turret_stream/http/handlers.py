@@ -9,7 +9,14 @@ from typing import Any
 
 from aiohttp import web
 
-from turret_stream.errors import ApiError, BrokerUnavailable, ErrorCode, invalid, invalid_api_key
+from turret_stream.errors import (
+    ApiError,
+    BrokerUnavailable,
+    ErrorCode,
+    PipelineBehind,
+    invalid,
+    invalid_api_key,
+)
 from turret_stream.http.keys import KEYSTORE, PUBLISHER, RATE_LIMITER, SETTINGS, WORKER_PROBE
 from turret_stream.http.openapi import openapi_document
 from turret_stream.http.track_request import parse_json_body, parse_track_request
@@ -59,6 +66,16 @@ async def track(request: web.Request) -> web.Response:
             f"Rate limit exceeded. Try again in {retry_after} seconds.",
             retry_after=retry_after,
         )
+    try:
+        # Shed load before reading the body while the worker is far behind.
+        request.app[PUBLISHER].check_capacity()
+    except PipelineBehind as exc:
+        raise ApiError(
+            503,
+            ErrorCode.SERVICE_UNAVAILABLE,
+            f"The pipeline is {exc.lag} events behind; the event was not tracked. Retry later.",
+            retry_after=exc.retry_after,
+        ) from exc
     idempotency_key = request.headers.get(IDEMPOTENCY_HEADER)
     if idempotency_key is not None and not (
         0 < len(idempotency_key) <= settings.limits.max_idempotency_key_chars
@@ -83,7 +100,7 @@ async def track(request: web.Request) -> web.Response:
     )
     try:
         await request.app[PUBLISHER].publish(
-            event_key(event.project, event.session_id), event.dumps()
+            event_key(event.project, event.session_id), event.dumps(), event.event_id
         )
     except BrokerUnavailable as exc:
         raise ApiError(
