@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from turret_stream.records import DeadLetter, EmbeddedText, TrackedEvent
+from turret_stream.journal import Journal
+from turret_stream.producer import EventPublisher
+from turret_stream.records import DeadLetter, EmbeddedText, TrackedEvent, event_key
+from turret_stream.settings import Settings
 from turret_stream.storage import Filter, Point, VectorStore
 
 COLLECTION = "dead_letters"
@@ -165,3 +168,47 @@ def _stored(point_id: str, p: Mapping[str, Any]) -> StoredDeadLetter:
         failed_at=p["failed_at"],
         replayed_at=p.get("replayed_at"),
     )
+
+
+async def replay_dead_letters(
+    settings: Settings, store: VectorStore, project: str, ids: Sequence[str] = ()
+) -> int:
+    """Send a project's dead letters (those named by ``ids``, else every one not yet
+    replayed) through the pipeline again; returns how many.
+
+    With the embedded broker they are appended to the journal, which `up` replays on its
+    next start (`up` must be stopped: the store and the journal open in one process);
+    with an external Kafka they are written to the events topic at once.
+    """
+    letters = DeadLetterStore(store)
+    chosen = [
+        d
+        for d in letters.list(project, limit=1_000_000)
+        if ((d.id in ids or d.event_id in ids) if ids else d.replayed_at is None)
+    ]
+    if not chosen:
+        return 0
+    writes = [(d.tracked_event(), d.id) for d in chosen]
+    if settings.journal_enabled:
+        journal = Journal(
+            settings.journal_path,
+            settings.pipeline.journal_segment_bytes,
+            fsync=settings.pipeline.journal_fsync,
+        )
+        journal.open()
+        try:
+            for event, _ in writes:
+                key = event_key(event.project, event.session_id)
+                await journal.append(event.event_id, key, event.dumps())
+        finally:
+            await journal.close()
+    else:
+        publisher = EventPublisher(settings.bootstrap_servers, settings.kafka)
+        try:
+            for event, _ in writes:
+                key = event_key(event.project, event.session_id)
+                await publisher.publish(key, event.dumps(), event.event_id)
+        finally:
+            await publisher.close()
+    letters.mark_replayed([point_id for _, point_id in writes])
+    return len(writes)

@@ -270,11 +270,7 @@ class Journal:
         # Never the segment being written: it is the one new records go to.
         while len(self._segments) > 1 and self._segments[0].last_seq <= self._confirmed:
             self._segments.pop(0).path.unlink(missing_ok=True)
-        if (
-            self._segments
-            and self._file is None
-            and self._segments[0].last_seq <= self._confirmed
-        ):
+        if self._segments and self._file is None and self._segments[0].last_seq <= self._confirmed:
             # After a restart, a fully confirmed last segment is not reopened for appends.
             self._segments.pop(0).path.unlink(missing_ok=True)
 

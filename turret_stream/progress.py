@@ -35,7 +35,7 @@ class PipelineProgress:
         self._highest_seq = 0
         self.accepted = 0
         self.processed = 0
-        self.dead_lettered = 0
+        self.dead_letters = 0
         self.texts_sent = 0
         self.texts_done = 0
 
@@ -86,7 +86,7 @@ class PipelineProgress:
     def dead_lettered(self, event_id: str, stage: str) -> None:
         """One delivery (stage ``embed``) or one text (stage ``cluster``) of the event went
         to the dead-letter store instead."""
-        self.dead_lettered += 1
+        self.dead_letters += 1
         if stage == "embed":
             self.embedded(event_id, 0)
         else:

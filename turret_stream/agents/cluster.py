@@ -27,6 +27,7 @@ from turret_stream import dead_letters
 from turret_stream.catalog import Catalog
 from turret_stream.clustering.owner import DimensionOwner
 from turret_stream.dimensions import FieldTypeTracker
+from turret_stream.poison import PoisonEvent, carry_problem
 from turret_stream.progress import PipelineProgress
 from turret_stream.records import DeadLetter, EmbeddedText, TopicAssignment, event_key
 from turret_stream.settings import Settings
@@ -72,10 +73,14 @@ class Owners:
     ) -> tuple[list[TopicAssignment], list[tuple[EmbeddedText, Exception]]]:
         """Learn a batch; returns the assignments and the texts that failed twice alone."""
         groups: dict[tuple[str, str], list[EmbeddedText]] = {}
+        failed: list[tuple[EmbeddedText, Exception]] = []
         for item in items:
+            problem = carry_problem(item.asdict(), "text")
+            if problem is not None:  # found before any owner state changes
+                failed.append((item, PoisonEvent(problem)))
+                continue
             groups.setdefault((item.project, item.dimension), []).append(item)
         out: list[TopicAssignment] = []
-        failed: list[tuple[EmbeddedText, Exception]] = []
         with self._lock:
             for (project, dimension), group in groups.items():
                 try:
@@ -91,7 +96,6 @@ class Owners:
                         len(group),
                         exc,
                     )
-                    self._owners.pop((project, dimension), None)
                     self._one_by_one(project, dimension, group, out, failed)
         return out, failed
 
@@ -103,16 +107,28 @@ class Owners:
         out: list[TopicAssignment],
         failed: list[tuple[EmbeddedText, Exception]],
     ) -> None:
+        # The owner stays: its micro-clusters are already in the store, and a restore
+        # from its last snapshot would not know them. The texts of the failed batch are
+        # forgotten as "seen", so that each is learned and stored again, alone.
+        self._unsee(project, dimension, group)
         for item in group:
             for attempt in (1, 2):
                 try:
                     out.extend(self.get(project, dimension).process([item]))
                     break
                 except Exception as exc:
-                    # Back to the last saved state before anything else touches it.
-                    self._owners.pop((project, dimension), None)
+                    self._unsee(project, dimension, [item])
                     if attempt == 2:
                         failed.append((item, exc))
+
+    def _unsee(self, project: str, dimension: str, items: Sequence[EmbeddedText]) -> None:
+        owner = self._owners.get((project, dimension))
+        if owner is None:
+            return
+        for item in items:
+            if item.event_id in owner.seen:
+                del owner.seen[item.event_id]
+                owner.events -= 1
 
     # -- the cap on text dimensions per project -----------------------------------------
 

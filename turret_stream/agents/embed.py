@@ -21,6 +21,7 @@ import faust
 
 from turret_stream import dead_letters
 from turret_stream.embedding import Embedder
+from turret_stream.poison import PoisonEvent, carry_problem
 from turret_stream.progress import PipelineProgress
 from turret_stream.records import EmbeddedText, TrackedEvent, dimension_key, encode_vector
 from turret_stream.settings import Settings
@@ -101,6 +102,11 @@ def register_embed_agent(
             for event in batch:
                 progress.embedded(event.event_id, per_event[event.event_id])
 
+    async def set_aside(event: TrackedEvent, exc: Exception) -> None:
+        log.warning("event %s dead-lettered: %r", event.event_id, exc)
+        letter = dead_letters.from_event(event, exc)
+        await (await dead.send(key=letter.project.encode(), value=letter))
+
     async def isolate(batch: Sequence[TrackedEvent]) -> None:
         for event in batch:
             for attempt in (1, 2):
@@ -109,15 +115,20 @@ def register_embed_agent(
                     break
                 except Exception as exc:
                     if attempt == 2:
-                        log.warning("event %s dead-lettered: %r", event.event_id, exc)
-                        letter = dead_letters.from_event(event, exc)
-                        await (await dead.send(key=letter.project.encode(), value=letter))
+                        await set_aside(event, exc)
 
     @app.agent(events, name="turret.embed")
     async def embed(stream: faust.StreamT[TrackedEvent]) -> None:
         async for batch in stream.take(settings.embedding.batch_size, within=0.05):
+            carried = []
+            for event in batch:
+                problem = carry_problem(event.asdict())
+                if problem is None:
+                    carried.append(event)
+                else:  # deterministic: no point in a retry
+                    await set_aside(event, PoisonEvent(problem))
             try:
-                await embed_and_send(batch)
+                await embed_and_send(carried)
             except Exception as exc:
-                log.warning("embedding a batch of %d failed (%r): one by one", len(batch), exc)
-                await isolate(batch)
+                log.warning("embedding a batch of %d failed (%r): one by one", len(carried), exc)
+                await isolate(carried)

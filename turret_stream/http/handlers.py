@@ -131,13 +131,21 @@ async def readyz(request: web.Request) -> web.Response:
         "broker": "ok" if broker else "unreachable",
         "worker": "ok" if worker else ("unknown" if not broker else "not running"),
     }
-    if broker and worker:
+    publisher = request.app[PUBLISHER]
+    behind = False
+    if publisher.progress is not None:
+        # Not ready while /track sheds load: a balancer sends the traffic elsewhere.
+        behind = publisher.progress.lag >= publisher.pipeline.max_lag_events
+        checks["pipeline"] = "behind" if behind else "ok"
+        checks["lag_events"] = publisher.progress.lag
+    if broker and worker and not behind:
         return web.json_response({"status": "ready", "checks": checks})
     return web.json_response(
         {
             "success": False,
             "status": "not ready",
-            "error": "Not ready: " + ", ".join(f"{k} {v}" for k, v in checks.items() if v != "ok"),
+            "error": "Not ready: "
+            + ", ".join(f"{k} {v}" for k, v in checks.items() if v != "ok" and isinstance(v, str)),
             "code": str(ErrorCode.NOT_READY),
             "checks": checks,
         },
