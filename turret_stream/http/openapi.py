@@ -205,5 +205,20 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     },
                 }
             },
+            "/v1/dimensions": {
+                "get": {
+                    "summary": "The project's metadata keys and types; text keys over "
+                    "limits.max_text_dimensions are listed in capped (context only)",
+                    "security": [{"apiKey": []}],
+                    "responses": {
+                        "200": {
+                            "description": "dimensions (key, type, events), capped, "
+                            "max_text_dimensions.",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        },
+                        "401": _error([ErrorCode.INVALID_API_KEY], "Bad key."),
+                    },
+                }
+            },
         },
     }

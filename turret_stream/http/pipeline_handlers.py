@@ -1,5 +1,6 @@
-"""Handlers that show the pipeline's health: ``GET /metrics`` (Prometheus text) and
-``GET /v1/dead-letters`` (the key's project's events the pipeline set aside)."""
+"""Handlers that show the pipeline's health: ``GET /metrics`` (Prometheus text),
+``GET /v1/dead-letters`` (the key's project's events the pipeline set aside) and
+``GET /v1/dimensions`` (the project's metadata keys, with the text keys over the cap)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from aiohttp import web
 from turret_stream.dead_letters import DeadLetterStore
 from turret_stream.errors import invalid
 from turret_stream.http.handlers import authenticate
-from turret_stream.http.keys import PUBLISHER, STORE
+from turret_stream.http.keys import PUBLISHER, QUERIES, SETTINGS, STORE
 
 DEAD_LETTERS = web.AppKey("dead_letters", DeadLetterStore)
 MAX_DEAD_LETTERS = 1000
@@ -37,6 +38,25 @@ async def dead_letters(request: web.Request) -> web.Response:
             "project": key.project,
             "total": letters.count(key.project),
             "dead_letters": [d.as_json() for d in found],
+        }
+    )
+
+
+async def dimensions(request: web.Request) -> web.Response:
+    key = authenticate(request)
+    found = request.app[QUERIES].catalog.dimensions(key.project)
+    return web.json_response(
+        {
+            "success": True,
+            "project": key.project,
+            "max_text_dimensions": request.app[SETTINGS].limits.max_text_dimensions,
+            "dimensions": [
+                {"key": d.key, "type": d.type, "events": d.events}
+                for d in found
+                if d.type != "capped"
+            ],
+            # Text keys over limits.max_text_dimensions: kept on events as context only.
+            "capped": sorted(d.key for d in found if d.type == "capped"),
         }
     )
 

@@ -18,6 +18,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/openapi.json", handlers.openapi)
     app.router.add_get("/metrics", pipeline_handlers.metrics)
     app.router.add_get("/v1/dead-letters", pipeline_handlers.dead_letters)
+    app.router.add_get("/v1/dimensions", pipeline_handlers.dimensions)
     app.router.add_get("/v1/clusters", read_handlers.list_clusters)
     app.router.add_get("/v1/clusters/{cluster_id}", read_handlers.get_cluster)
     app.router.add_put("/v1/clusters/{cluster_id}/label", read_handlers.set_label)

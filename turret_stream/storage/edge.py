@@ -117,7 +117,7 @@ class EdgeTuning:
     # so a shard never searches from two callers at once; the engine's default (one
     # thread per CPU, per shard) made every text dimension (three shards) cost a dozen
     # threads: a request with 100 text keys took a process to 2,400 threads.
-    search_threads: int = 1
+    search_threads: int | None = 1
     # Payload storage held in RAM ("cached", about 34 MB per shard even when nearly
     # empty) or left to the OS page cache (None, the engine default: a few hundred KB).
     payload_cached: bool = False
