@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
+from click.testing import CliRunner
 
+from turret_stream.cli import main
 from turret_stream.keys import KeyStore
 from turret_stream.stack import running_stack
 
@@ -62,3 +64,14 @@ async def test_a_request_with_100_text_keys_is_capped_and_threads_stay_bounded(
     )
     assert rss < MAX_NEW_RSS_BYTES, f"{rss / 2**20:.0f} MiB more"
     print(f"\n100-key request: +{grew:.0f} threads, +{rss / 2**20:.0f} MiB RSS")
+
+
+def test_projects_per_instance_are_capped(tmp_path, monkeypatch):
+    monkeypatch.setenv("TURRET_LIMITS__MAX_PROJECTS", "2")
+    runner = CliRunner()
+    data = ["--data-dir", str(tmp_path)]
+    for project in ("acme", "beta", "acme"):  # a second key of a known project is fine
+        made = runner.invoke(main, ["keys", "create", "--project", project, *data])
+        assert made.exit_code == 0, made.output
+    refused = runner.invoke(main, ["keys", "create", "--project", "gamma", *data])
+    assert refused.exit_code == 1 and "limits.max_projects" in refused.output

@@ -169,7 +169,7 @@ def keys_create(ctx: click.Context, project: str, data_dir: Path | None) -> None
     """Create a key; it is printed once, as the last line of stdout."""
     store = _keystore(ctx, data_dir)
     try:
-        new = store.create(project)
+        new = store.create(project, _settings(ctx).limits.max_projects)
     except TurretError as exc:
         _fail(str(exc))
     finally:
