@@ -2,7 +2,7 @@
 every event answered 200 is stored exactly once; beside it, the same rounds with the
 journal off (the in-memory broker alone), as the comparator.
 
-    python benchmarks/kill_rounds.py --rounds 20 [--sigterm-every 5] [--no-baseline]
+    python benchmarks/kill_rounds.py --rounds 20 [--sigterm-every 5] [--baseline-rounds N]
 
 Each round starts `up` on the same data dir, streams events from 4 threads, and sends
 SIGKILL (every --sigterm-every'th round: SIGTERM) after a random number (20-300) of 200s.
@@ -49,17 +49,25 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--sigterm-every", type=int, default=5)
     parser.add_argument("--seed", type=int, default=9)
-    parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument(
+        "--baseline-rounds", type=int, default=None, help="rounds with the journal off [--rounds]"
+    )
     args = parser.parse_args()
     os.environ.setdefault("TURRET_LOG_LEVEL", "warning")
     rows = [("journal on (default)", run(args.rounds, args.sigterm_every, "auto", args.seed))]
-    if not args.no_baseline:
-        rows.append(("journal off", run(args.rounds, args.sigterm_every, "off", args.seed)))
+    baseline = args.rounds if args.baseline_rounds is None else args.baseline_rounds
+    if baseline:
+        rows.append(
+            (
+                f"journal off ({baseline} rounds)",
+                run(baseline, args.sigterm_every, "off", args.seed),
+            )
+        )
     print(f"{args.rounds} rounds (SIGTERM every {args.sigterm_every}th), 4 streaming threads")
-    print(f"{'':24}{'answered 200':>14}{'stored':>8}{'lost':>8}{'duplicated':>12}{'s':>6}")
+    print(f"{'':28}{'answered 200':>14}{'stored':>8}{'lost':>8}{'duplicated':>12}{'s':>6}")
     for name, res in rows:
         print(
-            f"{name:24}{res['acked']:>14}{res.get('stored_distinct', '-')!s:>8}"
+            f"{name:28}{res['acked']:>14}{res.get('stored_distinct', '-')!s:>8}"
             f"{res['lost']!s:>8}{res['duplicated']!s:>12}{res['seconds']:>6}"
         )
 
