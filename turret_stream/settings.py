@@ -236,6 +236,7 @@ class PipelineSettings(_Section):
     # The write-ahead journal of accepted events (data_dir/journal): "auto" keeps it with
     # the embedded broker, whose log is in memory; with an external Kafka, acks=all is the
     # contract and "auto" means off ("on" forces it, e.g. for a single-broker Kafka).
+    # Used by `up` only (API and worker in one process); `api` alone never journals.
     journal: Literal["auto", "on", "off"] = "auto"
     # fsync every group commit (off only for throwaway data: a power cut loses events).
     journal_fsync: bool = True

@@ -95,8 +95,9 @@ async def running_stack(
             # dir, so the API reads through the same object the worker writes.
             stack.store = open_store(settings)
             exits.callback(stack.store.close)
-        if api and settings.journal_enabled:
+        if api and worker and settings.journal_enabled:
             # Taken before anything is served: the journal is this data dir's entry point.
+            # Only with the worker in this process: it is what confirms journaled events.
             stack.journal = Journal(
                 settings.journal_path,
                 settings.pipeline.journal_segment_bytes,
