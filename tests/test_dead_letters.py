@@ -9,15 +9,20 @@ import time
 import uuid
 
 import aiohttp
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from turret_stream.agents.cluster import Owners
+from turret_stream.catalog import dimension_names
 from turret_stream.cli import main
 from turret_stream.dead_letters import DeadLetterStore
 from turret_stream.journal import Journal
 from turret_stream.keys import KeyStore
-from turret_stream.records import TrackedEvent, event_key
+from turret_stream.records import EmbeddedText, TrackedEvent, encode_vector, event_key
+from turret_stream.settings import Settings
 from turret_stream.stack import running_stack
+from turret_stream.storage import open_store
 
 from .conftest import make_settings, wait_until
 from .test_pipeline import GROUPS
@@ -103,3 +108,39 @@ async def test_poison_events_go_to_dead_letters_and_the_rest_lands(tmp_path, bro
     assert {infinite.event_id, surrogate.event_id} <= pending
     again = await cli("replay", "--project", "acme")
     assert "0 dead letter(s)" in again.output  # each is replayed once unless it fails again
+
+
+def test_a_failing_batch_is_retried_alone_and_only_the_bad_text_fails(tmp_path):
+    settings = Settings(data_dir=tmp_path, dimensions={"overrides": {"prompt": "text"}})
+    store = open_store(settings)
+    try:
+        owners = Owners(store, settings, 384)
+        rng = np.random.default_rng(0)
+
+        def text(n: int, dim: int = 384) -> EmbeddedText:
+            v = rng.normal(size=dim).astype("float32")
+            return EmbeddedText(
+                event_id=f"evt_{n}",
+                project="acme",
+                dimension="prompt",
+                text=f"text number {n} here",
+                vector=encode_vector(v / np.linalg.norm(v)),
+                model_id="m",
+                name="p",
+                metadata={},
+                session_id="s",
+                user_id="u",
+                received_at=float(n),
+            )
+
+        # A text from another embedding model (wrong size) passes every check up front
+        # and fails inside the owner, after the texts before it were learned.
+        batch = [text(1), text(2), text(3, dim=8), text(4)]
+        placed, failed = owners.process_isolated(batch)
+        assert [item.event_id for item, _ in failed] == ["evt_3"]
+        assert sorted(a.event_id for a in placed) == ["evt_1", "evt_2", "evt_4"]
+        names = dimension_names("acme", "prompt")
+        assert store.count(names.events) == 3
+        assert owners.get("acme", "prompt").events == 3  # each good text counted once
+    finally:
+        store.close()
