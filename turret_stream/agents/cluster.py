@@ -35,6 +35,9 @@ from turret_stream.storage import VectorStore
 
 log = logging.getLogger(__name__)
 
+# Text keys over the cap listed per project (GET /v1/dimensions); beyond, only logged.
+MAX_CAPPED_LISTED = 100
+
 
 class Owners:
     """This worker's DimensionOwners, created (and restored from the store) on first use."""
@@ -132,6 +135,18 @@ class Owners:
 
     # -- the cap on text dimensions per project -----------------------------------------
 
+    def _tracker(self, project: str, dimension: str) -> FieldTypeTracker:
+        """A copy of the key's type tracker, to try values on (no owner is created)."""
+        owner = self._owners.get((project, dimension))
+        if owner is not None:
+            state = owner.tracker.to_dict()
+        else:
+            entry = self.catalog.dimension(project, dimension)
+            if entry is None or not entry.get("tracker"):
+                return FieldTypeTracker(project, dimension, self.settings.dimensions)
+            state = entry["tracker"]
+        return FieldTypeTracker.from_dict(state, self.settings.dimensions)
+
     def _text_dimensions(self, project: str) -> set[str]:
         known = self._text_dims.get(project)
         if known is None:
@@ -151,14 +166,18 @@ class Owners:
         limit = self.settings.limits.max_text_dimensions
         if dimension in known or len(known) < limit:
             return False
-        owner = self.get(project, dimension)
-        probe = FieldTypeTracker.from_dict(owner.tracker.to_dict(), self.settings.dimensions)
+        probe = self._tracker(project, dimension)
         for item in group:
             probe.observe(item.text)
         if probe.type != "text":
             return False
-        if dimension not in self._capped_keys.setdefault(project, set()):
-            self._capped_keys[project].add(dimension)
+        listed = self._capped_keys.get(project)
+        if listed is None:
+            found = self.catalog.dimensions(project)
+            listed = self._capped_keys[project] = {d.key for d in found if d.type == "capped"}
+        # Listed up to a bound: a client inventing key names cannot grow the catalog.
+        if dimension not in listed and len(listed) < MAX_CAPPED_LISTED:
+            listed.add(dimension)
             self.catalog.save_capped(project, dimension)
             log.warning(
                 "project %s: key %r not clustered: already %d text dimensions "
