@@ -35,11 +35,8 @@ def run(rounds: int, sigterm_every: int, journal: str, seed: int) -> dict:
             sig = signal.SIGTERM if sigterm_every and i % sigterm_every == 0 else signal.SIGKILL
             r.crash(sig, f"r{i}")
             print(f"  [{journal}] {r.log[-1]}", file=sys.stderr)
-        try:
-            result = r.verify()
-        except AssertionError:
-            # Without the journal the last start may never see every acknowledged event.
-            result = {"acked": len(r.acked), "lost": "timed out waiting", "duplicated": "-"}
+        # Without the journal some acknowledged events never arrive: wait less for them.
+        result = r.verify(patience=120 if journal != "off" else 30)
         result["seconds"] = round(time.monotonic() - started)
         return result
 
@@ -54,7 +51,11 @@ def main() -> None:
     )
     args = parser.parse_args()
     os.environ.setdefault("TURRET_LOG_LEVEL", "warning")
-    rows = [("journal on (default)", run(args.rounds, args.sigterm_every, "auto", args.seed))]
+    rows = []
+    if args.rounds:
+        rows.append(
+            ("journal on (default)", run(args.rounds, args.sigterm_every, "auto", args.seed))
+        )
     baseline = args.rounds if args.baseline_rounds is None else args.baseline_rounds
     if baseline:
         rows.append(
