@@ -84,6 +84,20 @@ class Catalog:
         }
         self.store.upsert(CATALOG, [Point(f"dim:{project}:{key}", _UNIT, payload)])
 
+    def save_capped(self, project: str, key: str) -> None:
+        """A text key beyond ``limits.max_text_dimensions``: listed (type ``capped``) so
+        the project can see it, but no owner and no collections."""
+        payload = {
+            "project": project,
+            "key": key,
+            "type": "capped",
+            "decided": True,
+            "tracker": None,
+            "events": 0,
+            "updated_at": time.time(),
+        }
+        self.store.upsert(CATALOG, [Point(f"capped:{project}:{key}", _UNIT, payload)])
+
     def dimension(self, project: str, key: str) -> dict[str, Any] | None:
         found = self.store.retrieve(CATALOG, [f"dim:{project}:{key}"])
         return found[0].payload if found else None

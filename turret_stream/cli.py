@@ -1,4 +1,4 @@
-"""The `turret-stream` command line: up, api, worker, keys, replay, export."""
+"""The `turret-stream` command line: up, api, worker, keys, replay, export, dead-letters."""
 
 from __future__ import annotations
 
@@ -13,12 +13,15 @@ from typing import Any
 import click
 
 from turret_stream import __version__
+from turret_stream.dead_letters import DeadLetterStore, replay_dead_letters
 from turret_stream.errors import TurretError
 from turret_stream.export import ExportError, run_export
+from turret_stream.journal import JournalError
 from turret_stream.keys import KeyStore
 from turret_stream.replay import Columns, ReplayError, ReplayOptions, replay
 from turret_stream.settings import Settings, load_settings
 from turret_stream.stack import running_stack, wait_for_stop_signal
+from turret_stream.storage import StorageLocked, VectorStore, open_store
 
 DEFAULT_PROJECT = "default"
 
@@ -189,7 +192,7 @@ def keys_create(ctx: click.Context, project: str, data_dir: Path | None) -> None
     """Create a key; it is printed once, as the last line of stdout."""
     store = _keystore(ctx, data_dir)
     try:
-        new = store.create(project)
+        new = store.create(project, _settings(ctx).limits.max_projects)
     except TurretError as exc:
         _fail(str(exc))
     finally:
@@ -329,3 +332,71 @@ def export_events_cmd(
         run_export(_settings(ctx, data_dir=data_dir), project, dimension, out)
     except (ExportError, TurretError, OSError) as exc:
         _fail(str(exc))
+
+
+@main.group("dead-letters")
+def dead_letters_group() -> None:
+    """Events the pipeline set aside after they failed twice (stop `up` first: the
+    in-process store opens in one process)."""
+
+
+def _open_store_or_fail(settings: Settings) -> VectorStore:
+    try:
+        return open_store(settings)
+    except StorageLocked:
+        _fail(f"the store in {settings.data_dir} is in use: stop `turret-stream up` first")
+        raise  # _fail exits
+
+
+@dead_letters_group.command("list")
+@click.option("--project", required=True, help="Project whose dead letters to list.")
+@click.option("--limit", type=click.IntRange(1), default=100, show_default=True)
+@data_dir_option
+@click.pass_context
+def dead_letters_list(ctx: click.Context, project: str, limit: int, data_dir: Path | None) -> None:
+    """List a project's dead letters, most recent first."""
+    settings = _settings(ctx, data_dir=data_dir)
+    store = _open_store_or_fail(settings)
+    try:
+        letters = DeadLetterStore(store)
+        found = letters.list(project, limit)
+        total = letters.count(project)
+    finally:
+        store.close()
+    click.echo(f"{'FAILED AT':<22}{'STAGE':<9}{'EVENT ID':<38}{'REPLAYED':<10}ERROR")
+    for d in found:
+        replayed = "yes" if d.replayed_at else "no"
+        error = d.error.replace("\n", " ")[:100]
+        click.echo(f"{_when(d.failed_at):<22}{d.stage:<9}{d.event_id:<38}{replayed:<10}{error}")
+    click.echo(f"{total} dead letter(s) in project '{project}'", err=True)
+
+
+@dead_letters_group.command("replay")
+@click.option("--project", required=True, help="Project whose dead letters to replay.")
+@click.option(
+    "--event-id",
+    "event_ids",
+    multiple=True,
+    help="Only this event (repeatable) [default: every one not replayed yet].",
+)
+@data_dir_option
+@click.pass_context
+def dead_letters_replay(
+    ctx: click.Context, project: str, event_ids: tuple[str, ...], data_dir: Path | None
+) -> None:
+    """Send dead letters through the pipeline again (e.g. after an upgrade that fixes
+    their failure); one that fails again is a dead letter again."""
+    settings = _settings(ctx, data_dir=data_dir)
+    store = _open_store_or_fail(settings)
+    try:
+        count = asyncio.run(replay_dead_letters(settings, store, project, event_ids))
+    except (JournalError, TurretError) as exc:
+        _fail(str(exc))
+    finally:
+        store.close()
+    where = (
+        "journaled: processed on the next start of `up`"
+        if settings.journal_enabled
+        else "written to the events topic"
+    )
+    click.echo(f"{count} dead letter(s) of project '{project}' {where}.")

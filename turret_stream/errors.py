@@ -6,6 +6,7 @@ Exception tree::
     ├── ApiError            an HTTP answer: status, machine-readable code, message
     │                       (raised by request parsing and auth; rendered as JSON)
     ├── BrokerUnavailable   Kafka did not acknowledge a write in time
+    ├── PipelineBehind      too many accepted events wait for the worker (back-pressure)
     ├── KeyStoreError       bad project name, unknown key id, ...
     └── BrokerStartError    the embedded broker could not be started
 """
@@ -33,6 +34,15 @@ class ErrorCode(StrEnum):
 
 class TurretError(Exception):
     """Base of every error turret-stream raises on purpose."""
+
+
+class PipelineBehind(TurretError):
+    """The worker is more than ``pipeline.max_lag_events`` behind: /track sheds load."""
+
+    def __init__(self, lag: int, retry_after: int) -> None:
+        super().__init__(f"pipeline lag {lag} events")
+        self.lag = lag
+        self.retry_after = retry_after
 
 
 class ApiError(TurretError):

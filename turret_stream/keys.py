@@ -82,8 +82,17 @@ class KeyStore:
     def close(self) -> None:
         self._db.close()
 
-    def create(self, project: str) -> NewApiKey:
+    def create(self, project: str, max_projects: int | None = None) -> NewApiKey:
+        """A new key for ``project`` (created with its first key); a new project beyond
+        ``max_projects`` (``limits.max_projects``) is refused."""
         validate_project_name(project)
+        if max_projects is not None:
+            known = {row[0] for row in self._db.execute("SELECT DISTINCT project FROM api_keys")}
+            if project not in known and len(known) >= max_projects:
+                raise KeyStoreError(
+                    f"this instance already has {len(known)} projects "
+                    f"(limits.max_projects = {max_projects}); use an existing project"
+                )
         key_id = secrets.token_hex(6)
         secret = f"tsk_{key_id}_{secrets.token_urlsafe(32)}"
         now = time.time()

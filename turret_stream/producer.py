@@ -1,6 +1,8 @@
 """Durable writes of accepted events to the events topic.
 
-The API answers 200 only after the broker acknowledged the write with ``acks=all``. The
+The API answers 200 only after the broker acknowledged the write with ``acks=all`` and,
+with the embedded broker (whose log is in memory), after the event is fsync'd in the
+local journal (``journal.py``), which is replayed into the broker on the next start. The
 producer is not idempotent (tansu has no InitProducerId), so a write retried after a
 timeout may land twice: consumers deduplicate by ``event_id``, which a client makes stable
 across its retries with an ``Idempotency-Key`` header.
@@ -16,8 +18,10 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from turret_stream.errors import BrokerUnavailable
-from turret_stream.settings import KafkaSettings
+from turret_stream.errors import BrokerUnavailable, PipelineBehind
+from turret_stream.journal import Journal, JournalError, JournalRecord
+from turret_stream.progress import PipelineProgress
+from turret_stream.settings import KafkaSettings, PipelineSettings
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +41,27 @@ async def ensure_topic(bootstrap_servers: str, topic: str, partitions: int, repl
 
 class EventPublisher:
     """Owns the API process's Kafka producer. Starts lazily, so the API can come up (and
-    answer 503) while the broker is still down."""
+    answer 503) while the broker is still down.
 
-    def __init__(self, bootstrap_servers: str, settings: KafkaSettings) -> None:
+    With a ``journal``, every event is journaled (fsync'd) before it is sent; with a
+    ``progress``, the publisher tells it what was accepted, and refuses new events while
+    the pipeline is more than ``pipeline.max_lag_events`` behind (back-pressure)."""
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        settings: KafkaSettings,
+        *,
+        journal: Journal | None = None,
+        progress: PipelineProgress | None = None,
+        pipeline: PipelineSettings | None = None,
+    ) -> None:
         self._bootstrap = bootstrap_servers
         self._settings = settings
+        self.journal = journal
+        self.progress = progress
+        self.pipeline = pipeline or PipelineSettings()
+        self.refused_behind = 0  # /track requests shed by back-pressure
         self._producer: AIOKafkaProducer | None = None
         self._topic_ready = False
         self._lock = asyncio.Lock()
@@ -74,16 +94,51 @@ class EventPublisher:
         delivered = await producer.send(self._settings.events_topic, value=value, key=key)
         await delivered
 
-    async def publish(self, key: bytes, value: bytes) -> None:
-        """Write one message and wait for ``acks=all``; BrokerUnavailable if not in time."""
+    def check_capacity(self) -> None:
+        """PipelineBehind when the pipeline lags more than the configured bound."""
+        if self.progress is None:
+            return
+        lag = self.progress.lag
+        if lag >= self.pipeline.max_lag_events:
+            self.refused_behind += 1
+            raise PipelineBehind(lag, self.pipeline.behind_retry_after_s)
+
+    async def publish(self, key: bytes, value: bytes, event_id: str | None = None) -> None:
+        """Journal (if any) and write one message, waiting for ``acks=all``;
+        BrokerUnavailable if either fails or the broker does not answer in time."""
+        seq = None
+        if self.journal is not None:
+            try:
+                seq = await self.journal.append(event_id or "", key, value)
+            except JournalError as exc:
+                log.error("event not journaled: %s", exc)
+                raise BrokerUnavailable(str(exc)) from exc
+        if self.progress is not None and event_id is not None:
+            self.progress.opened(event_id, seq)
         try:
             await asyncio.wait_for(self._publish(key, value), self._settings.produce_timeout_s)
         except (TimeoutError, KafkaError, OSError) as exc:
+            if self.progress is not None and event_id is not None:
+                self.progress.abandoned(event_id)
             # After an outage the broker may have lost the topic (tansu is in-memory):
             # check it again before the next write.
             self._topic_ready = False
             log.warning("event not written to Kafka: %r", exc)
             raise BrokerUnavailable(str(exc) or type(exc).__name__) from exc
+
+    async def replay(self, records: list[JournalRecord], timeout: float = 60.0) -> None:
+        """Write journaled records (not journaled again) to a fresh broker, in order;
+        the start of `up` waits for this before it opens the API."""
+        producer = await asyncio.wait_for(self._ready_producer(), timeout)
+        topic = self._settings.events_topic
+        for start in range(0, len(records), 1000):
+            chunk = records[start : start + 1000]
+            sent = []
+            for r in chunk:
+                if self.progress is not None:
+                    self.progress.opened(r.event_id, r.seq)
+                sent.append(await producer.send(topic, value=r.value, key=r.key))
+            await asyncio.wait_for(asyncio.gather(*sent), timeout)
 
     async def broker_reachable(self, timeout: float = 2.0) -> bool:
         try:

@@ -117,3 +117,21 @@ class WorkerHeartbeat(faust.Record, serializer="json", namespace="turret.WorkerH
     pid: int
     # Seconds since the epoch at which the worker sent this.
     at: float
+
+
+class DeadLetter(faust.Record, serializer="json", namespace="turret.DeadLetter"):
+    """An event (or one of its texts) that failed in an agent twice, alone: set aside on
+    <prefix>.dead_letters (keyed by project) so the rest of its batch goes on.
+
+    ``event`` is the original event as JSON text (``TrackedEvent`` fields, with
+    non-ASCII escaped), so a poison value cannot break the dead letter itself; ``error``
+    is the exception's text, escaped the same way.
+    """
+
+    event_id: str
+    project: str
+    stage: str  # "embed" | "cluster"
+    dimension: str  # the text's metadata key (cluster stage), "" for the embed stage
+    error: str
+    event: str
+    failed_at: float

@@ -77,6 +77,10 @@ class KafkaSettings(_Section):
     def workers_topic(self) -> str:
         return f"{self.topic_prefix}.workers"
 
+    @property
+    def dead_letters_topic(self) -> str:
+        return f"{self.topic_prefix}.dead_letters"
+
 
 class WorkerSettings(_Section):
     # Faust application id, also the Kafka consumer group.
@@ -101,6 +105,11 @@ class TrackLimits(_Section):
     max_metadata_keys: int = Field(100, ge=1)
     max_metadata_key_chars: int = Field(255, ge=1)
     max_idempotency_key_chars: int = Field(255, ge=1)
+    # Text keys (clustering dimensions) a project may have; further text keys are kept on
+    # events as context only (each dimension costs three store collections).
+    max_text_dimensions: int = Field(10, ge=1)
+    # Projects an instance may hold (keys create refuses a new project beyond it).
+    max_projects: int = Field(1000, ge=1)
 
 
 class RateLimitSettings(_Section):
@@ -255,6 +264,26 @@ class StartupSettings(_Section):
     wait_s: float = Field(30.0, ge=0)
 
 
+class PipelineSettings(_Section):
+    # The write-ahead journal of accepted events (data_dir/journal): "auto" keeps it with
+    # the embedded broker, whose log is in memory; with an external Kafka, acks=all is the
+    # contract and "auto" means off ("on" forces it, e.g. for a single-broker Kafka).
+    # Used by `up` only (API and worker in one process); `api` alone never journals.
+    journal: Literal["auto", "on", "off"] = "auto"
+    # fsync every group commit (off only for throwaway data: a power cut loses events).
+    journal_fsync: bool = True
+    journal_segment_bytes: int = Field(16 * 1024 * 1024, ge=4096)
+    # How often processed events are confirmed (store flushed, journal truncated).
+    checkpoint_interval_s: float = Field(2.0, gt=0)
+    # On SIGTERM, wait at most this long for the worker to finish what was accepted; the
+    # rest stays in the journal for the next start.
+    drain_timeout_s: float = Field(10.0, ge=0)
+    # Back-pressure: /track answers 503 while this many accepted events wait for the
+    # worker (in `up`; about 20 s of work at the pipeline's speed on 2 cores).
+    max_lag_events: int = Field(2000, ge=1)
+    behind_retry_after_s: int = Field(2, ge=1)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TURRET_",
@@ -278,6 +307,7 @@ class Settings(BaseSettings):
     live: LiveSettings = LiveSettings()
     labels: LabelSettings = LabelSettings()
     startup: StartupSettings = StartupSettings()
+    pipeline: PipelineSettings = PipelineSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -308,6 +338,15 @@ class Settings(BaseSettings):
     @property
     def qdrant_path(self) -> Path:
         return self.data_dir / "qdrant"
+
+    @property
+    def journal_path(self) -> Path:
+        return self.data_dir / "journal"
+
+    @property
+    def journal_enabled(self) -> bool:
+        mode = self.pipeline.journal
+        return mode == "on" or (mode == "auto" and self.embedded_broker)
 
     @property
     def keys_db_path(self) -> Path:

@@ -18,9 +18,11 @@ from turret_stream.embedding.pool import PooledEmbedder, cores
 from turret_stream.http.app import create_app
 from turret_stream.http.keys import WorkerProbe
 from turret_stream.http.server import ApiRunner
+from turret_stream.journal import Journal
 from turret_stream.keys import KeyStore
 from turret_stream.preflight import check_broker, check_store
-from turret_stream.producer import ensure_topic
+from turret_stream.producer import EventPublisher, ensure_topic
+from turret_stream.progress import PipelineProgress
 from turret_stream.settings import Settings
 from turret_stream.storage import VectorStore, open_store
 from turret_stream.topology import Topology, build_topology, topic_names
@@ -40,6 +42,9 @@ class RunningStack:
     keystore: KeyStore | None = None
     store: VectorStore | None = None
     embedder: Embedder | None = None
+    journal: Journal | None = None
+    progress: PipelineProgress | None = None
+    publisher: EventPublisher | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -61,10 +66,13 @@ def open_worker_embedder(settings: Settings) -> Embedder:
 
 @contextlib.asynccontextmanager
 async def running_worker(
-    settings: Settings, store: VectorStore, embedder: Embedder
+    settings: Settings,
+    store: VectorStore,
+    embedder: Embedder,
+    progress: PipelineProgress | None = None,
 ) -> AsyncIterator[Topology]:
     """The Faust app started inside this event loop; stopped on exit."""
-    topology = build_topology(settings, store, embedder)
+    topology = build_topology(settings, store, embedder, progress=progress)
     # Declare every topic with its partition count before any consumer joins.
     k = settings.kafka
     for name in topic_names(settings):
@@ -110,13 +118,45 @@ async def running_stack(
             stack.store = open_store(settings)
             exits.callback(stack.store.close)
             await check_store(stack.store, settings)
+        if api and worker and settings.journal_enabled:
+            # Taken before anything is served: the journal is this data dir's entry point.
+            # Only with the worker in this process: it is what confirms journaled events.
+            stack.journal = Journal(
+                settings.journal_path,
+                settings.pipeline.journal_segment_bytes,
+                fsync=settings.pipeline.journal_fsync,
+            )
+            pending = stack.journal.open()
+            exits.push_async_callback(stack.journal.close)
+        if api and worker:
+            # API and worker share this process: lag is counted in it (back-pressure).
+            stack.progress = PipelineProgress()
         if worker:
             stack.embedder = await asyncio.to_thread(open_worker_embedder, settings)
             if isinstance(stack.embedder, PooledEmbedder):
                 exits.callback(stack.embedder.close)
             stack.topology = await exits.enter_async_context(
-                running_worker(settings, stack.store, stack.embedder)
+                running_worker(settings, stack.store, stack.embedder, stack.progress)
             )
+        if api:
+            stack.publisher = EventPublisher(
+                settings.bootstrap_servers,
+                settings.kafka,
+                journal=stack.journal,
+                progress=stack.progress,
+                pipeline=settings.pipeline,
+            )
+            exits.push_async_callback(stack.publisher.close)
+        if stack.journal is not None and stack.publisher is not None:
+            if stack.progress is not None:
+                stack.progress.note_seq(stack.journal.confirmed)
+            if pending:
+                log.info("replaying %d journaled events into the broker", len(pending))
+                await stack.publisher.replay(pending)
+            exits.push_async_callback(_drain, stack)
+            stop_checkpoints = asyncio.Event()
+            checkpoints = asyncio.create_task(_checkpoint_loop(stack, stop_checkpoints))
+            exits.push_async_callback(_stop_loop, stop_checkpoints, checkpoints)
         if api:
             stack.keystore = KeyStore(settings.keys_db_path)
             exits.callback(stack.keystore.close)
@@ -127,6 +167,7 @@ async def running_stack(
                 worker_probe=probe,
                 store=stack.store,
                 embedder=stack.embedder,
+                publisher=stack.publisher,
             )
             # The access log carries no headers; ApiRunner answers parse errors as JSON
             # without echoing (or logging) the request bytes.
@@ -138,6 +179,53 @@ async def running_stack(
             host, port = runner.addresses[0][:2]
             stack.api_url = f"http://{host}:{port}"
         yield stack
+
+
+async def _checkpoint(stack: RunningStack) -> None:
+    """Confirm in the journal what the worker has stored: flush the store first, so that a
+    confirmed event is on disk there before it leaves the journal."""
+    journal, progress = stack.journal, stack.progress
+    assert journal is not None
+    if progress is None:
+        return  # no worker here to confirm anything: replay it all next time
+    upto = progress.confirmed_seq()
+    if upto <= journal.confirmed:
+        return
+    if stack.store is not None:
+        await asyncio.to_thread(stack.store.flush)
+    await asyncio.to_thread(journal.confirm, upto)
+
+
+async def _checkpoint_loop(stack: RunningStack, stop: asyncio.Event) -> None:
+    interval = stack.settings.pipeline.checkpoint_interval_s
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+            return
+        try:
+            await _checkpoint(stack)
+        except Exception:
+            log.exception("journal checkpoint failed; retrying in %ss", interval)
+
+
+async def _stop_loop(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
+    # Not cancelled: a checkpoint in progress finishes (its file writes run in a thread).
+    stop.set()
+    await task
+
+
+async def _drain(stack: RunningStack) -> None:
+    """On stop, after the API stopped taking events: give the worker up to
+    ``pipeline.drain_timeout_s`` to finish what was accepted, then confirm it. Whatever is
+    left stays in the journal and is replayed on the next start."""
+    progress = stack.progress
+    if progress is not None:
+        deadline = asyncio.get_running_loop().time() + stack.settings.pipeline.drain_timeout_s
+        while progress.lag and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        if progress.lag:
+            log.warning("stopping with %d events still in the journal", progress.lag)
+    await _checkpoint(stack)
 
 
 async def wait_for_stop_signal() -> None:

@@ -10,6 +10,9 @@
       -> <prefix>.assignments (key project:session_id)   where each event landed
            -> agents.sessions.follow       owns each session's row (turret-sessions table)
       -> <prefix>.transitions (key project:session_id)   topic changes, for the live feed
+    embed and cluster agents, on an event or text that fails twice alone:
+      -> <prefix>.dead_letters (key project)
+           -> agents.dead_letters.store_dead_letters   owns the dead-letter store
     timer on the leader: agents.labels.name_topics   names topics (c-TF-IDF, then Ollama)
     timer on every worker: agents.liveness.heartbeat -> <prefix>.workers (1 partition),
                                            read by a separate API's /readyz
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 import faust
 
 from turret_stream.agents.cluster import Owners, register_cluster_agent
+from turret_stream.agents.dead_letters import register_dead_letters_agent
 from turret_stream.agents.embed import register_embed_agent
 from turret_stream.agents.ingest import IngestStats, register_ingest_agent
 from turret_stream.agents.labels import Labeller, make_ollama, register_labeller
@@ -34,10 +38,13 @@ from turret_stream.agents.sessions import (
     store_bootstrap,
     store_labels,
 )
+from turret_stream.dead_letters import DeadLetterStore
 from turret_stream.embedding import Embedder
 from turret_stream.faust_app import TurretApp
 from turret_stream.labels.book import LabelBook
+from turret_stream.progress import PipelineProgress
 from turret_stream.records import (
+    DeadLetter,
     EmbeddedText,
     TopicAssignment,
     TrackedEvent,
@@ -61,15 +68,27 @@ class Topology:
     # Tests and benchmarks watch transitions as they are published.
     transition_listeners: list[Callable[[Transition], None]]
     labeller: Labeller
+    dead_letters: faust.TopicT
 
 
 def topic_names(settings: Settings) -> list[str]:
     """The topics with ``kafka.partitions`` partitions (the workers topic has one)."""
     k = settings.kafka
-    return [k.events_topic, k.texts_topic, k.assignments_topic, k.transitions_topic]
+    return [
+        k.events_topic,
+        k.texts_topic,
+        k.assignments_topic,
+        k.transitions_topic,
+        k.dead_letters_topic,
+    ]
 
 
-def build_topology(settings: Settings, store: VectorStore, embedder: Embedder) -> Topology:
+def build_topology(
+    settings: Settings,
+    store: VectorStore,
+    embedder: Embedder,
+    progress: PipelineProgress | None = None,
+) -> Topology:
     """A Faust app wired to the configured broker, with every topic and agent registered."""
     worker = settings.worker
     k = settings.kafka
@@ -103,10 +122,14 @@ def build_topology(settings: Settings, store: VectorStore, embedder: Embedder) -
     assignments = app.topic(
         k.assignments_topic, key_type=bytes, value_type=TopicAssignment, partitions=k.partitions
     )
+    dead = app.topic(
+        k.dead_letters_topic, key_type=bytes, value_type=DeadLetter, partitions=k.partitions
+    )
     stats = register_ingest_agent(app, events)
-    register_embed_agent(app, events, texts, embedder, settings)
+    register_embed_agent(app, events, texts, embedder, settings, dead, progress)
     owners = Owners(store, settings, embedder.dim)
-    register_cluster_agent(app, texts, assignments, owners)
+    register_cluster_agent(app, texts, assignments, owners, dead, progress)
+    register_dead_letters_agent(app, dead, DeadLetterStore(store), progress)
     transitions = app.topic(
         k.transitions_topic, key_type=bytes, value_type=Transition, partitions=k.partitions
     )
@@ -126,5 +149,15 @@ def build_topology(settings: Settings, store: VectorStore, embedder: Embedder) -
     workers = app.topic(k.workers_topic, key_type=bytes, value_type=WorkerHeartbeat, partitions=1)
     register_heartbeat(app, workers, worker.liveness_interval_s)
     return Topology(
-        app, events, texts, assignments, stats, owners, transitions, sessions, listeners, labeller
+        app,
+        events,
+        texts,
+        assignments,
+        stats,
+        owners,
+        transitions,
+        sessions,
+        listeners,
+        labeller,
+        dead,
     )

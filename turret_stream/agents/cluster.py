@@ -4,6 +4,13 @@ Its input, the texts topic, is keyed by project:dimension, so every text of a di
 reaches the same agent instance, in order. The instance keeps a DimensionOwner per
 dimension it has seen, hands it each batch, and publishes where every event landed on
 the assignments topic (keyed by project:session_id for the session actors).
+
+One bad text never stops the line: when a dimension's batch fails, its owner is dropped
+(so it comes back from its last saved state, not from a half-applied batch) and the
+batch is retried text by text; a text that fails twice alone goes to the dead-letters
+topic. A project has at most ``limits.max_text_dimensions`` text dimensions: the values
+of a further text key stay on the events as context (``metadata``) and the key is
+listed in the catalog as ``capped``.
 """
 
 from __future__ import annotations
@@ -16,14 +23,21 @@ from collections.abc import Callable, Sequence
 
 import faust
 
+from turret_stream import dead_letters
 from turret_stream.catalog import Catalog, dimension_names
 from turret_stream.clustering.owner import DimensionOwner
+from turret_stream.dimensions import FieldTypeTracker
 from turret_stream.fencing import FencedStore, Lease, StaleOwner
-from turret_stream.records import EmbeddedText, TopicAssignment, event_key
+from turret_stream.poison import PoisonEvent, carry_problem
+from turret_stream.progress import PipelineProgress
+from turret_stream.records import DeadLetter, EmbeddedText, TopicAssignment, event_key
 from turret_stream.settings import Settings
 from turret_stream.storage import VectorStore
 
 log = logging.getLogger(__name__)
+
+# Text keys over the cap listed per project (GET /v1/dimensions); beyond, only logged.
+MAX_CAPPED_LISTED = 100
 
 
 class Owners:
@@ -35,6 +49,9 @@ class Owners:
         self.settings = settings
         self.dim = dim
         self._owners: dict[tuple[str, str], DimensionOwner] = {}
+        self._text_dims: dict[str, set[str]] = {}
+        self._capped_keys: dict[str, set[str]] = {}
+        self.capped_texts = 0  # texts not clustered because of the cap (for metrics)
         # Batches and timer ticks run in worker threads; one at a time touches owners.
         self._lock = threading.Lock()
         # Writes refused because another worker had taken the dimension over.
@@ -66,18 +83,122 @@ class Owners:
         self.stale_refused += 1
 
     def process(self, items: Sequence[EmbeddedText]) -> list[TopicAssignment]:
+        placed, failed = self.process_isolated(items)
+        if failed:
+            raise failed[0][1]
+        return placed
+
+    def process_isolated(
+        self, items: Sequence[EmbeddedText]
+    ) -> tuple[list[TopicAssignment], list[tuple[EmbeddedText, Exception]]]:
+        """Learn a batch; returns the assignments and the texts that failed twice alone."""
         groups: dict[tuple[str, str], list[EmbeddedText]] = {}
+        failed: list[tuple[EmbeddedText, Exception]] = []
         for item in items:
+            problem = carry_problem(item.asdict(), "text")
+            if problem is not None:  # found before any owner state changes
+                failed.append((item, PoisonEvent(problem)))
+                continue
             groups.setdefault((item.project, item.dimension), []).append(item)
         out: list[TopicAssignment] = []
         with self._lock:
-            for key, group in groups.items():
+            for (project, dimension), group in groups.items():
                 try:
-                    out.extend(self.get(*key).process(group))
+                    if self._capped(project, dimension, group):
+                        continue
+                    out.extend(self.get(project, dimension).process(group))
+                    self._note_type(project, dimension)
                 except StaleOwner as exc:
                     # Its partition moved: the new owner gets these texts redelivered.
-                    self._drop_stale(key, exc)
-        return out
+                    self._drop_stale((project, dimension), exc)
+                except Exception as exc:
+                    log.warning(
+                        "dimension %s:%r failed on %d texts (%r): one by one",
+                        project,
+                        dimension,
+                        len(group),
+                        exc,
+                    )
+                    self._one_by_one(project, dimension, group, out, failed)
+        return out, failed
+
+    def _one_by_one(
+        self,
+        project: str,
+        dimension: str,
+        group: list[EmbeddedText],
+        out: list[TopicAssignment],
+        failed: list[tuple[EmbeddedText, Exception]],
+    ) -> None:
+        # A failed batch left the owner at its last committed state (it reloads it), so
+        # each text is learned again, alone; one already committed is skipped as seen.
+        for item in group:
+            for attempt in (1, 2):
+                try:
+                    out.extend(self.get(project, dimension).process([item]))
+                    break
+                except StaleOwner as exc:
+                    self._drop_stale((project, dimension), exc)
+                    return
+                except Exception as exc:
+                    if attempt == 2:
+                        failed.append((item, exc))
+
+    # -- the cap on text dimensions per project -----------------------------------------
+
+    def _tracker(self, project: str, dimension: str) -> FieldTypeTracker:
+        """A copy of the key's type tracker, to try values on (no owner is created)."""
+        owner = self._owners.get((project, dimension))
+        if owner is not None:
+            state = owner.tracker.to_dict()
+        else:
+            entry = self.catalog.dimension(project, dimension)
+            if entry is None or not entry.get("tracker"):
+                return FieldTypeTracker(project, dimension, self.settings.dimensions)
+            state = entry["tracker"]
+        return FieldTypeTracker.from_dict(state, self.settings.dimensions)
+
+    def _text_dimensions(self, project: str) -> set[str]:
+        known = self._text_dims.get(project)
+        if known is None:
+            known = {d.key for d in self.catalog.dimensions(project) if d.type == "text"}
+            self._text_dims[project] = known
+        return known
+
+    def _note_type(self, project: str, dimension: str) -> None:
+        owner = self._owners.get((project, dimension))
+        if owner is not None and owner.tracker.type == "text":
+            self._text_dimensions(project).add(dimension)
+
+    def _capped(self, project: str, dimension: str, group: list[EmbeddedText]) -> bool:
+        """True when this key would become one text dimension too many for its project;
+        such a key is recorded in the catalog and its texts are not clustered."""
+        known = self._text_dimensions(project)
+        limit = self.settings.limits.max_text_dimensions
+        if dimension in known or len(known) < limit:
+            return False
+        probe = self._tracker(project, dimension)
+        for item in group:
+            probe.observe(item.text)
+        if probe.type != "text":
+            return False
+        listed = self._capped_keys.get(project)
+        if listed is None:
+            found = self.catalog.dimensions(project)
+            listed = self._capped_keys[project] = {d.key for d in found if d.type == "capped"}
+        # Listed up to a bound: a client inventing key names cannot grow the catalog.
+        if dimension not in listed and len(listed) < MAX_CAPPED_LISTED:
+            listed.add(dimension)
+            self.catalog.save_capped(project, dimension)
+            log.warning(
+                "project %s: key %r not clustered: already %d text dimensions "
+                "(limits.max_text_dimensions)",
+                project,
+                dimension,
+                limit,
+            )
+        self.capped_texts += len(group)
+        return True
 
     def tick(self) -> int:
         """Recluster every owner that is due; returns how many did."""
@@ -101,6 +222,7 @@ class Owners:
         another worker; if it comes back, its owner is restored from the store)."""
         with self._lock:
             self._owners.clear()
+            self._text_dims.clear()
 
 
 def register_cluster_agent(
@@ -108,6 +230,8 @@ def register_cluster_agent(
     texts: faust.TopicT,
     assignments: faust.TopicT,
     owners: Owners,
+    dead: faust.TopicT,
+    progress: PipelineProgress | None = None,
 ) -> None:
     @app.on_partitions_revoked.connect
     async def forget_owners(app: faust.App, revoked: object, **_: object) -> None:
@@ -123,11 +247,22 @@ def register_cluster_agent(
     @app.agent(texts, name="turret.cluster")
     async def cluster(stream: faust.StreamT[EmbeddedText]) -> None:
         async for batch in stream.take(256, within=0.05):
-            placed = await asyncio.to_thread(owners.process, batch)
+            placed, failed = await asyncio.to_thread(owners.process_isolated, batch)
             sent = []
             for a in placed:
                 sent.append(await assignments.send(key=event_key(a.project, a.session_id), value=a))
                 for listener in owners.listeners:
                     listener(a)
+            letters: list[DeadLetter] = []
+            for item, exc in failed:
+                log.warning("text of event %s dead-lettered: %r", item.event_id, exc)
+                letters.append(dead_letters.from_text(item, exc))
+            for letter in letters:
+                sent.append(await dead.send(key=letter.project.encode(), value=letter))
             # Delivered before take() acknowledges the batch's texts.
             await asyncio.gather(*sent)
+            if progress is not None:
+                failed_ids = {id(item) for item, _ in failed}
+                for item in batch:
+                    if id(item) not in failed_ids:
+                        progress.clustered(item.event_id)

@@ -5,17 +5,24 @@ text (each distinct string once per batch: repeated values such as "mobile" cost
 embedding), and sends each one to the owner of its (project, metadata key) on the texts
 topic. Whether a key is a text dimension or a segment is decided by that owner, which
 sees all of the key's values; keys configured as enum, number or ignore are not embedded.
+
+A batch that fails is retried event by event; an event that fails twice alone (e.g. a
+string the tokenizer cannot take) goes to the dead-letters topic and the others go on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Sequence
 
 import faust
 
+from turret_stream import dead_letters
 from turret_stream.embedding import Embedder
+from turret_stream.poison import PoisonEvent, carry_problem
+from turret_stream.progress import PipelineProgress
 from turret_stream.records import EmbeddedText, TrackedEvent, dimension_key, encode_vector
 from turret_stream.settings import Settings
 
@@ -75,18 +82,53 @@ def register_embed_agent(
     texts: faust.TopicT,
     embedder: Embedder,
     settings: Settings,
+    dead: faust.TopicT,
+    progress: PipelineProgress | None = None,
 ) -> None:
+    async def embed_and_send(batch: Sequence[TrackedEvent]) -> None:
+        # The model runs outside the event loop, which keeps serving the API and
+        # Kafka heartbeats meanwhile.
+        embedded = await asyncio.to_thread(embed_batch, batch, embedder, settings)
+        sent = [
+            await texts.send(key=dimension_key(item.project, item.dimension), value=item)
+            for item in embedded
+        ]
+        # Wait for the broker to take them before the batch's events are acknowledged
+        # (take() acks them when this body returns): a crash in between redelivers
+        # the events instead of losing their texts.
+        await asyncio.gather(*sent)
+        if progress is not None:
+            per_event = Counter(item.event_id for item in embedded)
+            for event in batch:
+                progress.embedded(event.event_id, per_event[event.event_id])
+
+    async def set_aside(event: TrackedEvent, exc: Exception) -> None:
+        log.warning("event %s dead-lettered: %r", event.event_id, exc)
+        letter = dead_letters.from_event(event, exc)
+        await (await dead.send(key=letter.project.encode(), value=letter))
+
+    async def isolate(batch: Sequence[TrackedEvent]) -> None:
+        for event in batch:
+            for attempt in (1, 2):
+                try:
+                    await embed_and_send([event])
+                    break
+                except Exception as exc:
+                    if attempt == 2:
+                        await set_aside(event, exc)
+
     @app.agent(events, name="turret.embed")
     async def embed(stream: faust.StreamT[TrackedEvent]) -> None:
         async for batch in stream.take(settings.embedding.batch_size, within=0.05):
-            # The model runs outside the event loop, which keeps serving the API and
-            # Kafka heartbeats meanwhile.
-            embedded = await asyncio.to_thread(embed_batch, batch, embedder, settings)
-            sent = [
-                await texts.send(key=dimension_key(item.project, item.dimension), value=item)
-                for item in embedded
-            ]
-            # Wait for the broker to take them before the batch's events are acknowledged
-            # (take() acks them when this body returns): a crash in between redelivers
-            # the events instead of losing their texts.
-            await asyncio.gather(*sent)
+            carried = []
+            for event in batch:
+                problem = carry_problem(event.asdict())
+                if problem is None:
+                    carried.append(event)
+                else:  # deterministic: no point in a retry
+                    await set_aside(event, PoisonEvent(problem))
+            try:
+                await embed_and_send(carried)
+            except Exception as exc:
+                log.warning("embedding a batch of %d failed (%r): one by one", len(carried), exc)
+                await isolate(carried)

@@ -46,6 +46,7 @@ def create_app(
     worker_probe: WorkerProbe | None = None,
     store: VectorStore | None = None,
     embedder: Embedder | None = None,
+    publisher: EventPublisher | None = None,
 ) -> web.Application:
     """The API app. ``worker_probe`` tells /readyz whether the worker runs; by default it
     asks the broker about the worker's consumer group."""
@@ -68,7 +69,8 @@ def create_app(
     app[WORKER_PROBE] = worker_probe or heartbeat_probe(settings)
     own_keystore = keystore is None
     app[KEYSTORE] = keystore or KeyStore(settings.keys_db_path)
-    app[PUBLISHER] = EventPublisher(settings.bootstrap_servers, settings.kafka)
+    own_publisher = publisher is None
+    app[PUBLISHER] = publisher or EventPublisher(settings.bootstrap_servers, settings.kafka)
     own_store = store is None
     app[STORE] = store if store is not None else open_store(settings)
     app[QUERIES] = Queries(app[STORE])
@@ -87,7 +89,8 @@ def create_app(
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         yield
-        await app[PUBLISHER].close()
+        if own_publisher:
+            await app[PUBLISHER].close()
         if own_store:
             app[STORE].close()
         if own_keystore:

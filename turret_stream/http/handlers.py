@@ -10,7 +10,14 @@ from typing import Any
 
 from aiohttp import web
 
-from turret_stream.errors import ApiError, BrokerUnavailable, ErrorCode, invalid, invalid_api_key
+from turret_stream.errors import (
+    ApiError,
+    BrokerUnavailable,
+    ErrorCode,
+    PipelineBehind,
+    invalid,
+    invalid_api_key,
+)
 from turret_stream.http.guards import API_KEY_HEADER, read_body
 from turret_stream.http.keys import KEYSTORE, PUBLISHER, RATE_LIMITER, SETTINGS, WORKER_PROBE
 from turret_stream.http.openapi import openapi_document
@@ -76,6 +83,16 @@ async def track(request: web.Request) -> web.Response:
             f"Rate limit exceeded. Try again in {retry_after} seconds.",
             retry_after=retry_after,
         )
+    try:
+        # Shed load before reading the body while the worker is far behind.
+        request.app[PUBLISHER].check_capacity()
+    except PipelineBehind as exc:
+        raise ApiError(
+            503,
+            ErrorCode.SERVICE_UNAVAILABLE,
+            f"The pipeline is {exc.lag} events behind; the event was not tracked. Retry later.",
+            retry_after=exc.retry_after,
+        ) from exc
     idempotency_key = _idempotency_key(request, settings.limits.max_idempotency_key_chars)
     body = parse_track_request(parse_json_body(await read_body(request)), settings.limits)
 
@@ -93,7 +110,7 @@ async def track(request: web.Request) -> web.Response:
     )
     try:
         await request.app[PUBLISHER].publish(
-            event_key(event.project, event.session_id), event.dumps()
+            event_key(event.project, event.session_id), event.dumps(), event.event_id
         )
     except BrokerUnavailable as exc:
         raise ApiError(
@@ -124,13 +141,21 @@ async def readyz(request: web.Request) -> web.Response:
         "broker": "ok" if broker else "unreachable",
         "worker": "ok" if worker else ("unknown" if not broker else "not running"),
     }
-    if broker and worker:
+    publisher = request.app[PUBLISHER]
+    behind = False
+    if publisher.progress is not None:
+        # Not ready while /track sheds load: a balancer sends the traffic elsewhere.
+        behind = publisher.progress.lag >= publisher.pipeline.max_lag_events
+        checks["pipeline"] = "behind" if behind else "ok"
+        checks["lag_events"] = publisher.progress.lag
+    if broker and worker and not behind:
         return web.json_response({"status": "ready", "checks": checks})
     return web.json_response(
         {
             "success": False,
             "status": "not ready",
-            "error": "Not ready: " + ", ".join(f"{k} {v}" for k, v in checks.items() if v != "ok"),
+            "error": "Not ready: "
+            + ", ".join(f"{k} {v}" for k, v in checks.items() if v != "ok" and isinstance(v, str)),
             "code": str(ErrorCode.NOT_READY),
             "checks": checks,
         },

@@ -621,6 +621,39 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "/v1/journeys/dropoffs": {
                 "get": _read("Where sessions stop", journey_table, journey_filters)
             },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics: pipeline lag, counters, journal, process",
+                    "responses": {
+                        "200": {
+                            "description": "Prometheus text exposition format.",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
+            "/v1/dead-letters": {
+                "get": {
+                    "summary": "Events of the key's project that the pipeline set aside",
+                    "security": [{"apiKey": []}],
+                    "parameters": [
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                        }
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "Most recent first: id, event_id, stage, "
+                            "dimension, error, event (the original), failed_at, replayed_at.",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        },
+                        "400": _error([ErrorCode.INVALID_REQUEST], "Bad limit."),
+                        "401": _error([ErrorCode.INVALID_API_KEY], "Bad key."),
+                    },
+                }
+            },
         },
     }
 
@@ -636,7 +669,8 @@ def _dashboard_paths() -> dict[str, Any]:
     return {
         "/v1/dimensions": {
             "get": {
-                "summary": "The project's metadata keys and their types",
+                "summary": "The project's metadata keys, their types and whether decided; "
+                "text keys over limits.max_text_dimensions are listed in capped",
                 "security": [{"apiKey": []}],
                 "responses": {
                     "200": ok,

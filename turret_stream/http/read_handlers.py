@@ -55,24 +55,6 @@ async def _run(fn: Callable[..., dict[str, Any]], *args: Any) -> web.Response:
         ) from None
 
 
-async def dimensions(request: web.Request) -> web.Response:
-    """The project's metadata keys with their types (text: clustered; enum: a segment)."""
-    project = authenticate(request).project
-    catalog = request.app[QUERIES].catalog
-
-    def answer() -> dict[str, Any]:
-        return {
-            "success": True,
-            "project": project,
-            "dimensions": [
-                {"key": d.key, "type": d.type, "events": d.events, "decided": d.decided}
-                for d in catalog.dimensions(project)
-            ],
-        }
-
-    return await _run(answer)
-
-
 async def list_clusters(request: web.Request) -> web.Response:
     project = authenticate(request).project
     dimension = _str_param(request, "dimension")

@@ -2,7 +2,13 @@
 
 from aiohttp import web
 
-from turret_stream.http import handlers, journey_handlers, live, read_handlers
+from turret_stream.http import (
+    handlers,
+    journey_handlers,
+    live,
+    pipeline_handlers,
+    read_handlers,
+)
 from turret_stream.http.dashboard import setup_dashboard
 
 
@@ -11,7 +17,9 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
     app.router.add_get("/openapi.json", handlers.openapi)
-    app.router.add_get("/v1/dimensions", read_handlers.dimensions)
+    app.router.add_get("/metrics", pipeline_handlers.metrics)
+    app.router.add_get("/v1/dead-letters", pipeline_handlers.dead_letters)
+    app.router.add_get("/v1/dimensions", pipeline_handlers.dimensions)
     app.router.add_get("/v1/clusters", read_handlers.list_clusters)
     app.router.add_get("/v1/clusters/{cluster_id}", read_handlers.get_cluster)
     app.router.add_put("/v1/clusters/{cluster_id}/label", read_handlers.set_label)

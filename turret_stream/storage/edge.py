@@ -113,6 +113,14 @@ class EdgeTuning:
     # the price of searching more segments.
     max_segment_points: int | None = None
     auto_optimize: bool = True
+    # Threads of each shard's search pool. The binding holds the GIL for a whole call,
+    # so a shard never searches from two callers at once; the engine's default (one
+    # thread per CPU, per shard) made every text dimension (three shards) cost a dozen
+    # threads: a request with 100 text keys took a process to 2,400 threads.
+    search_threads: int | None = 1
+    # Payload storage held in RAM ("cached", about 34 MB per shard even when nearly
+    # empty) or left to the OS page cache (None, the engine default: a few hundred KB).
+    payload_cached: bool = False
 
     def indexing_threshold_kb(self, dim: int) -> int:
         return _points_to_kb(self.indexing_threshold_points, dim)
@@ -420,8 +428,9 @@ class EdgeStore(VectorStore):
                 default_segment_number=tuning.segment_number,
                 max_segment_size=tuning.max_segment_kb(dim),
             ),
-            # Payloads are small and read on every hit: keep them in the page cache.
-            payload_memory=qe.Memory.Cached,
+            payload_memory=qe.Memory.Cached if tuning.payload_cached else None,
+            max_search_threads=tuning.search_threads,
+            search_pool_core=tuning.search_threads,
         )
         try:
             shard = qe.EdgeShard.create(str(directory), config)

@@ -1,0 +1,164 @@
+"""Handlers that show the pipeline's health: ``GET /metrics`` (Prometheus text),
+``GET /v1/dead-letters`` (the key's project's events the pipeline set aside) and
+``GET /v1/dimensions`` (the project's metadata keys, with the text keys over the cap)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from aiohttp import web
+
+from turret_stream.dead_letters import DeadLetterStore
+from turret_stream.errors import invalid
+from turret_stream.http.handlers import authenticate
+from turret_stream.http.keys import PUBLISHER, QUERIES, SETTINGS, STORE
+
+DEAD_LETTERS = web.AppKey("dead_letters", DeadLetterStore)
+MAX_DEAD_LETTERS = 1000
+
+
+def _letters(app: web.Application) -> DeadLetterStore:
+    letters = app.get(DEAD_LETTERS)
+    if letters is None:
+        letters = app[DEAD_LETTERS] = DeadLetterStore(app[STORE])
+    return letters
+
+
+async def dead_letters(request: web.Request) -> web.Response:
+    key = authenticate(request)
+    raw = request.query.get("limit", "100")
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_DEAD_LETTERS:
+        raise invalid("limit", f"must be an integer from 1 to {MAX_DEAD_LETTERS}")
+    letters = _letters(request.app)
+    found = letters.list(key.project, int(raw))
+    return web.json_response(
+        {
+            "success": True,
+            "project": key.project,
+            "total": letters.count(key.project),
+            "dead_letters": [d.as_json() for d in found],
+        }
+    )
+
+
+async def dimensions(request: web.Request) -> web.Response:
+    key = authenticate(request)
+    found = request.app[QUERIES].catalog.dimensions(key.project)
+    return web.json_response(
+        {
+            "success": True,
+            "project": key.project,
+            "max_text_dimensions": request.app[SETTINGS].limits.max_text_dimensions,
+            "dimensions": [
+                {"key": d.key, "type": d.type, "events": d.events, "decided": d.decided}
+                for d in found
+                if d.type != "capped"
+            ],
+            # Text keys over limits.max_text_dimensions: kept on events as context only.
+            "capped": sorted(d.key for d in found if d.type == "capped"),
+        }
+    )
+
+
+def _process_figures() -> dict[str, int]:
+    figures = {"threads": 0, "resident_bytes": 0}
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("Threads:"):
+                figures["threads"] = int(line.split()[1])
+            elif line.startswith("VmRSS:"):
+                figures["resident_bytes"] = int(line.split()[1]) * 1024
+    else:  # not Linux: threads of this interpreter only
+        figures["threads"] = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
+    return figures
+
+
+def _metric(lines: list[str], name: str, kind: str, help_: str, value: float) -> None:
+    lines += [f"# HELP {name} {help_}", f"# TYPE {name} {kind}", f"{name} {value:g}"]
+
+
+async def metrics(request: web.Request) -> web.Response:
+    publisher = request.app[PUBLISHER]
+    lines: list[str] = []
+    progress = publisher.progress
+    if progress is not None:
+        _metric(
+            lines,
+            "turret_pipeline_lag_events",
+            "gauge",
+            "Events accepted by this process and not yet through the worker.",
+            progress.lag,
+        )
+        _metric(
+            lines,
+            "turret_pipeline_max_lag_events",
+            "gauge",
+            "Lag at which /track answers 503 (pipeline.max_lag_events).",
+            publisher.pipeline.max_lag_events,
+        )
+        _metric(
+            lines,
+            "turret_events_accepted_total",
+            "counter",
+            "Events written to the events topic by this process.",
+            progress.accepted,
+        )
+        _metric(
+            lines,
+            "turret_events_processed_total",
+            "counter",
+            "Accepted events the worker is done with.",
+            progress.processed,
+        )
+        _metric(
+            lines,
+            "turret_dead_letters_total",
+            "counter",
+            "Events or texts set aside in the dead-letter store.",
+            progress.dead_letters,
+        )
+    _metric(
+        lines,
+        "turret_track_shed_total",
+        "counter",
+        "/track requests answered 503 because the pipeline was behind.",
+        publisher.refused_behind,
+    )
+    journal = publisher.journal
+    if journal is not None:
+        _metric(
+            lines,
+            "turret_journal_unconfirmed_events",
+            "gauge",
+            "Journaled events not yet confirmed as stored.",
+            journal.last_seq - journal.confirmed,
+        )
+        _metric(
+            lines, "turret_journal_bytes", "gauge", "Journal size on disk.", journal.size_bytes()
+        )
+        _metric(
+            lines,
+            "turret_journal_fsyncs_total",
+            "counter",
+            "Group commits (one fsync each).",
+            journal.fsyncs,
+        )
+    process = _process_figures()
+    _metric(
+        lines, "turret_process_threads", "gauge", "OS threads of this process.", process["threads"]
+    )
+    _metric(
+        lines,
+        "turret_process_resident_memory_bytes",
+        "gauge",
+        "Resident memory of this process.",
+        process["resident_bytes"],
+    )
+    return web.Response(
+        text="\n".join(lines) + "\n",
+        content_type="text/plain",
+        charset="utf-8",
+        headers={"X-Content-Type-Options": "nosniff"},
+    )

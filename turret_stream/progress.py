@@ -1,0 +1,116 @@
+"""How far the in-process pipeline has got with the events this process accepted.
+
+In `turret-stream up` the API and the worker share one process, so the lag is counted
+here rather than asked of the broker: an accepted event is *open* from its write to the
+events topic until the worker is done with it, i.e. the embed agent has handled the
+delivery and the cluster agent has handled each of its texts (or either stage put it in
+the dead-letter store). Two things read it:
+
+- back-pressure: ``lag`` (open events) against ``pipeline.max_lag_events``;
+- the journal: ``confirmed_seq`` is the highest journal sequence number below which
+  nothing is open, so journal records up to it can be dropped once the store is flushed.
+
+Reports about events this process did not accept (another API's, or a redelivery from an
+external Kafka after a restart) are ignored. All methods run on the event loop.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+
+
+@dataclass
+class _Open:
+    deliveries: int = 0  # writes to the events topic not yet handled by the embed agent
+    texts: int = 0  # texts sent on, not yet handled by the cluster agent
+    seqs: list[int] = field(default_factory=list)
+
+
+class PipelineProgress:
+    def __init__(self) -> None:
+        self._open: dict[str, _Open] = {}
+        self._heap: list[int] = []  # journal seqs of open events (lazily cleaned)
+        self._done_seqs: set[int] = set()
+        self._highest_seq = 0
+        self.accepted = 0
+        self.processed = 0
+        self.dead_letters = 0
+        self.texts_sent = 0
+        self.texts_done = 0
+
+    # -- API side -------------------------------------------------------------------------
+
+    def opened(self, event_id: str, seq: int | None = None) -> None:
+        """An event is about to be written to the events topic (call before the write, so
+        that the worker's report cannot come first)."""
+        entry = self._open.setdefault(event_id, _Open())
+        entry.deliveries += 1
+        self.accepted += 1
+        if seq is not None:
+            entry.seqs.append(seq)
+            heapq.heappush(self._heap, seq)
+            self._highest_seq = max(self._highest_seq, seq)
+
+    def abandoned(self, event_id: str) -> None:
+        """The write failed (the client got a 503): stop waiting for the worker."""
+        entry = self._open.get(event_id)
+        if entry is not None:
+            entry.deliveries -= 1
+            self.accepted -= 1
+            self._maybe_close(event_id, entry)
+
+    # -- worker side ----------------------------------------------------------------------
+
+    def embedded(self, event_id: str, texts: int) -> None:
+        """The embed agent handled one delivery of the event and sent ``texts`` texts on."""
+        entry = self._open.get(event_id)
+        if entry is None:
+            return
+        entry.deliveries -= 1
+        entry.texts += texts
+        self.texts_sent += texts
+        self._maybe_close(event_id, entry)
+
+    def clustered(self, event_id: str) -> None:
+        """The cluster agent handled one text of the event (stored, or skipped as seen)."""
+        entry = self._open.get(event_id)
+        if entry is None:
+            return
+        # May go below zero for a moment: a text can be handled before the embed agent's
+        # report of it arrives.
+        entry.texts -= 1
+        self.texts_done += 1
+        self._maybe_close(event_id, entry)
+
+    def dead_lettered(self, event_id: str, stage: str) -> None:
+        """One delivery (stage ``embed``) or one text (stage ``cluster``) of the event went
+        to the dead-letter store instead."""
+        self.dead_letters += 1
+        if stage == "embed":
+            self.embedded(event_id, 0)
+        else:
+            self.clustered(event_id)
+
+    def _maybe_close(self, event_id: str, entry: _Open) -> None:
+        if entry.deliveries <= 0 and entry.texts <= 0:
+            del self._open[event_id]
+            self.processed += 1
+            self._done_seqs.update(entry.seqs)
+
+    # -- readers --------------------------------------------------------------------------
+
+    @property
+    def lag(self) -> int:
+        """Events accepted by this process and not yet through the pipeline."""
+        return len(self._open)
+
+    def confirmed_seq(self) -> int:
+        """Every journal record up to this sequence number is through the pipeline."""
+        while self._heap and self._heap[0] in self._done_seqs:
+            self._done_seqs.discard(heapq.heappop(self._heap))
+        return self._heap[0] - 1 if self._heap else self._highest_seq
+
+    def note_seq(self, seq: int) -> None:
+        """The journal's position at start: nothing before it is open."""
+        self._highest_seq = max(self._highest_seq, seq)
