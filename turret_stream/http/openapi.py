@@ -21,7 +21,7 @@ from turret_stream.http.limits import (
 from turret_stream.settings import Settings
 
 # Paths the document must cover; anything else the app serves is a browser page.
-API_PREFIXES = ("/v1/", "/track", "/healthz", "/readyz", "/openapi.json")
+API_PREFIXES = ("/v1/", "/track", "/healthz", "/readyz", "/metrics", "/openapi.json")
 
 
 def _error(codes: list[ErrorCode], description: str, retry: bool = False) -> dict[str, Any]:
