@@ -111,7 +111,7 @@ def build_topology(settings: Settings, store: VectorStore, embedder: Embedder) -
         listeners=listeners,
         label_of=store_labels(LabelBook(store)),
     )
-    labeller = Labeller(store, settings.labels, make_ollama(settings.labels))
+    labeller = Labeller(store, settings.labels, make_ollama(settings.labels), embedder)
     register_labeller(app, labeller)
     return Topology(
         app, events, texts, assignments, stats, owners, transitions, sessions, listeners, labeller
