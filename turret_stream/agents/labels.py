@@ -180,6 +180,17 @@ class Labeller:
             self._count(job, decision)
             if on_done is not None:
                 on_done(job, decision)
+        for slug, p in self.progress.items():
+            log.info(
+                "LLM labels of %s: %d of %d done (%d LLM names won, %d kept the offline name, "
+                "%d failed)",
+                slug,
+                p.done,
+                p.queued,
+                p.llm,
+                p.kept,
+                p.failed,
+            )
 
     async def ask_llm(self, jobs: list[LlmJob]) -> None:
         """Run the LLM rounds of ``jobs`` now (largest first) and return when all are done."""
