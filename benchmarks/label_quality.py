@@ -103,10 +103,12 @@ def llm_names(
     host: str,
     model: str,
     settings: LabelSettings,
+    budget_s: float | None = None,
 ) -> list[tuple[str, Decision, str | None, bool]] | str:
     """Each topic's decision, largest first, as the labeller makes it; or why there is none.
 
     A row: topic, decision, the model's first candidate (None if it failed), corrected.
+    No round starts after ``budget_s`` seconds: the topics left keep the fallback's name.
     """
     from turret_stream.labels.ollama import OllamaLabeller
 
@@ -139,7 +141,11 @@ def llm_names(
                 return f"not available ({health.detail})"
             recording = Recording(ollama)
             rows = []
+            started = time.monotonic()
             for n, topic in enumerate(order):
+                if budget_s is not None and time.monotonic() - started > budget_s:
+                    print(f"  time budget spent: {len(order) - n} topics not asked")
+                    break
                 i = order.index(topic)
                 others = np.delete(matrix, i, axis=0)
                 rest = [t for t in order if t != topic]
@@ -214,6 +220,7 @@ def main() -> None:
     parser.add_argument("--ollama-host", help="also score the LLM labeller at this host")
     parser.add_argument("--ollama-model", help="Ollama model (default: labels.ollama_model)")
     parser.add_argument("--limit-topics", type=int, help="LLM rounds for the N largest only")
+    parser.add_argument("--budget-s", type=float, help="start no LLM round after this many seconds")
     parser.add_argument("--save", type=Path, help="write every topic's names here (JSON)")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "turret-bench")
     args = parser.parse_args()
@@ -262,7 +269,15 @@ def main() -> None:
         print(f"\nLLM labeller, {model} at {args.ollama_host}, {len(order)} topics largest first:")
         started = time.perf_counter()
         result = llm_names(
-            order, labels, centres, nearest, embedder, args.ollama_host, model, settings
+            order,
+            labels,
+            centres,
+            nearest,
+            embedder,
+            args.ollama_host,
+            model,
+            settings,
+            args.budget_s,
         )
         wall = time.perf_counter() - started
         if isinstance(result, str):
@@ -291,6 +306,13 @@ def main() -> None:
         chance = others if chance is None else chance
         print(f"{name:<46}{cos:>8.3f}{found:>16.3f}")
     print(f"{'chance: fallback vs other intents; 1/intents':<46}{chance:>8.3f}{chance_id:>16.3f}")
+    if decided and len(decided) < len(rows):
+        # Only some topics were asked: the same scores over just those, side by side.
+        asked = {t: sizes[t] for t in decided}
+        print(f"\nonly the {len(asked)} topics the LLM was asked about (largest first):")
+        for name, names in table:
+            cos, found, _ = score(embedder, {t: names[t] for t in asked}, gold, asked)
+            print(f"{name:<46}{cos:>8.3f}{found:>16.3f}")
     if args.save:
         out = {
             t: {

@@ -235,8 +235,11 @@ async def test_request_is_contrastive_with_schema_and_bounded_examples(fake: Fak
     prompt = user["content"]
     assert len(prompt) <= 1200
     assert "A billing assistant" in prompt
-    # The neighbours' names, to tell this topic apart from.
-    assert "told apart" in prompt and "Invoice Download Links; VAT Number Changes" in prompt
+    # The neighbours' names, to tell this topic apart from (before the messages).
+    assert "for contrast only" in prompt
+    assert "Invoice Download Links; VAT Number Changes" in prompt
+    assert prompt.index("VAT Number Changes") < prompt.index("example0")
+    assert body["format"]["properties"]["description"]["maxLength"] == 160
     # The most representative examples make it in, cut (each is ~600 chars) but not dropped.
     assert "example0 about invoices" in prompt and "example1 about invoices" in prompt
     assert examples[0].strip() not in prompt

@@ -35,13 +35,16 @@ from typing import Any
 import httpx
 import ollama
 
-from turret_stream.labels.rules import clean_description, clean_name
+from turret_stream.labels.rules import MAX_DESCRIPTION_CHARS, clean_description, clean_name
 
 log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
 # A ~400 MB download that runs on a CPU; "qwen2.5:1.5b-instruct" (~1 GB) names better, slower.
 DEFAULT_MODEL = "qwen2.5:0.5b-instruct"
+
+
+_MAX_NAME_CHARS = 60
 
 
 def name_schema(candidates: int) -> dict[str, Any]:
@@ -51,11 +54,12 @@ def name_schema(candidates: int) -> dict[str, Any]:
         "properties": {
             "names": {
                 "type": "array",
-                "items": {"type": "string"},
+                "items": {"type": "string", "maxLength": _MAX_NAME_CHARS},
                 "minItems": candidates,
                 "maxItems": candidates,
             },
-            "description": {"type": "string"},
+            # Bounded at decoding: a rambling description cannot eat the time budget.
+            "description": {"type": "string", "maxLength": MAX_DESCRIPTION_CHARS},
         },
         "required": ["names", "description"],
     }
@@ -464,11 +468,15 @@ def build_prompt(
     near = [n for n in _unique(neighbours, set()) if n][:_MAX_NEIGHBOURS]
     tail = "\nName this topic."
     if near:
-        tail = (
-            "\nSimilar topics, which it must be told apart from: "
+        # Before the messages, away from where the answer starts: small models copy what
+        # they read last.
+        head = (
+            "Names of similar topics, for contrast only (do not reuse them): "
             + "; ".join(near)
-            + "\n\nName this topic."
+            + "\n\n"
+            + head
         )
+        tail = "\nName this topic by what sets it apart from those similar topics."
     if context := _squash(context)[:_MAX_CONTEXT_CHARS]:
         head = f"About the product: {context}\n\n{head}"
 
