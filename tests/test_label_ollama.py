@@ -316,6 +316,21 @@ async def test_a_broken_description_is_corrected_once(fake: FakeOllama) -> None:
     assert label is not None and label.name == NAMES[0] and label.description == ""
 
 
+async def test_names_before_a_cut_off_description_are_kept(fake: FakeOllama) -> None:
+    cut = '{"names": ["Extra Fee on Statement", "Card Payment Fee"], "description": "The top'
+    fake.script = [Reply(cut), Reply(answer("Unrecognised Card Fees"))]
+    async with labeller(fake.host) as ollama:
+        label = await ollama.label(EXAMPLES)
+    assert "description is missing" in fake.requests[1]["messages"][-1]["content"]
+    assert label is not None and label.corrected
+    assert label.candidates == (
+        "Extra Fee on Statement",
+        "Card Payment Fee",
+        "Unrecognised Card Fees",
+    )
+    assert label.description == DESCRIPTION
+
+
 @pytest.mark.parametrize(
     "content",
     [

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -402,7 +403,7 @@ def parse_answer(content: str, forbidden: Sequence[str] = ()) -> _Answer:
     try:
         data = json.loads(content)
     except (TypeError, ValueError):
-        data = None
+        data = _salvage(content)
     if not isinstance(data, dict):
         answer.problems.append("the answer was not a JSON object with names and description")
         return answer
@@ -427,6 +428,23 @@ def parse_answer(content: str, forbidden: Sequence[str] = ()) -> _Answer:
     else:
         answer.description = description
     return answer
+
+
+_NAMES_ARRAY = re.compile(r'"names"\s*:\s*(\[[^\[\]]*\])')
+
+
+def _salvage(content: object) -> dict[str, Any] | None:
+    """The names of an answer cut off after them (the token cap hit in the description,
+    or a small model emitting whitespace until it), so the correction asks only for what
+    is missing."""
+    found = _NAMES_ARRAY.search(content) if isinstance(content, str) else None
+    if found is None:
+        return None
+    try:
+        names = json.loads(found.group(1))
+    except ValueError:
+        return None
+    return {"names": names} if isinstance(names, list) else None
 
 
 def _merge(first: _Answer, second: _Answer) -> _Answer:
