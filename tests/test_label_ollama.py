@@ -283,6 +283,9 @@ async def test_a_copied_neighbour_name_is_refused_and_corrected(fake: FakeOllama
     correction = fake.requests[1]["messages"]
     assert [m["role"] for m in correction] == ["system", "user", "assistant", "user"]
     assert "'Refund Requests' is the name of another topic" in correction[-1]["content"]
+    # Sampled more freely than the first answer, which it would otherwise repeat.
+    first, second = (r["options"]["temperature"] for r in fake.requests)
+    assert second > first
 
 
 async def test_a_one_word_name_is_refused_and_corrected(fake: FakeOllama) -> None:

@@ -88,6 +88,9 @@ CORRECTION = (
 # Low temperature keeps names stable when a topic is relabelled; the token cap bounds the time a
 # rambling model can take (a few names plus one sentence are well under it).
 _OPTIONS: dict[str, Any] = {"temperature": 0.2, "num_predict": 200}
+# A correction at that temperature tends to repeat the refused answer word for word (seen
+# with a 0.5B model copying its neighbours' names): it is sampled more freely.
+_CORRECTION_OPTIONS: dict[str, Any] = {**_OPTIONS, "temperature": 0.8}
 
 _MAX_EXAMPLES = 12
 _MAX_DIVERSE = 4
@@ -247,7 +250,8 @@ class OllamaLabeller:
                     {"role": "assistant", "content": content},
                     {"role": "user", "content": _correction(answer.problems)},
                 ]
-                second = parse_answer(await self._chat_with_retries(messages), forbidden)
+                again = await self._chat_with_retries(messages, _CORRECTION_OPTIONS)
+                second = parse_answer(again, forbidden)
                 answer = _merge(answer, second)
             if not answer.names:
                 raise _Failure("unusable_answer", repr(content[:200]), retry=False)
@@ -287,11 +291,13 @@ class OllamaLabeller:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def _chat_with_retries(self, messages: list[dict[str, str]]) -> str:
+    async def _chat_with_retries(
+        self, messages: list[dict[str, str]], options: dict[str, Any] = _OPTIONS
+    ) -> str:
         attempt = 0
         while True:
             try:
-                return await self._chat_once(messages, attempt)
+                return await self._chat_once(messages, attempt, options)
             except _Failure as failure:
                 if not failure.retry or attempt >= self._retries:
                     raise
@@ -300,14 +306,16 @@ class OllamaLabeller:
             await asyncio.sleep(self._backoff_s * 2**attempt)
             attempt += 1
 
-    async def _chat_once(self, messages: list[dict[str, str]], attempt: int) -> str:
+    async def _chat_once(
+        self, messages: list[dict[str, str]], attempt: int, options: dict[str, Any]
+    ) -> str:
         async with self._slots:
             request = asyncio.ensure_future(
                 self._client.chat(
                     model=self.model,
                     messages=messages,
                     format=name_schema(self.candidates),
-                    options=_OPTIONS,
+                    options=options,
                     stream=False,
                 )
             )
