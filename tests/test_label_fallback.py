@@ -8,7 +8,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -253,12 +252,10 @@ def _banking77() -> dict[str, list[str]]:
 
 def test_banking77_gold_topics():
     topics = _banking77()
-    started = time.perf_counter()
+    # Its speed (~1 s for 13k texts on two idle cores) is measured by the benchmark, not
+    # here: a pass/fail test must not depend on the machine's load.
     labels = label_topics(topics)
-    elapsed = time.perf_counter() - started
     assert len(labels) == len(topics) == 77
-    # 13k texts; a few times the ~1 s it takes on two cores, to be safe on a busy machine.
-    assert elapsed < 5, f"labelling took {elapsed:.1f}s"
     assert len({label.name for label in labels.values()}) >= 75, "names should tell topics apart"
     for topic, label in labels.items():
         assert_readable(label, topics[topic], max_words=4)

@@ -1,11 +1,15 @@
-"""Topic names from Ollama: success, prompt shape, cleaning, and every way Ollama can fail.
+"""Candidate names from Ollama: success, prompt shape, the rules enforced on answers with one
+correction, time budget, and every way Ollama can fail.
 
 No Ollama server can be installed on this machine, so these tests run ``OllamaLabeller`` (and the
 real ``ollama`` client under it) against ``FakeOllama``: an aiohttp server on 127.0.0.1 that
 speaks Ollama's documented HTTP API (``/api/tags`` and ``/api/chat`` with the real request and
 response JSON shapes, ``{"error": ...}`` bodies and status codes) and answers from a per-test
-script. It is a fake only for that reason. ``test_real_ollama`` runs the labeller against a real
-Ollama when ``TURRET_TEST_OLLAMA_HOST`` is set (model from ``TURRET_TEST_OLLAMA_MODEL``).
+script. It is a fake only for that reason; the scripted answers are the ones real small models
+gave (copied names, one-word names, dangling words, questions as descriptions). Like Ollama on a
+CPU and the shim in ``../shared/llm``, it finishes a request whose client has gone.
+``test_real_ollama`` runs the labeller against a real Ollama when ``TURRET_TEST_OLLAMA_HOST`` is
+set (model from ``TURRET_TEST_OLLAMA_MODEL``).
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ import contextlib
 import json
 import logging
 import os
+import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,23 +31,27 @@ from aiohttp import web
 
 from turret_stream.labels.ollama import (
     DEFAULT_MODEL,
-    NAME_SCHEMA,
-    OllamaLabel,
+    SYSTEM_PROMPT,
     OllamaLabeller,
-    clean_name,
+    name_schema,
 )
+from turret_stream.labels.rules import clean_description, clean_name
 
 from .conftest import free_port
 
 MODEL = "qwen2.5:0.5b-instruct"
-GOOD = json.dumps(
-    {"name": "Billing Issues", "description": "Users ask why they were charged twice."}
-)
+NAMES = ["Duplicate Subscription Charges", "Double Card Billing", "Charged Twice Refunds"]
+DESCRIPTION = "Users ask why they were charged twice for one subscription."
+GOOD = json.dumps({"names": NAMES, "description": DESCRIPTION})
 EXAMPLES = [
     "I was charged twice for my subscription this month",
     "why did my card get billed two times?",
     "refund the duplicate charge please",
 ]
+
+
+def answer(*names: str, description: str = DESCRIPTION) -> str:
+    return json.dumps({"names": list(names), "description": description})
 
 
 @dataclass
@@ -60,6 +69,8 @@ class FakeOllama:
     def __init__(self, models: tuple[str, ...] = (MODEL,)) -> None:
         self.models = list(models)
         self.script: list[Reply] = []  # consumed in order; then every answer is Reply()
+        # When set, answers by the request's prompt instead (for work done in any order).
+        self.respond: Callable[[str], Reply] | None = None
         self.requests: list[dict[str, Any]] = []
         self.request_times: list[float] = []
         self.in_flight = 0
@@ -124,7 +135,10 @@ class FakeOllama:
         except ValueError:
             return _error(400, "invalid character looking for beginning of value")
         self.requests.append(body)
-        reply = self.script.pop(0) if self.script else Reply()
+        if self.respond is not None:
+            reply = self.respond(json.dumps(body.get("messages")))
+        else:
+            reply = self.script.pop(0) if self.script else Reply()
         if reply.delay_s:
             # "Thinking" until the delay is up, or until the server stops.
             with contextlib.suppress(TimeoutError):
@@ -176,6 +190,7 @@ def labeller(host: str, **overrides: Any) -> OllamaLabeller:
     # Fast settings for tests; the defaults are sized for a CPU model and would be far too slow.
     options: dict[str, Any] = {
         "timeout_s": 2.0,
+        "min_timeout_s": 2.0,  # no pacing unless a test asks for it
         "max_concurrency": 2,
         "retries": 0,
         "backoff_s": 0.01,
@@ -186,44 +201,65 @@ def labeller(host: str, **overrides: Any) -> OllamaLabeller:
     return OllamaLabeller(host, model, **options)
 
 
+def prompt_of(body: dict[str, Any]) -> str:
+    return body["messages"][1]["content"]
+
+
 async def test_names_a_topic(fake: FakeOllama) -> None:
     async with labeller(fake.host) as ollama:
         label = await ollama.label(EXAMPLES)
-    assert label == OllamaLabel("Billing Issues", "Users ask why they were charged twice.", MODEL)
+    assert label is not None
+    assert label.name == NAMES[0] and label.candidates == tuple(NAMES)
+    assert label.description == DESCRIPTION and label.model == MODEL
+    assert not label.corrected and len(fake.requests) == 1
 
 
-async def test_request_has_schema_instruction_and_bounded_examples(fake: FakeOllama) -> None:
+async def test_request_is_contrastive_with_schema_and_bounded_examples(fake: FakeOllama) -> None:
     examples = [f"example{i} " + "about invoices " * 40 for i in range(20)]
     diverse = ["diverse one: where can I download my invoice?", "diverse two " + "vat " * 300]
-    async with labeller(fake.host, max_prompt_chars=1200) as ollama:
-        await ollama.label(examples, diverse=diverse, context="A billing assistant")
+    neighbours = ["Invoice Download Links", "VAT Number Changes"]
+    async with labeller(fake.host, max_prompt_chars=1200, candidates=3) as ollama:
+        await ollama.label(
+            examples, neighbours=neighbours, diverse=diverse, context="A billing assistant"
+        )
 
     [body] = fake.requests
     assert body["model"] == MODEL
     assert body["stream"] is False
-    assert body["format"] == NAME_SCHEMA
-    assert set(body["format"]["required"]) == {"name", "description"}
+    assert body["format"] == name_schema(3)
+    assert body["format"]["properties"]["names"]["minItems"] == 3
     system, user = body["messages"]
     assert system["role"] == "system"
-    assert "2-5 word" in system["content"] and "Title Case" in system["content"]
-    assert "one sentence" in system["content"]
-    assert user["role"] == "user"
+    assert "2 to 5 words" in system["content"] and "Title Case" in system["content"]
+    assert "third person" in system["content"] and "160" in system["content"]
     prompt = user["content"]
     assert len(prompt) <= 1200
     assert "A billing assistant" in prompt
+    # The neighbours' names, to tell this topic apart from (before the messages).
+    assert "for contrast only" in prompt
+    assert "Invoice Download Links; VAT Number Changes" in prompt
+    assert prompt.index("VAT Number Changes") < prompt.index("example0")
+    assert body["format"]["properties"]["description"]["maxLength"] == 160
     # The most representative examples make it in, cut (each is ~600 chars) but not dropped.
     assert "example0 about invoices" in prompt and "example1 about invoices" in prompt
     assert examples[0].strip() not in prompt
     assert "…" in prompt
-    # Cut to fit: later examples are dropped before the leading ones lose their text.
     assert prompt.index("example0") < prompt.index("example1")
     assert body["options"]["num_predict"] > 0
+
+
+def test_the_instruction_shows_no_name_a_model_could_copy() -> None:
+    # A quoted or Title Case phrase in the instruction is what small models returned for
+    # unrelated topics ("Refund Requests" for an extra charge on a statement).
+    instruction = SYSTEM_PROMPT.format(n=3)
+    assert not re.search(r'"[^"]*"', instruction)
+    assert not re.search(r"\b[A-Z][a-z]+ [A-Z][a-z]+\b", instruction.replace("Title Case", ""))
 
 
 async def test_short_examples_are_sent_whole_and_diverse_ones_after(fake: FakeOllama) -> None:
     async with labeller(fake.host) as ollama:
         await ollama.label(EXAMPLES, diverse=["how do I change my billing address?"])
-    prompt = fake.requests[0]["messages"][1]["content"]
+    prompt = prompt_of(fake.requests[0])
     for text in EXAMPLES:
         assert f"- {text}\n" in prompt
     assert prompt.index(EXAMPLES[-1]) < prompt.index("billing address")
@@ -235,18 +271,67 @@ async def test_no_examples_means_no_request(fake: FakeOllama) -> None:
     assert fake.requests == []
 
 
-async def test_timeout_gives_none_within_budget(fake: FakeOllama) -> None:
-    fake.script = [Reply(delay_s=10), Reply(delay_s=10)]
-    timeout_s, retries, backoff_s = 0.3, 1, 0.05
-    budget = (retries + 1) * timeout_s + backoff_s
-    started = time.monotonic()
-    async with labeller(
-        fake.host, timeout_s=timeout_s, retries=retries, backoff_s=backoff_s
-    ) as ollama:
-        assert await ollama.label(EXAMPLES) is None
-    elapsed = time.monotonic() - started
-    assert budget * 0.9 <= elapsed < budget + 0.5
-    assert len(fake.requests) == 2  # timeouts are retried
+async def test_a_copied_neighbour_name_is_refused_and_corrected(fake: FakeOllama) -> None:
+    neighbours = ["Refund Requests", "Card Payment Fees"]
+    fake.script = [Reply(answer("refund requests", "Refund Requests.")), Reply(GOOD)]
+    async with labeller(fake.host) as ollama:
+        label = await ollama.label(EXAMPLES, neighbours=neighbours)
+    assert label is not None and label.corrected
+    assert label.candidates == tuple(NAMES)
+    assert all("name of another topic" in why for _, why in label.rejected)
+    # The correction goes in the same conversation and says which rule was broken.
+    correction = fake.requests[1]["messages"]
+    assert [m["role"] for m in correction] == ["system", "user", "assistant", "user"]
+    assert "'Refund Requests' is the name of another topic" in correction[-1]["content"]
+    # Sampled more freely than the first answer, which it would otherwise repeat.
+    first, second = (r["options"]["temperature"] for r in fake.requests)
+    assert second > first
+
+
+async def test_a_one_word_name_is_refused_and_corrected(fake: FakeOllama) -> None:
+    fake.script = [
+        Reply(answer("Troubleshooting", "Transfers")),
+        Reply(answer("Failed Transfer Fees")),
+    ]
+    async with labeller(fake.host) as ollama:
+        label = await ollama.label(EXAMPLES)
+    assert label is not None and label.name == "Failed Transfer Fees"
+    assert "one word" in fake.requests[1]["messages"][-1]["content"]
+
+
+async def test_usable_candidates_need_no_correction(fake: FakeOllama) -> None:
+    fake.script = [Reply(answer("Troubleshooting", "Declined Card Payments"))]
+    async with labeller(fake.host) as ollama:
+        label = await ollama.label(EXAMPLES)
+    assert label is not None and label.candidates == ("Declined Card Payments",)
+    assert label.rejected == (("Troubleshooting", "'Troubleshooting' is one word; use 2-5 words"),)
+    assert len(fake.requests) == 1 and not label.corrected
+
+
+async def test_a_broken_description_is_corrected_once(fake: FakeOllama) -> None:
+    question = "Why was I charged twice for my subscription?"
+    fake.script = [Reply(answer(*NAMES, description=question))] * 2
+    async with labeller(fake.host) as ollama:
+        label = await ollama.label(EXAMPLES)
+    assert len(fake.requests) == 2  # one correction, not more
+    assert "third person" in fake.requests[1]["messages"][-1]["content"]
+    # The names stand; the description is left empty for the fallback's to take its place.
+    assert label is not None and label.name == NAMES[0] and label.description == ""
+
+
+async def test_names_before_a_cut_off_description_are_kept(fake: FakeOllama) -> None:
+    cut = '{"names": ["Extra Fee on Statement", "Card Payment Fee"], "description": "The top'
+    fake.script = [Reply(cut), Reply(answer("Unrecognised Card Fees"))]
+    async with labeller(fake.host) as ollama:
+        label = await ollama.label(EXAMPLES)
+    assert "description is missing" in fake.requests[1]["messages"][-1]["content"]
+    assert label is not None and label.corrected
+    assert label.candidates == (
+        "Extra Fee on Statement",
+        "Card Payment Fee",
+        "Unrecognised Card Fees",
+    )
+    assert label.description == DESCRIPTION
 
 
 @pytest.mark.parametrize(
@@ -255,56 +340,130 @@ async def test_timeout_gives_none_within_budget(fake: FakeOllama) -> None:
         "Billing Issues",  # not JSON
         "",
         "[]",
-        '{"title": "Billing Issues", "description": "no name field"}',
-        '{"name": 42, "description": "x"}',
-        '{"name": "", "description": "x"}',
-        '{"name": "Here is the name for this topic", "description": "x"}',
-        '{"name": "Sure! The topic is billing", "description": "x"}',
-        '{"name": "**Billing Issues**", "description": "x"}',
-        '{"name": "# Billing", "description": "x"}',
-        '{"name": "{\\"name\\": \\"Billing\\"}", "description": "x"}',
-        '{"name": "12 / 34 - 56", "description": "x"}',
-        '{"name": "Unknown", "description": "x"}',
-        '{"name": "users keep asking about charges on their cards and refunds", "description": ""}',
-        '{"name": "Billing\\nIssues", "description": "x"}',
-        '{"name": "Billing Iss',  # cut off by num_predict
+        '{"title": "Billing Issues", "description": "no names field"}',
+        '{"names": 42, "description": "x"}',
+        '{"names": [""], "description": "x"}',
+        '{"names": ["Here is the name for this topic"], "description": "x"}',
+        '{"names": ["Sure! The topic is billing"], "description": "x"}',
+        '{"names": ["**Billing Issues**"], "description": "x"}',
+        '{"names": ["# Billing"], "description": "x"}',
+        '{"names": ["12 / 34 - 56"], "description": "x"}',
+        '{"names": ["Unknown"], "description": "x"}',
+        '{"names": ["General Customer Questions"], "description": "x"}',
+        '{"names": ["users keep asking about charges on their cards and refunds"]}',
+        '{"names": ["Billing\\nIssues"], "description": "x"}',
+        '{"names": ["Billing Iss',  # cut off by num_predict
     ],
 )
-async def test_garbage_answer_gives_none(fake: FakeOllama, content: str) -> None:
-    fake.script = [Reply(content=content)]
+async def test_garbage_answers_give_none_after_one_correction(
+    fake: FakeOllama, content: str
+) -> None:
+    fake.script = [Reply(content=content), Reply(content=content)]
     async with labeller(fake.host, retries=2) as ollama:
         assert await ollama.label(EXAMPLES) is None
-    assert len(fake.requests) == 1  # a bad answer is not retried
+    assert len(fake.requests) == 2  # a bad answer is corrected once, not retried
 
 
 @pytest.mark.parametrize(
     ("raw", "name"),
     [
-        ('"billing issues."', "Billing Issues"),
-        ("  refund   requests!! ", "Refund Requests"),
+        ('"billing issues with invoices."', "Billing Issues with Invoices"),
+        ("  refund   requests for orders!! ", "Refund Requests for Orders"),
         ("'password reset help'", "Password Reset Help"),
-        ("“Login Problems”", "Login Problems"),
-        ("Name: Billing Questions", "Billing Questions"),
-        ("BILLING ISSUES", "Billing Issues"),
+        ("“Login Problems on Android”", "Login Problems on Android"),
+        ("Name: Billing Questions by Email", "Billing Questions by Email"),
+        ("BILLING ISSUES ON MOBILE", "Billing Issues on Mobile"),
         ("iPhone sync problems", "iPhone Sync Problems"),
         ("API rate limits", "API Rate Limits"),
-        ("the cost of GPU time", "The Cost of GPU Time"),
-        ("export data to csv files every night", "Export Data to Csv Files"),
+        # Dangling words: cut before a connective, never mid-phrase.
+        ("China Card Replacement and New Card", "China Card Replacement"),
+        ("China Card Replacement and", "China Card Replacement"),
         ("rate limits and quotas for enterprise customers", "Rate Limits and Quotas"),
+        ("Top Up Limits for", "Top Up Limits"),
     ],
 )
 def test_clean_name(raw: str, name: str) -> None:
-    assert clean_name(raw) == name
+    assert clean_name(raw) == (name, "")
 
 
-async def test_answer_is_cleaned(fake: FakeOllama) -> None:
-    answer = {"name": '"slow   export of large reports to excel sheets."', "description": " A. "}
-    fake.script = [Reply(content=json.dumps(answer))]
-    async with labeller(fake.host) as ollama:
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        ("Troubleshooting", "one word"),
+        ("Transfers and", "one word"),
+        ("Card Payment Declined Abroad Again Today", "over 5 words"),
+        ("How do I top up?", "sentence"),
+        ("Top up by card?", "question"),
+        ("General Inquiries", "too generic"),
+        ("Customer Support Issues", "too generic"),
+    ],
+)
+def test_clean_name_refuses(raw: str, why: str) -> None:
+    name, reason = clean_name(raw)
+    assert name is None and why in reason
+
+
+@pytest.mark.parametrize(
+    ("raw", "description"),
+    [
+        ("users ask why a card payment was declined", "Users ask why a card payment was declined."),
+        (
+            "Users ask about exchange rates. They compare them with banks.",
+            "Users ask about exchange rates.",
+        ),
+    ],
+)
+def test_clean_description(raw: str, description: str) -> None:
+    assert clean_description(raw) == (description, "")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "Why was my card declined?",
+        "I want to know why my card was declined.",
+        "Users ask " + "about many things " * 10 + "at once.",
+        "",
+        None,
+    ],
+)
+def test_clean_description_refuses(raw: object) -> None:
+    assert clean_description(raw)[0] is None
+
+
+async def test_the_first_answer_sets_the_pace(fake: FakeOllama) -> None:
+    async with labeller(fake.host, timeout_s=5.0, min_timeout_s=1.0, timeout_factor=3) as ollama:
+        assert ollama.pace_s is None and ollama.timeout_s == 5.0  # nothing measured yet
+        assert await ollama.label(EXAMPLES) is not None
+        assert ollama.pace_s is not None
+        # The fake answers at once: three times its pace is below the floor.
+        assert ollama.timeout_s == 1.0
+        fake.script = [Reply(delay_s=3.0)]
+        assert await ollama.label(EXAMPLES) is None  # 3 s is far over the measured pace
+
+
+async def test_a_timeout_waits_on_the_same_request_instead_of_resending(
+    fake: FakeOllama,
+) -> None:
+    # Over one wait, within two: the retry keeps waiting for the answer being generated
+    # instead of queueing a copy behind it.
+    fake.script = [Reply(delay_s=0.5)]
+    async with labeller(fake.host, timeout_s=0.4, min_timeout_s=0.4, retries=1) as ollama:
         label = await ollama.label(EXAMPLES)
-    assert label is not None
-    assert label.name == "Slow Export of Large Reports"
-    assert label.description == "A."
+    assert label is not None and label.name == NAMES[0]
+    assert len(fake.requests) == 1
+
+
+async def test_after_giving_up_the_next_request_allows_for_the_abandoned_one(
+    fake: FakeOllama,
+) -> None:
+    # The server still works on the request we gave up on; the next one waits it out.
+    fake.script = [Reply(delay_s=10), Reply(delay_s=0.55)]
+    async with labeller(fake.host, timeout_s=0.4, min_timeout_s=0.4, retries=0) as ollama:
+        assert await ollama.label(EXAMPLES) is None
+        label = await ollama.label(EXAMPLES)
+    assert label is not None  # over one wait, but the wait allowed for the abandoned one
+    assert len(fake.requests) == 2
 
 
 async def test_server_down_gives_none_quickly_and_warns_once(
@@ -334,7 +493,7 @@ async def test_recovers_when_ollama_comes_up(caplog: pytest.LogCaptureFixture) -
             assert (await ollama.health()).ok
         finally:
             await server.stop()
-    assert label is not None and label.name == "Billing Issues"
+    assert label is not None and label.name == NAMES[0]
     assert any("works again" in r.getMessage() for r in caplog.records)
 
 
@@ -342,7 +501,7 @@ async def test_retries_server_errors_with_backoff(fake: FakeOllama) -> None:
     fake.script = [Reply(status=500), Reply(status=503), Reply()]
     async with labeller(fake.host, retries=2, backoff_s=0.1) as ollama:
         label = await ollama.label(EXAMPLES)
-    assert label is not None and label.name == "Billing Issues"
+    assert label is not None and label.name == NAMES[0]
     first, second, third = fake.request_times
     assert second - first >= 0.09
     assert third - second >= 0.19  # exponential: backoff_s, then 2 * backoff_s
@@ -388,10 +547,11 @@ async def test_concurrency_is_bounded(fake: FakeOllama) -> None:
 async def test_real_ollama() -> None:
     host = os.environ["TURRET_TEST_OLLAMA_HOST"]
     model = os.environ.get("TURRET_TEST_OLLAMA_MODEL", DEFAULT_MODEL)
-    async with OllamaLabeller(host, model, timeout_s=120.0, retries=1) as ollama:
+    async with OllamaLabeller(host, model, timeout_s=300.0, retries=1) as ollama:
         health = await ollama.health()
         assert health.ok, health.detail
-        label = await ollama.label(EXAMPLES, diverse=["can I get an invoice for the refund?"])
+        label = await ollama.label(EXAMPLES, neighbours=["Card Delivery Times"])
     assert label is not None, "the model gave no usable name (see the warning in the log)"
-    assert 1 <= len(label.name.split()) <= 5
+    for name in label.candidates:
+        assert 2 <= len(name.split()) <= 5
     assert label.model == model

@@ -1,17 +1,24 @@
-"""Topic labels end to end on a real store: offline labels for every topic, Ollama labels
-replacing them (against the tests' Ollama-compatible server: no Ollama can run here),
-the relabel policy, and a person's label that automation never overwrites."""
+"""Topic labels end to end on a real store and the real embedding model: offline labels for
+every topic, LLM rounds (against the tests' Ollama-compatible server: no Ollama can run here)
+whose names win only where they identify their topic, the relabel policy and command, and a
+person's label that automation never overwrites."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 import time
+from collections.abc import Iterator
 
 import pytest
+from click.testing import CliRunner
 
 from turret_stream.agents.labels import Labeller
 from turret_stream.catalog import Catalog
+from turret_stream.cli import main
 from turret_stream.clustering.owner import DimensionOwner
+from turret_stream.embedding import open_embedder
 from turret_stream.http import create_app
 from turret_stream.keys import KeyStore
 from turret_stream.labels.book import LabelBook
@@ -20,10 +27,27 @@ from turret_stream.queries import Queries
 from turret_stream.settings import LabelSettings, Settings
 from turret_stream.storage.edge import EdgeStore
 
-from .test_label_ollama import FakeOllama, Reply
+from .test_label_ollama import FakeOllama, Reply, answer
 from .test_persistence import embedded_rows, item  # noqa: F401  (fixture)
 
-LLM_NAME = "Account Password Recovery"
+LLM_NAME = "Forgotten Login Password"
+# A name of nothing in particular: it identifies its topic worse than the offline name.
+VAGUE = "Online Banking App"
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return open_embedder()
+
+
+def respond_by_topic(prompt: str) -> Reply:
+    """The model's answers: a good name for passwords, a vague one for cards, garbage else."""
+    prompt = prompt.lower()
+    if "reset my password" in prompt:
+        return Reply(answer(LLM_NAME, VAGUE, description="Users cannot log in to their account."))
+    if "card has not arrived" in prompt:
+        return Reply(answer(VAGUE))
+    return Reply("not json at all")
 
 
 @pytest.fixture
@@ -77,37 +101,88 @@ def test_growth_triggers_a_relabel(labelled):
     assert len(book.history(owner.names, topic)) == 3
 
 
-async def test_ollama_label_replaces_the_fallback_and_survives_outages(labelled):
+async def test_llm_names_win_only_where_they_identify_their_topic(labelled, embedder):
     store, owner, topic_of_group = labelled
     fake = await FakeOllama().start()
+    fake.respond = respond_by_topic
+    password, card, weather = (topic_of_group[g] for g in ("password", "card", "weather"))
     try:
-        ollama = OllamaLabeller(fake.host, fake.models[0], timeout_s=2, retries=0)
-        labeller = Labeller(store, LabelSettings(), ollama)
+        ollama = OllamaLabeller(fake.host, fake.models[0], timeout_s=5, min_timeout_s=5)
+        labeller = Labeller(store, LabelSettings(), ollama, embedder)
         jobs = labeller.scan()
-        topic = topic_of_group["password"]
-        fake.script = [
-            Reply(json.dumps({"name": LLM_NAME, "description": "People locked out."}))
-        ] + [Reply("not json at all")] * (len(jobs) - 1)
-        await labeller.ask_llm(
-            [j for j in jobs if j.topic == topic] + [j for j in jobs if j.topic != topic]
-        )
+        before = shown(store, owner)
+        await labeller.ask_llm(jobs)
         clusters = shown(store, owner)
-        assert clusters[topic]["label"] == LLM_NAME
-        assert clusters[topic]["label_source"] == "llm"
-        # Garbage answers leave the offline labels in place.
-        others = [c for t, c in clusters.items() if t != topic]
-        assert all(c["label_source"] == "fallback" for c in others)
-        # The examples sent were the topic's own texts.
-        assert "password" in json.dumps(fake.requests[0]).lower()
+        book = LabelBook(store)
+
+        assert clusters[password]["label"] == LLM_NAME
+        assert clusters[password]["label_source"] == "llm"
+        assert clusters[password]["description"] == "Users cannot log in to their account."
+        why = book.history(owner.names, password)[-1]["why"]
+        assert why["winner"] == "llm"
+        assert why["fallback"]["name"] == before[password]["label"]
+        assert [c["name"] for c in why["candidates"]] == [LLM_NAME, VAGUE]
+
+        # A vague name loses to the offline one; the record says so.
+        assert clusters[card]["label"] == before[card]["label"]
+        assert clusters[card]["label_source"] == "fallback"
+        why = book.history(owner.names, card)[-1]["why"]
+        assert why["winner"] == "fallback" and why["candidates"][0]["name"] == VAGUE
+        assert why["candidates"][0]["margin"] < why["fallback"]["margin"]
+
+        # Garbage (after one correction) leaves the offline label as the scan wrote it.
+        assert clusters[weather] == before[weather]
+        assert len(book.history(owner.names, weather)) == 1
+        progress = labeller.progress[owner.names.slug]
+        assert (progress.llm, progress.kept, progress.failed) == (1, 1, 1)
+        # The prompt showed the topic's own texts and its neighbours' current names.
+        prompt = next(json.dumps(r) for r in fake.requests if "reset my password" in json.dumps(r))
+        assert before[card]["label"] in prompt and before[weather]["label"] in prompt
+        assert clusters[password]["label_set_at"] > clusters[weather]["label_set_at"]
     finally:
         await fake.stop()
     # Ollama gone: asking again changes nothing and raises nothing.
     await labeller.ask_llm(jobs)
-    assert shown(store, owner)[topic]["label"] == LLM_NAME
+    assert shown(store, owner)[password]["label"] == LLM_NAME
     await ollama.aclose()
 
 
-async def test_a_persons_label_is_never_overwritten(labelled, aiohttp_client):
+@pytest.fixture
+def fake_in_thread() -> Iterator[FakeOllama]:
+    """The Ollama-API server on a loop of its own, for a command that runs its own loop."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    fake = asyncio.run_coroutine_threadsafe(FakeOllama().start(), loop).result(10)
+    yield fake
+    asyncio.run_coroutine_threadsafe(fake.stop(), loop).result(10)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+
+
+def test_relabel_command_renames_a_dimension_with_progress(labelled, fake_in_thread, tmp_path):
+    store, owner, topic_of_group = labelled
+    Labeller(store, LabelSettings()).scan()
+    store.close()  # the command opens the store itself, as with a stopped worker
+    fake_in_thread.respond = respond_by_topic
+    args = ["labels", "relabel", "--dimension", "prompt", "--project", "acme"]
+    args += ["--data-dir", str(tmp_path), "--ollama-host", fake_in_thread.host]
+    args += ["--ollama-model", fake_in_thread.models[0]]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "3 topics: 1 named by the LLM, 1 kept the offline name" in result.output
+    assert "1 failed" in result.output and "LLM labels" in result.output  # the progress bar
+
+    missing = CliRunner().invoke(main, [*args[:3], "nope", *args[4:]])
+    assert missing.exit_code == 1 and "No text dimension 'nope'" in missing.output
+    reopened = EdgeStore(tmp_path / "qdrant")
+    try:
+        assert shown(reopened, owner)[topic_of_group["password"]]["label"] == LLM_NAME
+    finally:
+        reopened.close()
+
+
+async def test_a_persons_label_is_never_overwritten(labelled, aiohttp_client, embedder):
     store, owner, topic_of_group = labelled
     settings = Settings(data_dir=owner.settings.data_dir)
     keys = KeyStore(settings.keys_db_path)
@@ -126,7 +201,8 @@ async def test_a_persons_label_is_never_overwritten(labelled, aiohttp_client):
 
     fake = await FakeOllama().start()
     try:
-        labeller = Labeller(store, LabelSettings(), OllamaLabeller(fake.host, fake.models[0]))
+        ollama = OllamaLabeller(fake.host, fake.models[0], timeout_s=5, min_timeout_s=5)
+        labeller = Labeller(store, LabelSettings(), ollama, embedder)
         jobs = labeller.scan()
         assert topic not in [j.topic for j in jobs]
         await labeller.ask_llm(jobs)

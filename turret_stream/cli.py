@@ -400,3 +400,60 @@ def dead_letters_replay(
         else "written to the events topic"
     )
     click.echo(f"{count} dead letter(s) of project '{project}' {where}.")
+
+
+@main.group("labels")
+def labels_group() -> None:
+    """Topic labels."""
+
+
+@labels_group.command("relabel")
+@click.option("--dimension", required=True, help="Text dimension (metadata key) to relabel.")
+@click.option("--project", default=DEFAULT_PROJECT, show_default=True)
+@click.option("--ollama-host", default=None, help="Ollama to ask [default: labels.ollama_host].")
+@click.option("--ollama-model", default=None, help="Model [default: labels.ollama_model].")
+@click.option("--offline", is_flag=True, help="Only the offline labeller, even with Ollama set.")
+@data_dir_option
+@click.pass_context
+def labels_relabel_cmd(
+    ctx: click.Context,
+    dimension: str,
+    project: str,
+    ollama_host: str | None,
+    ollama_model: str | None,
+    offline: bool,
+    data_dir: Path | None,
+) -> None:
+    """Rename every topic of a dimension now, largest first, with a progress bar.
+
+    Offline labels at once; then, with Ollama, an LLM round per topic whose name is kept
+    only where it identifies the topic at least as well. A person's labels stay. Stop the
+    worker first when the store is the in-process one.
+    """
+    from turret_stream.labels.relabel import run_relabel
+
+    settings = _settings(
+        ctx,
+        data_dir=data_dir,
+        **{"labels.ollama_host": "" if offline else ollama_host},
+        **{"labels.ollama_model": ollama_model},
+    )
+    bar: Any = None
+
+    def start(total: int) -> None:
+        nonlocal bar
+        bar = click.progressbar(length=total, label="LLM labels", file=sys.stderr)
+        bar.__enter__()
+
+    def done(job: Any, decision: Any) -> None:
+        if bar is not None:
+            bar.update(1)
+
+    try:
+        summary = run_relabel(settings, project, dimension, on_start=start, on_done=done)
+    except TurretError as exc:
+        _fail(str(exc))
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    click.echo(summary.line())

@@ -202,6 +202,7 @@ class Queries:
             "label": label.name if label else None,
             "description": label.description if label else None,
             "label_source": label.source if label else None,
+            "label_set_at": _iso(label.set_at) if label else None,
             "status": p.get("status"),
             "size": size,
             "share": round(size / total, 4) if total else 0.0,

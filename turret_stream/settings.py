@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -241,11 +241,22 @@ class LabelSettings(_Section):
     # when `ollama_host` is set (e.g. http://127.0.0.1:11434; include the port).
     ollama_host: str = ""
     ollama_model: str = "qwen2.5:0.5b-instruct"
-    ollama_timeout_s: float = Field(60.0, gt=0)
+    # One wait for an answer: the first request's (no pace measured yet) and the most any
+    # wait lasts. Later waits are ollama_timeout_factor x the measured answer time, at
+    # least ollama_min_timeout_s.
+    ollama_timeout_s: float = Field(180.0, gt=0)
+    ollama_min_timeout_s: float = Field(15.0, gt=0)
+    ollama_timeout_factor: float = Field(3.0, ge=1)
     ollama_max_concurrency: int = Field(1, ge=1)
-    ollama_retries: int = Field(2, ge=0)
+    # A timed-out request is waited on again (not resent) this many times; errors where
+    # nothing runs (refused, 5xx) are resent as often, with backoff.
+    ollama_retries: int = Field(1, ge=0)
     ollama_backoff_s: float = Field(1.0, ge=0)
     max_prompt_chars: int = Field(3000, ge=400)
+    # Candidate names per answer; the one that identifies its topic best may win.
+    llm_candidates: int = Field(3, ge=1, le=5)
+    # Nearest topics whose names the prompt shows, to name this one apart from them.
+    llm_neighbours: int = Field(5, ge=0, le=8)
     # How often the labeller looks for topics to (re)name.
     interval_s: float = Field(5.0, gt=0)
     # A labelled topic is renamed once it has grown this many times over ...
@@ -256,6 +267,12 @@ class LabelSettings(_Section):
     texts_per_topic: int = Field(200, ge=1)
     # Examples sent to the LLM.
     llm_examples: int = Field(10, ge=1)
+
+    @model_validator(mode="after")
+    def _timeouts_ordered(self) -> LabelSettings:
+        if self.ollama_min_timeout_s > self.ollama_timeout_s:
+            raise ValueError("labels.ollama_min_timeout_s must not exceed ollama_timeout_s")
+        return self
 
 
 class StartupSettings(_Section):

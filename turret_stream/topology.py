@@ -144,7 +144,7 @@ def build_topology(
         label_of=store_labels(LabelBook(store)),
         idle_after_s=settings.journeys.dropoff_timeout_s,
     )
-    labeller = Labeller(store, settings.labels, make_ollama(settings.labels))
+    labeller = Labeller(store, settings.labels, make_ollama(settings.labels), embedder)
     register_labeller(app, labeller)
     workers = app.topic(k.workers_topic, key_type=bytes, value_type=WorkerHeartbeat, partitions=1)
     register_heartbeat(app, workers, worker.liveness_interval_s)

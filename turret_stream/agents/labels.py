@@ -5,8 +5,10 @@ every text dimension every ``labels.interval_s``. A topic is (re)named when it h
 label yet, has grown ``relabel_growth`` times since it was named, or its centre moved
 (cosine to the centre it was named at below ``relabel_min_similarity``); a topic a person
 named is never touched. The offline c-TF-IDF label is written at once; when Ollama is
-configured, an LLM label is then asked for in the background and replaces it if it
-answers with a usable name. Ollama being slow or down never holds up anything else.
+configured, the topic is queued for an LLM round (``labels.naming``: contrastive prompt,
+candidates, the name that identifies the topic best wins). One background task works
+the queue, largest topic first; a topic queued again while waiting keeps one place. Ollama
+being slow or down never holds up anything else.
 """
 
 from __future__ import annotations
@@ -14,15 +16,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
 import numpy as np
 
 from turret_stream.catalog import DimensionNames, dimension_names
+from turret_stream.embedding import Embedder
 from turret_stream.labels.book import Label, LabelBook
-from turret_stream.labels.fallback import label_topics
+from turret_stream.labels.fallback import TopicLabel, label_topics
+from turret_stream.labels.naming import Decision, decide
 from turret_stream.queries import Queries
 from turret_stream.settings import LabelSettings
 from turret_stream.storage import Filter, VectorStore
@@ -36,16 +41,47 @@ class LlmJob:
     topic: str
     examples: list[str]
     basis: dict[str, Any]
+    fallback: TopicLabel | None = None
+
+    @property
+    def size(self) -> int:
+        return int(self.basis.get("size", 0))
+
+
+@dataclass
+class LlmProgress:
+    """The LLM rounds of one dimension since the labeller started (for logs and the CLI)."""
+
+    queued: int = 0
+    llm: int = 0  # the model's name won
+    kept: int = 0  # the fallback's name identified the topic better
+    failed: int = 0  # no usable answer: the fallback stays
+    seconds: list[float] = field(default_factory=list)
+
+    @property
+    def done(self) -> int:
+        return self.llm + self.kept + self.failed
 
 
 class Labeller:
-    def __init__(self, store: VectorStore, settings: LabelSettings, ollama: Any = None) -> None:
+    def __init__(
+        self,
+        store: VectorStore,
+        settings: LabelSettings,
+        ollama: Any = None,
+        embedder: Embedder | None = None,
+    ) -> None:
+        if ollama is not None and embedder is None:
+            raise ValueError("an LLM labeller needs the embedder to choose between names")
         self.store = store
         self.settings = settings
         self.queries = Queries(store)
         self.book = LabelBook(store)
         self.ollama = ollama
-        self._inflight: set[tuple[str, str]] = set()
+        self.embedder = embedder
+        self.progress: dict[str, LlmProgress] = {}
+        self._queue: dict[tuple[str, str], LlmJob] = {}
+        self._worker: asyncio.Task | None = None
 
     def _due(self, record: Any, auto: dict[str, Any] | None) -> bool:
         if not auto or not auto.get("name"):
@@ -72,15 +108,18 @@ class Labeller:
         )
         return [h.payload["text"] for h in hits]
 
-    def scan_dimension(self, names: DimensionNames, now: float) -> list[LlmJob]:
-        """Write fallback labels for the topics that need one; return the LLM's work."""
+    def scan_dimension(
+        self, names: DimensionNames, now: float, *, force: bool = False
+    ) -> list[LlmJob]:
+        """Write fallback labels for the topics that need one (all but a person's with
+        ``force``); return the LLM's work, largest topic first."""
         records = self.queries._topic_records(names, with_vectors=True)
         if not records:
             return []
         ids = [r.id for r in records]
         auto = self.book.automatic(names, ids)
         manual = self.book.manual_topics(names, ids)
-        due = [r for r in records if r.id not in manual and self._due(r, auto.get(r.id))]
+        due = [r for r in records if r.id not in manual and (force or self._due(r, auto.get(r.id)))]
         if not due:
             return []
         # Every topic's texts: a label says what sets a topic apart from its neighbours.
@@ -95,7 +134,8 @@ class Labeller:
             label = Label(made.name, made.description, "fallback", now)
             self.book.set_automatic(names, record.id, label, basis)
             examples = texts.get(record.id, [])[: self.settings.llm_examples]
-            jobs.append(LlmJob(names, record.id, examples, basis))
+            jobs.append(LlmJob(names, record.id, examples, basis, made))
+        jobs.sort(key=lambda j: -j.size)
         return jobs
 
     def scan(self) -> list[LlmJob]:
@@ -109,27 +149,116 @@ class Labeller:
                 jobs.extend(self.scan_dimension(names, now))
         return jobs
 
-    async def ask_llm(self, jobs: list[LlmJob]) -> None:
+    # -- the LLM queue ----------------------------------------------------------------------
+
+    def enqueue(self, jobs: list[LlmJob], *, start: bool = True) -> None:
+        """Queue LLM rounds and (``start``) make sure one background task works them."""
         if self.ollama is None:
             return
         for job in jobs:
             key = (job.names.slug, job.topic)
-            if key in self._inflight:
-                continue
-            self._inflight.add(key)
+            if key not in self._queue:
+                self.progress.setdefault(job.names.slug, LlmProgress()).queued += 1
+            self._queue[key] = job  # a newer scan's job replaces a waiting one
+        if start and self._queue and (self._worker is None or self._worker.done()):
+            self._worker = asyncio.create_task(self.drain())
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    async def drain(self, on_done: Callable[[LlmJob, Decision | None], None] | None = None) -> None:
+        """Work the queue, largest topic first, until it is empty."""
+        while self._queue:
+            key = max(self._queue, key=lambda k: self._queue[k].size)
+            job = self._queue.pop(key)
             try:
-                answer = await self.ollama.label(job.examples)
-                if answer is None:
-                    continue  # the fallback label stays
-                manual = await asyncio.to_thread(self.book.manual_topics, job.names, [job.topic])
-                if manual:
-                    continue  # a person named it meanwhile
-                label = Label(answer.name, answer.description, "llm", time.time(), answer.model)
-                await asyncio.to_thread(
-                    self.book.set_automatic, job.names, job.topic, label, job.basis
-                )
-            finally:
-                self._inflight.discard(key)
+                decision = await self.name_with_llm(job)
+            except Exception:  # one bad topic must not stop the others
+                log.exception("LLM labelling of topic %s failed", job.topic)
+                decision = None
+            self._count(job, decision)
+            if on_done is not None:
+                on_done(job, decision)
+        for slug, p in self.progress.items():
+            log.info(
+                "LLM labels of %s: %d of %d done (%d LLM names won, %d kept the offline name, "
+                "%d failed)",
+                slug,
+                p.done,
+                p.queued,
+                p.llm,
+                p.kept,
+                p.failed,
+            )
+
+    async def ask_llm(self, jobs: list[LlmJob]) -> None:
+        """Run the LLM rounds of ``jobs`` now (largest first) and return when all are done."""
+        self.enqueue(jobs)
+        if self._worker is not None:
+            await self._worker
+
+    def _count(self, job: LlmJob, decision: Decision | None) -> None:
+        progress = self.progress.setdefault(job.names.slug, LlmProgress())
+        if decision is None or decision.failed:
+            progress.failed += 1
+        elif decision.source == "llm":
+            progress.llm += 1
+        else:
+            progress.kept += 1
+        if decision is not None and decision.seconds:
+            progress.seconds.append(decision.seconds)
+
+    async def name_with_llm(self, job: LlmJob) -> Decision | None:
+        """One topic's LLM round; writes the winner. None when the topic needs no name now."""
+        if self.ollama is None or self.embedder is None or job.fallback is None:
+            return None
+        context = await asyncio.to_thread(self._context, job)
+        if context is None:
+            return None  # merged away, or a person named it
+        centre, others, neighbours, taken = context
+        decision = await decide(
+            self.ollama,
+            self.embedder,
+            texts=job.examples,
+            fallback=job.fallback,
+            centre=centre,
+            others=others,
+            neighbours=neighbours,
+            taken=taken,
+        )
+        if decision.failed:
+            return decision  # the fallback label written by the scan stays as it is
+        manual = await asyncio.to_thread(self.book.manual_topics, job.names, [job.topic])
+        if manual:
+            return None  # a person named it meanwhile
+        label = Label(
+            decision.name,
+            decision.description,
+            decision.source,
+            time.time(),
+            decision.model if decision.source == "llm" else None,
+            decision.note(),
+        )
+        await asyncio.to_thread(self.book.set_automatic, job.names, job.topic, label, job.basis)
+        return decision
+
+    def _context(self, job: LlmJob) -> tuple[np.ndarray, np.ndarray, list[str], list[str]] | None:
+        """The topic's centre, the other topics' centres, the nearest ones' current names
+        (nearest first) and every other topic's current name."""
+        records = [r for r in self.queries._topic_records(job.names, with_vectors=True) if r.vector]
+        mine = next((r for r in records if r.id == job.topic), None)
+        if mine is None or self.book.manual_topics(job.names, [job.topic]):
+            return None
+        rest = [r for r in records if r.id != job.topic]
+        centre = np.asarray(mine.vector, dtype=np.float32)
+        others = np.asarray([r.vector for r in rest], dtype=np.float32).reshape(-1, len(centre))
+        current = self.book.labels(job.names, [r.id for r in rest])
+        order = np.argsort(-(others @ centre)) if len(rest) else np.array([], dtype=int)
+        near = [rest[i].id for i in order[: self.settings.llm_neighbours]]
+        neighbours = [current[t].name for t in near if t in current]
+        taken = [label.name for label in current.values()]
+        return centre, others, neighbours, taken
 
 
 def make_ollama(settings: LabelSettings) -> Any:
@@ -141,21 +270,20 @@ def make_ollama(settings: LabelSettings) -> Any:
         settings.ollama_host,
         settings.ollama_model,
         timeout_s=settings.ollama_timeout_s,
+        min_timeout_s=settings.ollama_min_timeout_s,
+        timeout_factor=settings.ollama_timeout_factor,
         max_concurrency=settings.ollama_max_concurrency,
         retries=settings.ollama_retries,
         backoff_s=settings.ollama_backoff_s,
         max_prompt_chars=settings.max_prompt_chars,
+        candidates=settings.llm_candidates,
     )
 
 
 def register_labeller(app: faust.App, labeller: Labeller) -> None:
-    background: set[asyncio.Task] = set()
-
     @app.timer(labeller.settings.interval_s, on_leader=True, name="turret.labels")
     async def name_topics() -> None:
         jobs = await asyncio.to_thread(labeller.scan)
-        if jobs and labeller.ollama is not None:
-            # The LLM answers in its own time; the next scan does not wait for it.
-            task = asyncio.create_task(labeller.ask_llm(jobs))
-            background.add(task)
-            task.add_done_callback(background.discard)
+        # The LLM answers in its own time, in one background task; the next scan does not
+        # wait for it.
+        labeller.enqueue(jobs)

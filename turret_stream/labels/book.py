@@ -26,15 +26,20 @@ class Label:
     source: str  # "manual" | "llm" | "fallback"
     set_at: float
     model: str | None = None
+    # The labeller's reasons: which names competed, their scores and why this one won.
+    why: dict[str, Any] | None = None
 
     def view(self) -> dict[str, Any]:
-        return {
+        out = {
             "name": self.name,
             "description": self.description,
             "source": self.source,
             "model": self.model,
             "set_at": self.set_at,
         }
+        if self.why is not None:
+            out["why"] = self.why
+        return out
 
 
 def auto_collection(names: DimensionNames) -> str:
@@ -70,6 +75,7 @@ class LabelBook:
                         p["source"],
                         p["set_at"],
                         p.get("model"),
+                        p.get("why"),
                     )
         return out
 
