@@ -61,7 +61,13 @@ class Up:
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
-            env={**os.environ, "TURRET_LOG_LEVEL": "warning", **(env or {})},
+            env={
+                **os.environ,
+                "TURRET_LOG_LEVEL": "warning",
+                # The model in this process (tests/test_workers.py covers the pool).
+                "TURRET_WORKER__EMBED_PROCESSES": "1",
+                **(env or {}),
+            },
         )
         self.banner: list[str] = []
         for line in self.proc.stdout:

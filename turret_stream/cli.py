@@ -63,7 +63,7 @@ def workers_option(fn: Callable[..., Any]) -> Callable[..., Any]:
         type=click.IntRange(min=1),
         default=None,
         help="Processes that run the embedding model [default: worker.embed_processes "
-        "setting; 0 there = one per two cores].",
+        "setting; 0 there = one per core, at most 8].",
     )(fn)
 
 

@@ -94,7 +94,7 @@ class WorkerSettings(_Section):
     liveness_interval_s: float = Field(2.0, gt=0)
     liveness_timeout_s: float = Field(10.0, gt=0)
     # Processes that run the embedding model for this worker (a pool; 1 = in the worker
-    # itself); 0 picks one per two cores. `up --workers N` sets it.
+    # itself); 0 picks one per core, at most 8. `up --workers N` sets it.
     embed_processes: int = Field(0, ge=0)
 
 
