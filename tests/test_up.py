@@ -17,7 +17,7 @@ import pytest
 from .conftest import free_port
 
 
-def _post(url: str, key: str, body: dict) -> tuple[int, dict]:
+def _post(url: str, key: str, body: dict, timeout: float = 10) -> tuple[int, dict]:
     req = urllib.request.Request(
         f"{url}/track",
         data=json.dumps(body).encode(),
@@ -25,7 +25,7 @@ def _post(url: str, key: str, body: dict) -> tuple[int, dict]:
         method="POST",
     )
     try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
