@@ -1,7 +1,7 @@
-"""End-to-end pipeline throughput and latency, next to the raw model; clustering cost
-as micro-clusters grow.
+"""End-to-end pipeline throughput and latency, next to the product's own embedder;
+clustering cost as micro-clusters grow.
 
-    python benchmarks/pipeline.py --data ../shared/data/banking77.csv --events 2000
+    python benchmarks/pipeline.py --data ../shared/data/banking77.csv --events 2000 --workers 1 2
 
 Part 1 runs the embedded stack in this process (tansu, the Faust worker, the API) and
 posts texts to /track over loopback as fast as the pipeline takes them; it prints events

@@ -91,10 +91,6 @@ class PooledEmbedder(Embedder):
             f.result()
         return executor
 
-    @property
-    def pids(self) -> list[int]:
-        return [p.pid for p in self._executor._processes.values()]  # type: ignore[attr-defined]
-
     def _runs(self, texts: Sequence[str]) -> tuple[list[int], list[list[str]]]:
         # Similar lengths together: each process pads least, as the one-process path does.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
