@@ -1,0 +1,134 @@
+"""The stream's journey aggregates against the oracle (the computation from stored
+events): first the pure book on random corpora under changing topic maps, then the
+sessions actor's owner on a real store filled by a real DimensionOwner."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+
+from turret_stream.journey_aggregates import _add_cell
+from turret_stream.journey_book import JourneyBook, SessionRuns, derive
+from turret_stream.journeys import (
+    JourneyEvent,
+    JourneyStats,
+    aggregate,
+    by_session,
+    session_journey,
+    session_path,
+)
+
+
+def corpus(seed: int, sessions: int = 60, mcs: int = 9) -> list[JourneyEvent]:
+    """Sessions wandering over micro-clusters (0 is noise), integer-second gaps."""
+    rng = random.Random(seed)
+    events = []
+    for s in range(sessions):
+        t = 1_700_000_000 + rng.randrange(0, 3 * 3600)
+        mc = rng.randrange(mcs)
+        for i in range(rng.randrange(1, 14)):
+            if rng.random() < 0.45:
+                mc = rng.randrange(mcs)
+            events.append(JourneyEvent(f"e{s:03d}-{i:02d}", f"s{s}", f"u{s % 17}", t, mc))
+            t += rng.choice([0, 5, 30, 61, 240, 1900])
+    return events
+
+
+# Topic maps: micro-cluster -> topic; the second merges B into A and makes C neutral.
+MAPS = [
+    ({1: "A", 2: "A", 3: "B", 4: "B", 5: "C", 6: "D", 7: "D", 8: "E"}, frozenset()),
+    ({1: "A", 2: "A", 3: "A", 4: "A", 5: "C", 6: "D", 7: "F", 8: "E"}, frozenset({"C"})),
+]
+
+
+def summed(book: JourneyBook) -> JourneyStats:
+    stats = JourneyStats()
+    users: Counter[str] = Counter()
+    for cell in book.cells.values():
+        _add_cell(stats, users, cell)
+    stats.users = len(users)
+    return stats
+
+
+def answers(stats: JourneyStats) -> dict:
+    return {
+        "totals": (stats.events, stats.sessions, stats.users, stats.sessions_with_topic),
+        "transitions": stats.transition_table(),
+        "follow_ups": stats.follow_ups(),
+        "entries": stats.entry_table(),
+        "paths": stats.top_paths(1000),
+        "back_and_forth": stats.back_and_forth_summary(),
+        "median": stats.median_seconds_between_steps,
+        "ended": dict(stats.ended),
+        "visited": dict(stats.visited),
+    }
+
+
+@pytest.mark.parametrize("minimum", [1, 2, 3])
+def test_derived_paths_equal_the_stored_journeys(minimum):
+    for seed in range(5):
+        for mapping, neutral in MAPS:
+            for events in by_session(corpus(seed)).values():
+                runs = SessionRuns.from_events(events, lambda _: {})
+                steps = session_path(events, mapping.get, minimum, neutral)
+                derived = derive(runs, mapping.get, minimum, neutral)
+                assert derived.path == tuple(s.topic for s in steps)
+                assert derived.step_starts == tuple(s.first_at for s in steps)
+
+
+@pytest.mark.parametrize("minimum", [1, 2])
+def test_book_fed_event_by_event_matches_the_oracle_across_a_map_change(minimum):
+    events = corpus(7, sessions=120)
+    (first, n1), (second, n2) = MAPS
+    book = JourneyBook(minimum)
+    arrival = sorted(events, key=lambda e: (e.ts, e.event_id))
+    half = len(arrival) // 2
+    for k, e in enumerate(arrival):
+        mapping, neutral = (first, n1) if k < half else (second, n2)
+        runs = book.sessions.get(e.session_id) or SessionRuns(e.session_id, e.user_id)
+        assert runs.add(e.ts, e.event_id, e.mc, {"plan": "pro"})
+        book.put(runs, mapping.get, neutral)
+    # Sessions last touched before the change still carry the first map's journeys ...
+    for _ in book.rederive(second.get, n2, "v2"):
+        pass
+    # ... until re-derived: then every figure is the oracle's under today's map.
+    journeys = [
+        session_journey(evs, second.get, minimum, n2) for evs in by_session(events).values()
+    ]
+    oracle = aggregate(journeys, now=0.0, dropoff_timeout_s=1.0)
+    assert answers(summed(book)) == answers(oracle)
+    # Serialised cells read back to the same figures.
+    from turret_stream.journey_book import Cell
+
+    book.cells = {k: Cell.from_payload(c.to_payload()) for k, c in book.cells.items()}
+    assert answers(summed(book)) == answers(oracle)
+
+
+def test_a_replayed_or_late_event_is_refused_for_a_rebuild():
+    runs = SessionRuns("s", "u")
+    assert runs.add(10.0, "e1", 1, None)
+    assert runs.add(20.0, "e2", 1, None)
+    assert not runs.add(20.0, "e2", 1, None)  # replay
+    assert not runs.add(15.0, "e9", 2, None)  # late
+    assert (runs.events, runs.runs) == (2, [[1, 2, 10.0, 20.0]])
+
+
+def test_sessions_with_changing_segments_are_mixed_and_combinations_are_capped():
+    book = JourneyBook(1, max_segment_keys=2)
+    topic = {1: "A"}.get
+    for i, plan in enumerate(["free", "pro", "team"]):
+        runs = SessionRuns(f"s{i}", "u")
+        runs.add(1.0, "e", 1, {"plan": plan})
+        book.put(runs, topic, frozenset())
+    mixed = SessionRuns("m", "u")
+    mixed.add(1.0, "a", 1, {"plan": "free"})
+    mixed.add(2.0, "b", 1, {"plan": "pro"})
+    book.put(mixed, topic, frozenset())
+    assert sorted(k.segments for k in book.cells) == [
+        "plan=s:free",
+        "plan=s:pro",
+        "~mixed",
+        "~other",
+    ]

@@ -1,0 +1,183 @@
+"""The read side of the stream's journey aggregates: sums a dimension's cells
+(``journey_store``) into the ``JourneyStats`` the journey endpoints answer from.
+
+Cost: O(cells) (hours x segment combinations x partitions), plus, for a request with a
+time window or at the drop-off boundary, the sessions of the cells that straddle it
+(their journeys are computed exactly from their stored events, as before). Never
+truncated. Cells are decoded once per written version (cached by row id and sequence).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from turret_stream.catalog import Catalog, DimensionNames
+from turret_stream.journey_book import (
+    MIXED,
+    OTHER,
+    Cell,
+    CellKey,
+    gap_bin,
+    parse_segments_key,
+    split_pair,
+    split_path,
+)
+from turret_stream.journey_store import CELLS, CellRow, JourneyStore
+from turret_stream.journeys import JourneyStats, SessionJourney, aggregate
+from turret_stream.storage import Filter, VectorStore
+
+HOUR = 3600.0
+# Journeys of the sessions listed: session ids -> their journeys within the filter.
+Exact = Callable[[list[str]], list[SessionJourney]]
+
+
+def _accepted(value: str | list[Any]) -> set[str]:
+    """The ``journey_book._scalar`` texts a segment filter value matches."""
+    values = value if isinstance(value, list) else [value]
+    texts = set()
+    for v in values:
+        if isinstance(v, bool):
+            texts.add("b:" + ("true" if v else "false"))
+        elif isinstance(v, int):
+            texts.add(f"i:{v}")
+        else:
+            texts.add(f"s:{v}")
+    return texts
+
+
+class CellReader:
+    def __init__(self, store: VectorStore) -> None:
+        self.rows = JourneyStore(store)
+        self.catalog = Catalog(store)
+        self._decoded: dict[str, tuple[int, Cell]] = {}
+        self._lock = threading.Lock()
+
+    def available(self, names: DimensionNames) -> bool:
+        """Whether the stream keeps aggregates for this dimension (a sessions actor with
+        journey aggregates on has written its cells)."""
+        return bool(self.rows.store.count(CELLS, Filter(must={"slug": names.slug})))
+
+    def answerable(self, project: str, segments: Iterable[tuple[str, Any]]) -> bool:
+        """Cells know a session's enum segments only: a filter on another key cannot be
+        answered from them."""
+        for key, _ in segments:
+            info = self.catalog.dimension(project, key)
+            if info is None or info.get("type") != "enum":
+                return False
+        return True
+
+    def _cell(self, row: CellRow) -> Cell:
+        with self._lock:
+            hit = self._decoded.get(row.row_id)
+            if hit is not None and hit[0] == row.seq:
+                return hit[1]
+        cell = Cell.from_payload(json.loads(row.data))
+        with self._lock:
+            self._decoded[row.row_id] = (row.seq, cell)
+        return cell
+
+    def stats(
+        self,
+        names: DimensionNames,
+        *,
+        since: float | None,
+        until: float | None,
+        segments: list[tuple[str, str | list[Any]]],
+        now: float,
+        dropoff_timeout_s: float,
+        exact: Exact,
+    ) -> tuple[JourneyStats, set[str]]:
+        """The aggregates of the filtered sessions, and the topic map versions the cells
+        read were derived under."""
+        wanted = [(k, _accepted(v)) for k, v in segments]
+        idle_before = now - dropoff_timeout_s
+        idle_hour = math.floor(idle_before / HOUR)
+        stats = JourneyStats()
+        users: Counter[str] = Counter()
+        versions: set[str] = set()
+        boundary: list[CellRow] = []  # cells whose sessions are computed one by one
+        at_idle: list[CellRow] = []  # whole cells at the drop-off boundary hour
+        for row in self.rows.cell_rows(names):
+            key = row.key
+            first_from, last_to = key.start_hour * HOUR, (key.end_hour + 1) * HOUR
+            if until is not None and first_from > until:
+                continue
+            if since is not None and last_to <= since:
+                continue
+            segs = parse_segments_key(key.segments)
+            if segs is not None and not all(segs.get(k) in ok for k, ok in wanted):
+                continue
+            inside = (since is None or first_from >= since) and (until is None or last_to <= until)
+            if not inside or (wanted and key.segments in (MIXED, OTHER)):
+                boundary.append(row)
+                continue
+            versions.add(row.version)
+            cell = self._cell(row)
+            _add_cell(stats, users, cell)
+            if key.end_hour < idle_hour:
+                stats.dropped.update(cell.ended)
+            elif key.end_hour == idle_hour:
+                at_idle.append(row)
+        if at_idle:
+            for last_at, topic in self.rows.members([r.row_id for r in at_idle]).values():
+                if topic is not None and last_at < idle_before:
+                    stats.dropped[topic] += 1
+        if boundary:
+            sessions = list(self.rows.members([r.row_id for r in boundary]))
+            journeys = exact(sessions) if sessions else []
+            for r in boundary:
+                versions.add(r.version)
+            _add_exact(stats, users, journeys, now, dropoff_timeout_s)
+        stats.users = len(users)
+        return stats, versions
+
+
+def _add_cell(stats: JourneyStats, users: Counter[str], cell: Cell) -> None:
+    stats.events += cell.events
+    stats.sessions += cell.sessions
+    stats.sessions_with_topic += cell.sessions_with_topic
+    users.update(cell.users)
+    stats.entries.update(cell.entries)
+    stats.visited.update(cell.visited)
+    stats.ended.update(cell.ended)
+    stats.back_and_forth_sessions += cell.back_and_forth_sessions
+    for pair, n in cell.transitions.items():
+        stats.transitions[split_pair(pair)] += n
+    for pair, bins in cell.gaps.items():
+        stats.gap_bins.setdefault(split_pair(pair), Counter()).update(bins)
+    for path, n in cell.paths.items():
+        stats.paths[split_path(path)] += n
+    for pair, n in cell.back_and_forth.items():
+        stats.back_and_forth[split_pair(pair)] += n
+
+
+def _add_exact(
+    stats: JourneyStats,
+    users: Counter[str],
+    journeys: list[SessionJourney],
+    now: float,
+    dropoff_timeout_s: float,
+) -> None:
+    part = aggregate(journeys, now=now, dropoff_timeout_s=dropoff_timeout_s)
+    stats.events += part.events
+    stats.sessions += part.sessions
+    stats.sessions_with_topic += part.sessions_with_topic
+    users.update(j.user_id for j in journeys)
+    for mine, theirs in (
+        (stats.entries, part.entries),
+        (stats.visited, part.visited),
+        (stats.ended, part.ended),
+        (stats.dropped, part.dropped),
+        (stats.transitions, part.transitions),
+        (stats.paths, part.paths),
+        (stats.back_and_forth, part.back_and_forth),
+    ):
+        mine.update(theirs)
+    stats.back_and_forth_sessions += part.back_and_forth_sessions
+    for pair, gaps in part.gaps.items():
+        stats.gap_bins.setdefault(pair, Counter()).update(gap_bin(g) for g in gaps)

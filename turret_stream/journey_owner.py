@@ -1,0 +1,212 @@
+"""The sessions actor's journey books: feeds each assignment to its dimension's book on
+the assignment's partition, keeps the books under the newest topic map, and writes what
+changed to the store (``journey_store``) for the read side.
+
+Per (partition, dimension) one ``JourneyBook`` (``journey_book``). Events arrive in order
+per session (the assignments topic is keyed by session); one that does not come after
+the session's last event (a replay after a restart, a late event) makes the owner
+rebuild that session's compact path from its stored events, so a replay never counts
+twice and a late event lands in its place.
+
+When the dimension's topic map changes (merge, split, neutral flag, late topic), new
+events are derived under the new map at once and every older session is re-derived in
+batches (``rederive``; logged with its duration), at most every
+``journeys.rederive_interval_s``. Until then old sessions keep the journeys of the map
+they were last derived under; ``caught_up`` says when all are derived under the newest.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from turret_stream.catalog import DimensionNames, dimension_names
+from turret_stream.clustering.topic_map import TopicMap, TopicMapReader
+from turret_stream.journey_book import JourneyBook, SessionRuns
+from turret_stream.journey_store import JourneyStore
+from turret_stream.journeys import JourneyEvent
+from turret_stream.records import TopicAssignment
+from turret_stream.storage import Filter, VectorStore
+
+log = logging.getLogger(__name__)
+
+
+def _version_text(version: Any) -> str:
+    return ".".join(str(v) for v in version) if isinstance(version, tuple) else str(version)
+
+
+@dataclass
+class _Slot:
+    names: DimensionNames
+    partition: int
+    book: JourneyBook
+    topic_map: TopicMap
+    checked_at: float = 0.0
+    seq: int = 0
+    flushed_at: float = 0.0
+    pending: bool = False
+    rederived_at: float = 0.0
+    stale: bool = False
+
+
+@dataclass
+class JourneyOwner:
+    store: VectorStore
+    min_switch_events: int
+    neutral_topics: bool = True
+    max_segment_keys: int = 256
+    flush_interval_s: float = 1.0
+    rederive_interval_s: float = 10.0
+    map_check_s: float = 0.5
+    slots: dict[tuple[int, str], _Slot] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.rows = JourneyStore(self.store)
+        self.maps = TopicMapReader(self.store)
+
+    # -- per event ----------------------------------------------------------------------
+
+    def _neutral(self, topic_map: TopicMap) -> frozenset[str]:
+        return topic_map.neutral if self.neutral_topics else frozenset()
+
+    def _slot(self, partition: int, names: DimensionNames) -> _Slot:
+        slot = self.slots.get((partition, names.slug))
+        if slot is None:
+            slot = self._restore(partition, names)
+            self.slots[(partition, names.slug)] = slot
+        return slot
+
+    def _restore(self, partition: int, names: DimensionNames) -> _Slot:
+        """A book from the partition's stored session paths, every contribution derived
+        afresh under the newest map; cells rewritten whole (a crash may have left them
+        out of step with the sessions)."""
+        started = time.perf_counter()
+        book = JourneyBook(self.min_switch_events, self.max_segment_keys)
+        topic_map = self.maps.get(names)
+        neutral = self._neutral(topic_map)
+        for runs in self.rows.sessions(names, partition):
+            book.put(runs, topic_map.topic_of, neutral)
+        book.version = topic_map.version
+        book.dirty_sessions.clear()
+        self.rows.drop_cells(names, partition)
+        slot = _Slot(names, partition, book, topic_map, checked_at=time.monotonic())
+        slot.pending = bool(book.dirty_cells)
+        if book.sessions:
+            log.info(
+                "journeys %s p%d: restored %d sessions in %.2f s",
+                names.slug,
+                partition,
+                len(book.sessions),
+                time.perf_counter() - started,
+            )
+        return slot
+
+    def _current_map(self, slot: _Slot) -> TopicMap:
+        now = time.monotonic()
+        if now - slot.checked_at >= self.map_check_s:
+            slot.checked_at = now
+            newest = self.maps.get(slot.names)
+            if newest.version != slot.topic_map.version:
+                slot.topic_map = newest
+                slot.stale = True
+        return slot.topic_map
+
+    def observe(self, partition: int, a: TopicAssignment) -> None:
+        """One assignment: the session's compact path and its contribution follow it."""
+        names = dimension_names(a.project, a.dimension)
+        slot = self._slot(partition, names)
+        topic_map = self._current_map(slot)
+        book = slot.book
+        runs = book.sessions.get(a.session_id)
+        if runs is None:
+            runs = SessionRuns(a.session_id, a.user_id)
+        if not runs.add(a.received_at, a.event_id, a.mc, a.segments):
+            runs = self._from_store(names, a)
+            if runs is None:
+                return
+        book.put(runs, topic_map.topic_of, self._neutral(topic_map))
+        slot.pending = True
+
+    def _from_store(self, names: DimensionNames, a: TopicAssignment) -> SessionRuns | None:
+        enum_keys = list(a.segments or {})
+        events: list[JourneyEvent] = []
+        segments: dict[str, dict[str, Any]] = {}
+        offset = None
+        while True:
+            records, offset = self.store.scroll(
+                names.events, filter=Filter(must={"session_id": a.session_id}), limit=1000,
+                offset=offset,
+            )
+            for r in records:
+                p = r.payload
+                events.append(JourneyEvent(p["event_id"], a.session_id, p["user_id"], p["ts"], p["mc"]))
+                meta = p.get("metadata") or {}
+                segments[p["event_id"]] = {k: meta[k] for k in enum_keys if k in meta}
+            if offset is None:
+                break
+        if not events:
+            return None
+        return SessionRuns.from_events(events, lambda eid: segments.get(eid, {}))
+
+    # -- background: re-derivation and flushing ------------------------------------------
+
+    def rederive_due(self) -> Iterator[_Slot]:
+        now = time.monotonic()
+        for slot in self.slots.values():
+            self._current_map(slot)
+            if slot.stale and now - slot.rederived_at >= self.rederive_interval_s:
+                yield slot
+
+    def rederive(self, slot: _Slot) -> Iterator[int]:
+        """Re-derive the slot's sessions under its newest map, in batches."""
+        started = time.perf_counter()
+        topic_map = slot.topic_map
+        slot.stale = False
+        done = 0
+        for done in slot.book.rederive(
+            topic_map.topic_of, self._neutral(topic_map), topic_map.version
+        ):
+            yield done
+        slot.rederived_at = time.monotonic()
+        slot.pending = True
+        log.info(
+            "journeys %s p%d: re-derived %d sessions under topic map %s in %.2f s",
+            slot.names.slug,
+            slot.partition,
+            done,
+            _version_text(topic_map.version),
+            time.perf_counter() - started,
+        )
+
+    def flush(self, force: bool = False) -> int:
+        """Write what changed (at most every ``flush_interval_s`` unless ``force``)."""
+        now = time.monotonic()
+        written = 0
+        for slot in self.slots.values():
+            if not slot.pending or (not force and now - slot.flushed_at < self.flush_interval_s):
+                continue
+            cells, sessions = slot.book.take_dirty()
+            slot.seq += 1
+            version = _version_text(slot.book.version if not slot.stale else ("stale",))
+            written += self.rows.write(
+                slot.names, slot.partition, version, slot.seq, cells, sessions
+            )
+            slot.flushed_at, slot.pending = now, False
+        return written
+
+    def caught_up(self) -> bool:
+        return all(not s.stale and not s.pending for s in self.slots.values())
+
+    def catch_up(self) -> None:
+        """Re-derive every stale slot now and flush (tests, benchmarks, shutdown)."""
+        for slot in self.slots.values():
+            self._current_map(slot)
+            slot.checked_at = 0.0
+            self._current_map(slot)
+            if slot.stale:
+                for _ in self.rederive(slot):
+                    pass
+        self.flush(force=True)
