@@ -16,20 +16,19 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from turret_stream.catalog import Catalog, DimensionNames
+from turret_stream.catalog import DimensionNames
 from turret_stream.journey_book import (
     MIXED,
     OTHER,
     Cell,
-    CellKey,
     gap_bin,
     parse_segments_key,
     split_pair,
     split_path,
 )
-from turret_stream.journey_store import CELLS, CellRow, JourneyStore
+from turret_stream.journey_store import CellRow, JourneyStore
 from turret_stream.journeys import JourneyStats, SessionJourney, aggregate
-from turret_stream.storage import Filter, VectorStore
+from turret_stream.storage import VectorStore
 
 HOUR = 3600.0
 # Journeys of the sessions listed: session ids -> their journeys within the filter.
@@ -53,23 +52,17 @@ def _accepted(value: str | list[Any]) -> set[str]:
 class CellReader:
     def __init__(self, store: VectorStore) -> None:
         self.rows = JourneyStore(store)
-        self.catalog = Catalog(store)
         self._decoded: dict[str, tuple[int, Cell]] = {}
         self._lock = threading.Lock()
 
-    def available(self, names: DimensionNames) -> bool:
-        """Whether the stream keeps aggregates for this dimension (a sessions actor with
-        journey aggregates on has written its cells)."""
-        return bool(self.rows.store.count(CELLS, Filter(must={"slug": names.slug})))
-
-    def answerable(self, project: str, segments: Iterable[tuple[str, Any]]) -> bool:
-        """Cells know a session's enum segments only: a filter on another key cannot be
-        answered from them."""
-        for key, _ in segments:
-            info = self.catalog.dimension(project, key)
-            if info is None or info.get("type") != "enum":
-                return False
-        return True
+    @staticmethod
+    def answerable(rows: list[CellRow], keys: Iterable[str]) -> bool:
+        """Cells know a session's enum segments only: a filter on a key no cell knows (a
+        key that is not an enum segment) cannot be answered from them."""
+        known: set[str] = set()
+        for row in rows:
+            known.update(parse_segments_key(row.key.segments) or ())
+        return all(k in known for k in keys)
 
     def _cell(self, row: CellRow) -> Cell:
         with self._lock:
@@ -91,9 +84,12 @@ class CellReader:
         now: float,
         dropoff_timeout_s: float,
         exact: Exact,
-    ) -> tuple[JourneyStats, set[str]]:
+    ) -> tuple[JourneyStats, set[str]] | None:
         """The aggregates of the filtered sessions, and the topic map versions the cells
-        read were derived under."""
+        read were derived under; None when the cells cannot answer (``answerable``)."""
+        rows = self.rows.cell_rows(names)
+        if not rows or not self.answerable(rows, [k for k, _ in segments]):
+            return None
         wanted = [(k, _accepted(v)) for k, v in segments]
         idle_before = now - dropoff_timeout_s
         idle_hour = math.floor(idle_before / HOUR)
@@ -102,7 +98,7 @@ class CellReader:
         versions: set[str] = set()
         boundary: list[CellRow] = []  # cells whose sessions are computed one by one
         at_idle: list[CellRow] = []  # whole cells at the drop-off boundary hour
-        for row in self.rows.cell_rows(names):
+        for row in rows:
             key = row.key
             first_from, last_to = key.start_hour * HOUR, (key.end_hour + 1) * HOUR
             if until is not None and first_from > until:

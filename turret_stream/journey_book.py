@@ -41,7 +41,7 @@ SEP = "\x1f"  # joins topics of a path and members of a pair in serialised keys
 
 
 def hour_of(ts: float) -> int:
-    return int(math.floor(ts / HOUR))
+    return math.floor(ts / HOUR)
 
 
 def gap_bin(seconds: float) -> float:
@@ -49,7 +49,7 @@ def gap_bin(seconds: float) -> float:
     100 s, to 4 significant digits above (the median read back is off by at most that)."""
     if seconds < 100:
         return round(seconds, 3)
-    digits = 3 - int(math.floor(math.log10(seconds)))
+    digits = 3 - math.floor(math.log10(seconds))
     return round(seconds, digits)
 
 
@@ -264,7 +264,7 @@ class Cell:
             _bump(bins, gap_bin(starts[i + 1] - starts[i]), sign)
             if not bins:
                 del self.gaps[pair]
-        pairs = {_pair(a, b) for a, b, c2 in zip(path, path[1:], path[2:]) if a == c2}
+        pairs = {_pair(a, b) for a, b, c2 in zip(path, path[1:], path[2:], strict=False) if a == c2}
         if pairs:
             self.back_and_forth_sessions += sign
             for p in pairs:

@@ -29,6 +29,7 @@ from turret_stream.journey_book import JourneyBook, SessionRuns
 from turret_stream.journey_store import JourneyStore
 from turret_stream.journeys import JourneyEvent
 from turret_stream.records import TopicAssignment
+from turret_stream.settings import JourneySettings
 from turret_stream.storage import Filter, VectorStore
 
 log = logging.getLogger(__name__)
@@ -137,12 +138,16 @@ class JourneyOwner:
         offset = None
         while True:
             records, offset = self.store.scroll(
-                names.events, filter=Filter(must={"session_id": a.session_id}), limit=1000,
+                names.events,
+                filter=Filter(must={"session_id": a.session_id}),
+                limit=1000,
                 offset=offset,
             )
             for r in records:
                 p = r.payload
-                events.append(JourneyEvent(p["event_id"], a.session_id, p["user_id"], p["ts"], p["mc"]))
+                events.append(
+                    JourneyEvent(p["event_id"], a.session_id, p["user_id"], p["ts"], p["mc"])
+                )
                 meta = p.get("metadata") or {}
                 segments[p["event_id"]] = {k: meta[k] for k in enum_keys if k in meta}
             if offset is None:
@@ -203,10 +208,23 @@ class JourneyOwner:
     def catch_up(self) -> None:
         """Re-derive every stale slot now and flush (tests, benchmarks, shutdown)."""
         for slot in self.slots.values():
-            self._current_map(slot)
-            slot.checked_at = 0.0
+            slot.checked_at = float("-inf")
             self._current_map(slot)
             if slot.stale:
                 for _ in self.rederive(slot):
                     pass
         self.flush(force=True)
+
+
+def journey_owner(store: VectorStore, settings: JourneySettings) -> JourneyOwner | None:
+    """The owner the settings ask for (None: aggregates off)."""
+    if not settings.aggregates:
+        return None
+    return JourneyOwner(
+        store,
+        settings.min_switch_events,
+        neutral_topics=settings.neutral_topics,
+        max_segment_keys=settings.aggregate_segment_combinations,
+        flush_interval_s=settings.aggregate_flush_s,
+        rederive_interval_s=settings.aggregate_rederive_s,
+    )

@@ -267,8 +267,6 @@ class JourneyQueries:
         if self.cells is None:
             return None
         names = self.queries.dimension(project, dimension)
-        if not self.cells.available(names) or not self.cells.answerable(project, flt.segments):
-            return None
 
         def exact(session_ids: list[str]) -> list[SessionJourney]:
             events: list[JourneyEvent] = []
@@ -277,7 +275,7 @@ class JourneyQueries:
                 events.extend(part.events)
             return self._journeys(Loaded(names, events))
 
-        stats, _ = self.cells.stats(
+        found = self.cells.stats(
             names,
             since=flt.since,
             until=flt.until,
@@ -286,7 +284,7 @@ class JourneyQueries:
             dropoff_timeout_s=self.settings.dropoff_timeout_s,
             exact=exact,
         )
-        return Loaded(names), stats
+        return None if found is None else (Loaded(names), found[0])
 
     def transitions(self, project: str, dimension: str | None, flt: JourneyFilter) -> dict:
         body, stats = self.stats(project, dimension, flt)

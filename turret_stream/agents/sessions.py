@@ -28,6 +28,7 @@ import faust
 
 from turret_stream.catalog import dimension_names
 from turret_stream.clustering.topic_map import TopicMapReader
+from turret_stream.journey_owner import JourneyOwner
 from turret_stream.journeys import JourneyEvent, follow_topic, session_path
 from turret_stream.labels.book import LabelBook
 from turret_stream.records import TopicAssignment, Transition, event_key
@@ -195,13 +196,29 @@ def register_sessions_agent(
     listeners: list[Callable[[Transition], None]] | None = None,
     label_of: LabelOf | None = None,
     idle_after_s: float | None = None,
+    journeys: JourneyOwner | None = None,
 ) -> faust.Table:
     """The sessions agent; with ``idle_after_s`` (the drop-off timeout) rows of sessions
-    idle that long are deleted, so the table holds the active sessions only."""
+    idle that long are deleted, so the table holds the active sessions only. With
+    ``journeys`` it also keeps the journey aggregates (``journey_owner``): each event
+    updates its session's compact path and cell; a timer re-derives after topic map
+    changes and writes what changed."""
     sessions = app.Table("turret-sessions", default=dict, partitions=assignments.partitions)
     listeners = listeners if listeners is not None else []
     idle = IdleSessions(idle_after_s) if idle_after_s else None
     indexed = False
+    # The agent and the journeys timer take turns on the books.
+    books_lock = asyncio.Lock()
+
+    if journeys is not None:
+
+        @app.timer(journeys.flush_interval_s, name="turret.journeys")
+        async def keep_journeys() -> None:
+            async with books_lock:
+                for slot in list(journeys.rederive_due()):
+                    for _ in journeys.rederive(slot):
+                        await asyncio.sleep(0)  # let the API answer between batches
+                await asyncio.to_thread(journeys.flush)
 
     @app.agent(assignments, name="turret.sessions")
     async def follow(stream: faust.StreamT[TopicAssignment]) -> None:
@@ -221,6 +238,9 @@ def register_sessions_agent(
                 if known is not None:
                     state = {"topic": known[0], "step": known[1]}
             moved = advance(state, a, min_switch)
+            if journeys is not None:
+                async with books_lock:
+                    await asyncio.to_thread(journeys.observe, partition, a)
             row[a.dimension] = state
             sessions[key] = row
             if idle is not None:

@@ -37,8 +37,6 @@ from turret_stream.storage import VectorStore, open_store
 log = logging.getLogger(__name__)
 
 
-
-
 def create_app(
     settings: Settings,
     *,
@@ -74,7 +72,12 @@ def create_app(
     own_store = store is None
     app[STORE] = store if store is not None else open_store(settings)
     app[QUERIES] = Queries(app[STORE])
-    app[JOURNEYS] = JourneyQueries(app[STORE], queries=app[QUERIES], settings=settings.journeys)
+    app[JOURNEYS] = JourneyQueries(
+        app[STORE],
+        queries=app[QUERIES],
+        settings=settings.journeys,
+        use_aggregates=settings.journeys.aggregates,
+    )
     loaded: list[Embedder] = [embedder] if embedder is not None else []
 
     def embedder_source() -> Embedder:
