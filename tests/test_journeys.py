@@ -11,6 +11,7 @@ import pytest
 
 from turret_stream.catalog import Catalog
 from turret_stream.clustering.owner import DimensionOwner
+from turret_stream.clustering.topic_map import TopicMapStore
 from turret_stream.embedding import open_embedder
 from turret_stream.http import create_app
 from turret_stream.http.keys import JOURNEYS
@@ -523,3 +524,59 @@ def test_the_scan_cap_truncates(world):
     assert (
         JourneyQueries(world["store"]).entries("acme", None, JourneyFilter())["truncated"] is False
     )
+
+
+def test_aggregates_equal_the_oracle_after_a_merge_and_a_neutral_flag(world, aggregated):
+    """Every aggregate endpoint, with and without filters, answers the same from the
+    stream's aggregates as from stored events; after a topic merge and a neutral flag
+    (written as the owner writes them) too, once the owner has caught up."""
+    store, settings = world["store"], world["settings"]
+    P, F = world["P"], world["F"]
+    oracle = JourneyQueries(store, settings=settings.journeys, use_aggregates=False)
+    cells = JourneyQueries(store, settings=settings.journeys)
+    mid = BASE + BLOCK + 130.5  # inside sessions, not on an hour
+    filters = [
+        JourneyFilter(),
+        JourneyFilter(segments=(("platform", "mobile"),)),
+        JourneyFilter(since=mid),
+        JourneyFilter(until=mid),
+        JourneyFilter(since=BASE + 30, until=NOW - 300, segments=(("platform", "web"),)),
+    ]
+
+    def answers(q: JourneyQueries) -> list[dict]:
+        out = []
+        for flt in filters:
+            for body in (
+                q.transitions("acme", None, flt),
+                q.paths("acme", None, flt, 100),
+                q.entries("acme", None, flt),
+                q.dropoffs("acme", None, flt),
+                q.flows("acme", None, flt, 4),
+            ):
+                out.append({k: v for k, v in body.items() if k != "source"})
+        return out
+
+    def sources() -> set[str]:
+        return {cells.transitions("acme", None, f)["source"] for f in filters}
+
+    assert sources() == {"aggregates"}
+    assert answers(cells) == answers(oracle)
+    maps = TopicMapStore(store)
+    names = Queries(store).dimension("acme", "prompt")
+    original = maps.head(names)
+    today = Queries(store).topic_map(names)
+    try:
+        merged = {**original, "seq": original["seq"] + 1}
+        merged["assigned"] = original["assigned"] + [[mc, P] for mc in today.members(F)]
+        maps.write_head(names, merged)
+        assert answers(cells) != answers(oracle)  # the owner has not seen the merge yet
+        aggregated.catch_up()
+        assert answers(cells) == answers(oracle)
+        assert cells.paths("acme", None, JourneyFilter(), 1)["paths"][0]["path"] == [P]
+        neutral = {**original, "seq": original["seq"] + 2, "neutral": [F]}
+        maps.write_head(names, neutral)
+        aggregated.catch_up()
+        assert answers(cells) == answers(oracle)
+    finally:
+        maps.write_head(names, {**original, "seq": original["seq"] + 3})
+        aggregated.catch_up()
