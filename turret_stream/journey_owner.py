@@ -18,6 +18,7 @@ they were last derived under; ``caught_up`` says when all are derived under the 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -49,7 +50,8 @@ class _Slot:
     seq: int = 0
     flushed_at: float = 0.0
     pending: bool = False
-    rederived_at: float = 0.0
+    rederived_at: float = float("-inf")
+    rederive_took: float = 0.0
     stale: bool = False
 
 
@@ -67,6 +69,9 @@ class JourneyOwner:
     def __post_init__(self) -> None:
         self.rows = JourneyStore(self.store)
         self.maps = TopicMapReader(self.store)
+        # The agent (in a thread), the timer and the commit hook (in the event loop)
+        # take turns on the books.
+        self.lock = threading.RLock()
 
     # -- per event ----------------------------------------------------------------------
 
@@ -117,6 +122,10 @@ class JourneyOwner:
 
     def observe(self, partition: int, a: TopicAssignment) -> None:
         """One assignment: the session's compact path and its contribution follow it."""
+        with self.lock:
+            self._observe(partition, a)
+
+    def _observe(self, partition: int, a: TopicAssignment) -> None:
         names = dimension_names(a.project, a.dimension)
         slot = self._slot(partition, names)
         topic_map = self._current_map(slot)
@@ -158,24 +167,36 @@ class JourneyOwner:
 
     # -- background: re-derivation and flushing ------------------------------------------
 
-    def rederive_due(self) -> Iterator[_Slot]:
+    def rederive_due(self) -> list[_Slot]:
+        """Slots whose topic map changed, last re-derived at least
+        ``rederive_interval_s`` ago, and never more than a tenth of the time (a re-derivation
+        that took 2 s waits 18 s before the next)."""
         now = time.monotonic()
-        for slot in self.slots.values():
-            self._current_map(slot)
-            if slot.stale and now - slot.rederived_at >= self.rederive_interval_s:
-                yield slot
+        due = []
+        with self.lock:
+            for slot in self.slots.values():
+                self._current_map(slot)
+                wait = max(self.rederive_interval_s, 9 * slot.rederive_took)
+                if slot.stale and now - slot.rederived_at >= wait:
+                    due.append(slot)
+        return due
 
     def rederive(self, slot: _Slot) -> Iterator[int]:
-        """Re-derive the slot's sessions under its newest map, in batches."""
+        """Re-derive the slot's sessions under its newest map, in batches (the lock is
+        held for one batch at a time: events go on between batches)."""
         started = time.perf_counter()
         topic_map = slot.topic_map
         slot.stale = False
         done = 0
-        for done in slot.book.rederive(
-            topic_map.topic_of, self._neutral(topic_map), topic_map.version
-        ):
+        steps = slot.book.rederive(topic_map.topic_of, self._neutral(topic_map), topic_map.version)
+        while True:
+            with self.lock:
+                done = next(steps, None)
+            if done is None:
+                break
             yield done
         slot.rederived_at = time.monotonic()
+        slot.rederive_took = time.perf_counter() - started
         slot.pending = True
         log.info(
             "journeys %s p%d: re-derived %d sessions under topic map %s in %.2f s",
@@ -188,6 +209,10 @@ class JourneyOwner:
 
     def flush(self, force: bool = False) -> int:
         """Write what changed (at most every ``flush_interval_s`` unless ``force``)."""
+        with self.lock:
+            return self._flush(force)
+
+    def _flush(self, force: bool) -> int:
         now = time.monotonic()
         written = 0
         for slot in self.slots.values():

@@ -187,6 +187,21 @@ class IdleSessions:
         return idle
 
 
+class FlushBeforeCommit(faust.Sensor):
+    """Writes the journey books before the consumer commits offsets: an event whose
+    offset is committed is in the stored session paths, so a worker killed at any point
+    loses nothing (what it had not committed is redelivered, and a redelivered event
+    makes its session rebuild from the event store: counted once)."""
+
+    def __init__(self, journeys: JourneyOwner) -> None:
+        super().__init__()
+        self.journeys = journeys
+
+    def on_commit_initiated(self, consumer: Any) -> Any:
+        self.journeys.flush(force=True)
+        return None
+
+
 def register_sessions_agent(
     app: faust.App,
     assignments: faust.TopicT,
@@ -207,18 +222,17 @@ def register_sessions_agent(
     listeners = listeners if listeners is not None else []
     idle = IdleSessions(idle_after_s) if idle_after_s else None
     indexed = False
-    # The agent and the journeys timer take turns on the books.
-    books_lock = asyncio.Lock()
 
     if journeys is not None:
 
         @app.timer(journeys.flush_interval_s, name="turret.journeys")
         async def keep_journeys() -> None:
-            async with books_lock:
-                for slot in list(journeys.rederive_due()):
-                    for _ in journeys.rederive(slot):
-                        await asyncio.sleep(0)  # let the API answer between batches
-                await asyncio.to_thread(journeys.flush)
+            for slot in journeys.rederive_due():
+                for _ in journeys.rederive(slot):
+                    await asyncio.sleep(0)  # events and the API go on between batches
+            await asyncio.to_thread(journeys.flush)
+
+        app.sensors.add(FlushBeforeCommit(journeys))
 
     @app.agent(assignments, name="turret.sessions")
     async def follow(stream: faust.StreamT[TopicAssignment]) -> None:
@@ -239,8 +253,7 @@ def register_sessions_agent(
                     state = {"topic": known[0], "step": known[1]}
             moved = advance(state, a, min_switch)
             if journeys is not None:
-                async with books_lock:
-                    await asyncio.to_thread(journeys.observe, partition, a)
+                await asyncio.to_thread(journeys.observe, partition, a)
             row[a.dimension] = state
             sessions[key] = row
             if idle is not None:
