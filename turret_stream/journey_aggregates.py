@@ -21,6 +21,7 @@ from turret_stream.journey_book import (
     MIXED,
     OTHER,
     Cell,
+    Contribution,
     gap_bin,
     parse_segments_key,
     split_pair,
@@ -120,15 +121,37 @@ class CellReader:
             elif key.end_hour == idle_hour:
                 at_idle.append(row)
         if at_idle:
-            for last_at, topic in self.rows.members([r.row_id for r in at_idle]).values():
-                if topic is not None and last_at < idle_before:
-                    stats.dropped[topic] += 1
+            for m in self.rows.members([r.row_id for r in at_idle]).values():
+                last_at, path = m[1], m[4]
+                if path and last_at < idle_before:
+                    stats.dropped[path[-1]] += 1
         if boundary:
-            sessions = list(self.rows.members([r.row_id for r in boundary]))
-            journeys = exact(sessions) if sessions else []
-            for r in boundary:
-                versions.add(r.version)
-            _add_exact(stats, users, journeys, now, dropoff_timeout_s)
+            # A session wholly inside the window counts whole, from what its cell keeps
+            # of it; one the window cuts (or, under a segment filter, one whose segments
+            # changed) is computed from its events within the filter.
+            whole = Cell()
+            cut: list[str] = []
+            for row in boundary:
+                versions.add(row.version)
+                by_event = bool(wanted) and row.key.segments in (MIXED, OTHER)
+                for sid, m in self.rows.members([row.row_id]).items():
+                    first_at, last_at = m[0], m[1]
+                    if (since is not None and last_at < since) or (
+                        until is not None and first_at > until
+                    ):
+                        continue
+                    inside = (since is None or first_at >= since) and (
+                        until is None or last_at <= until
+                    )
+                    if inside and not by_event:
+                        c = Contribution.from_member(sid, m)
+                        whole.apply(c, 1)
+                        if c.derived.path and last_at < idle_before:
+                            stats.dropped[c.derived.path[-1]] += 1
+                    else:
+                        cut.append(sid)
+            _add_cell(stats, users, whole)
+            _add_exact(stats, users, exact(cut) if cut else [], now, dropoff_timeout_s)
         stats.users = len(users)
         return stats, versions
 

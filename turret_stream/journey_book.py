@@ -208,8 +208,22 @@ class Contribution:
     user_id: str
     session_id: str
     events: int
+    first_at: float
     last_at: float
     derived: Derived
+
+    def to_member(self) -> list[Any]:
+        """What a cell keeps of each of its sessions: enough to count the session again
+        on its own where a time window cuts the cell (``from_member``)."""
+        d = self.derived
+        return [self.first_at, self.last_at, self.user_id, self.events, d.path, d.step_starts]
+
+    @classmethod
+    def from_member(cls, session_id: str, m: list[Any]) -> Contribution:
+        first_at, last_at, user_id, events, path, starts = m
+        key = CellKey(hour_of(first_at), hour_of(last_at), "")
+        derived = Derived(tuple(path), tuple(starts))
+        return cls(key, user_id, session_id, events, first_at, last_at, derived)
 
 
 # -- a cell: additive counters -------------------------------------------------------------
@@ -235,7 +249,8 @@ class Cell:
     ended: Counter[str] = field(default_factory=Counter)
     back_and_forth: Counter[str] = field(default_factory=Counter)  # "a SEP via"
     back_and_forth_sessions: int = 0
-    # session id -> [last_at, last topic or None]: drop-offs at the idle boundary
+    # session id -> ``Contribution.to_member``: read where a time window or the drop-off
+    # boundary cuts the cell
     members: dict[str, list[Any]] = field(default_factory=dict)
 
     def apply(self, c: Contribution, sign: int) -> None:
@@ -245,7 +260,7 @@ class Cell:
         _bump(self.users, c.user_id, sign)
         path = c.derived.path
         if sign > 0:
-            self.members[c.session_id] = [c.last_at, path[-1] if path else None]
+            self.members[c.session_id] = c.to_member()
         else:
             self.members.pop(c.session_id, None)
         if not path:
@@ -369,6 +384,7 @@ class JourneyBook:
             runs.user_id,
             runs.session_id,
             runs.events,
+            runs.first_at,
             runs.last_at,
             derive(runs, topic_of, self.min_switch_events, neutral),
         )

@@ -138,7 +138,7 @@ class JourneyStore:
         ]
 
     def members(self, row_ids: list[str]) -> dict[str, list[Any]]:
-        """session id -> [last_at, last topic] of the sessions of these cells."""
+        """session id -> ``Contribution.to_member`` of the sessions of these cells."""
         found: dict[str, list[Any]] = {}
         for r in self.store.retrieve(CELLS, row_ids):
             found.update(json.loads(r.payload["members"]))
