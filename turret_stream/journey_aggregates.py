@@ -121,7 +121,10 @@ class CellReader:
             elif key.end_hour == idle_hour:
                 at_idle.append(row)
         if at_idle:
-            for m in self.rows.members([r.row_id for r in at_idle]).values():
+            members = {}
+            for row in at_idle:
+                members.update(self.rows.members(names, row))
+            for m in members.values():
                 last_at, path = m[1], m[4]
                 if path and last_at < idle_before:
                     stats.dropped[path[-1]] += 1
@@ -134,7 +137,7 @@ class CellReader:
             for row in boundary:
                 versions.add(row.version)
                 by_event = bool(wanted) and row.key.segments in (MIXED, OTHER)
-                for sid, m in self.rows.members([row.row_id]).items():
+                for sid, m in self.rows.members(names, row).items():
                     first_at, last_at = m[0], m[1]
                     if (since is not None and last_at < since) or (
                         until is not None and first_at > until

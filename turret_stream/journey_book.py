@@ -69,6 +69,7 @@ class SessionRuns:
     last_at: float = 0.0
     last_id: str = ""
     segments: dict[str, Any] | str | None = None  # None: not seen yet; MIXED
+    segments_text: str | None = None  # ``segments_key`` of ``segments``, once computed
 
     def add(self, ts: float, event_id: str, mc: int, segments: Mapping[str, Any] | None) -> bool:
         """Append one event; False (nothing changed) when it is not after the last one in
@@ -80,6 +81,7 @@ class SessionRuns:
             self.segments = seg
         elif self.segments != MIXED and self.segments != seg:
             self.segments = MIXED
+            self.segments_text = None
         if self.runs and self.runs[-1][0] == mc:
             run = self.runs[-1]
             run[1] += 1
@@ -249,9 +251,6 @@ class Cell:
     ended: Counter[str] = field(default_factory=Counter)
     back_and_forth: Counter[str] = field(default_factory=Counter)  # "a SEP via"
     back_and_forth_sessions: int = 0
-    # session id -> ``Contribution.to_member``: read where a time window or the drop-off
-    # boundary cuts the cell
-    members: dict[str, list[Any]] = field(default_factory=dict)
 
     def apply(self, c: Contribution, sign: int) -> None:
         """Add (``sign`` 1) or retract (-1) one session's contribution."""
@@ -259,10 +258,6 @@ class Cell:
         self.sessions += sign
         _bump(self.users, c.user_id, sign)
         path = c.derived.path
-        if sign > 0:
-            self.members[c.session_id] = c.to_member()
-        else:
-            self.members.pop(c.session_id, None)
         if not path:
             return
         self.sessions_with_topic += sign
@@ -322,9 +317,6 @@ class Cell:
             back_and_forth_sessions=p["back_and_forth_sessions"],
         )
 
-    def members_payload(self) -> dict[str, Any]:
-        return {"members": self.members}
-
 
 def _bump(counter: Counter, key: Any, sign: int) -> None:
     n = counter.get(key, 0) + sign
@@ -367,7 +359,9 @@ class JourneyBook:
     def _segments(self, runs: SessionRuns) -> str:
         if runs.segments == MIXED or runs.segments is None:
             return MIXED
-        key = segments_key(runs.segments)
+        if runs.segments_text is None:
+            runs.segments_text = segments_key(runs.segments)
+        key = runs.segments_text
         if key in self.segment_keys:
             return key
         if len(self.segment_keys) >= self.max_segment_keys:
@@ -425,19 +419,27 @@ class JourneyBook:
                     self._apply(old, -1)
                 self.contributions[sid] = new
                 self._apply(new, 1)
+                self.dirty_sessions.add(sid)  # its stored member changes too
             done += 1
             if done % batch == 0:
                 yield done
         self.version = version
         yield done
 
-    def take_dirty(self) -> tuple[dict[CellKey, Cell | None], list[SessionRuns]]:
-        """The cells (None: now empty) and sessions changed since the last call."""
+    def take_dirty(
+        self,
+    ) -> tuple[dict[CellKey, Cell | None], list[tuple[SessionRuns, Contribution]]]:
+        """The cells (None: now empty) and sessions (with their contributions) changed
+        since the last call."""
         cells = {k: (c if not (c := self.cells[k]).empty else None) for k in self.dirty_cells}
         for k, c in cells.items():
             if c is None:
                 del self.cells[k]
-        sessions = [self.sessions[s] for s in self.dirty_sessions if s in self.sessions]
+        sessions = [
+            (self.sessions[s], self.contributions[s])
+            for s in self.dirty_sessions
+            if s in self.sessions
+        ]
         self.dirty_cells.clear()
         self.dirty_sessions.clear()
         return cells, sessions

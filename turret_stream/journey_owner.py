@@ -17,6 +17,7 @@ they were last derived under; ``caught_up`` says when all are derived under the 
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -93,10 +94,14 @@ class JourneyOwner:
         book = JourneyBook(self.min_switch_events, self.max_segment_keys)
         topic_map = self.maps.get(names)
         neutral = self._neutral(topic_map)
-        for runs in self.rows.sessions(names, partition):
+        unchanged = []
+        for runs, member in self.rows.sessions(names, partition):
             book.put(runs, topic_map.topic_of, neutral)
+            new = json.loads(json.dumps(book.contributions[runs.session_id].to_member()))
+            if new == member:
+                unchanged.append(runs.session_id)
         book.version = topic_map.version
-        book.dirty_sessions.clear()
+        book.dirty_sessions.difference_update(unchanged)  # rewrite only what changed
         self.rows.drop_cells(names, partition)
         slot = _Slot(names, partition, book, topic_map, checked_at=time.monotonic())
         slot.pending = bool(book.dirty_cells)

@@ -3,9 +3,11 @@ side reads cells. The payloads are what ``Cell`` and ``SessionRuns`` serialise
 (``journey_book``); this module only places them.
 
 - ``journey_cells``: one row per (dimension, partition of the sessions actor, cell key),
-  the cell's counters and, apart, its members (read only for cells at a time boundary);
+  the cell's counters;
 - ``journey_sessions``: one row per (dimension, session): its compact path, from which a
-  restarted owner re-derives every contribution (cells are a cache of those).
+  restarted owner re-derives every contribution (cells are a cache of those), and its
+  contribution (``Contribution.to_member``) under its cell key, which the read side
+  reads for the cells a time window or the drop-off boundary cuts.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from turret_stream.catalog import DimensionNames
-from turret_stream.journey_book import Cell, CellKey, SessionRuns
+from turret_stream.journey_book import Cell, CellKey, Contribution, SessionRuns
 from turret_stream.storage import Filter, Point, VectorStore
 
 CELLS = "journey_cells"
@@ -45,7 +47,16 @@ class JourneyStore:
             indexes={"slug": "keyword", "partition": "integer", "end_hour": "integer"},
         )
         store.create_collection(
-            SESSIONS, 1, "dot", indexes={"slug": "keyword", "partition": "integer"}
+            SESSIONS,
+            1,
+            "dot",
+            indexes={
+                "slug": "keyword",
+                "partition": "integer",
+                "start_hour": "integer",
+                "end_hour": "integer",
+                "segments": "keyword",
+            },
         )
 
     # -- write side ---------------------------------------------------------------------
@@ -61,7 +72,7 @@ class JourneyStore:
         version: str,
         seq: int,
         cells: Mapping[CellKey, Cell | None],
-        sessions: list[SessionRuns],
+        sessions: list[tuple[SessionRuns, Contribution]],
     ) -> int:
         """Upsert changed cells (delete emptied ones) and sessions; bytes written."""
         points, gone, size = [], [], 0
@@ -71,8 +82,7 @@ class JourneyStore:
                 gone.append(row_id)
                 continue
             data = json.dumps(cell.to_payload(), separators=(",", ":"))
-            members = json.dumps(cell.members, separators=(",", ":"))
-            size += len(data) + len(members)
+            size += len(data)
             points.append(
                 Point(
                     row_id,
@@ -86,7 +96,6 @@ class JourneyStore:
                         "version": version,
                         "seq": seq,
                         "data": data,
-                        "members": members,
                     },
                 )
             )
@@ -95,14 +104,23 @@ class JourneyStore:
         if points:
             self.store.upsert(CELLS, points)
         rows = []
-        for runs in sessions:
+        for runs, c in sessions:
             data = json.dumps(runs.to_payload(), separators=(",", ":"))
-            size += len(data)
+            member = json.dumps(c.to_member(), separators=(",", ":"))
+            size += len(data) + len(member)
             rows.append(
                 Point(
                     f"{names.slug}/{runs.session_id}",
                     _UNIT,
-                    {"slug": names.slug, "partition": partition, "data": data},
+                    {
+                        "slug": names.slug,
+                        "partition": partition,
+                        "start_hour": c.key.start_hour,
+                        "end_hour": c.key.end_hour,
+                        "segments": c.key.segments,
+                        "data": data,
+                        "member": member,
+                    },
                 )
             )
         if rows:
@@ -118,9 +136,13 @@ class JourneyStore:
         if ids:
             self.store.delete(CELLS, ids)
 
-    def sessions(self, names: DimensionNames, partition: int) -> Iterator[SessionRuns]:
+    def sessions(
+        self, names: DimensionNames, partition: int
+    ) -> Iterator[tuple[SessionRuns, list[Any]]]:
+        """The partition's sessions, each with its stored member."""
         for r in self._scan(SESSIONS, Filter(must={"slug": names.slug, "partition": partition})):
-            yield SessionRuns.from_payload(json.loads(r.payload["data"]))
+            p = r.payload
+            yield SessionRuns.from_payload(json.loads(p["data"])), json.loads(p["member"])
 
     # -- read side ----------------------------------------------------------------------
 
@@ -137,12 +159,21 @@ class JourneyStore:
             for r in self._scan(CELLS, Filter(must={"slug": names.slug}))
         ]
 
-    def members(self, row_ids: list[str]) -> dict[str, list[Any]]:
-        """session id -> ``Contribution.to_member`` of the sessions of these cells."""
-        found: dict[str, list[Any]] = {}
-        for r in self.store.retrieve(CELLS, row_ids):
-            found.update(json.loads(r.payload["members"]))
-        return found
+    def members(self, names: DimensionNames, row: CellRow) -> dict[str, list[Any]]:
+        """session id -> ``Contribution.to_member`` of the sessions of one cell."""
+        flt = Filter(
+            must={
+                "slug": names.slug,
+                "partition": row.partition,
+                "start_hour": row.key.start_hour,
+                "end_hour": row.key.end_hour,
+                "segments": row.key.segments,
+            }
+        )
+        return {
+            json.loads(r.payload["data"])["session_id"]: json.loads(r.payload["member"])
+            for r in self._scan(SESSIONS, flt)
+        }
 
     def _scan(self, collection: str, flt: Filter) -> Iterator[Any]:
         if not self.store.has_collection(collection):
