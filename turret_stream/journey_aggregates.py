@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import threading
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -32,6 +32,7 @@ from turret_stream.journeys import JourneyStats, SessionJourney, aggregate
 from turret_stream.storage import VectorStore
 
 HOUR = 3600.0
+MEMBER_CACHE_CELLS = 64
 # Journeys of the sessions listed: session ids -> their journeys within the filter.
 Exact = Callable[[list[str]], list[SessionJourney]]
 
@@ -54,6 +55,9 @@ class CellReader:
     def __init__(self, store: VectorStore) -> None:
         self.rows = JourneyStore(store)
         self._decoded: dict[str, tuple[int, Cell]] = {}
+        # Members of cells cut by a window, by row id: (seq, members); a cell's members
+        # change only with its counters, which give it a new seq.
+        self._members: OrderedDict[str, tuple[int, dict[str, list[Any]]]] = OrderedDict()
         self._lock = threading.Lock()
 
     @staticmethod
@@ -64,6 +68,19 @@ class CellReader:
         for row in rows:
             known.update(parse_segments_key(row.key.segments) or ())
         return all(k in known for k in keys)
+
+    def _members_of(self, names: DimensionNames, row: CellRow) -> dict[str, list[Any]]:
+        with self._lock:
+            hit = self._members.get(row.row_id)
+            if hit is not None and hit[0] == row.seq:
+                self._members.move_to_end(row.row_id)
+                return hit[1]
+        found = self.rows.members(names, row)
+        with self._lock:
+            self._members[row.row_id] = (row.seq, found)
+            while len(self._members) > MEMBER_CACHE_CELLS:
+                self._members.popitem(last=False)
+        return found
 
     def _cell(self, row: CellRow) -> Cell:
         with self._lock:
@@ -123,7 +140,7 @@ class CellReader:
         if at_idle:
             members = {}
             for row in at_idle:
-                members.update(self.rows.members(names, row))
+                members.update(self._members_of(names, row))
             for m in members.values():
                 last_at, path = m[1], m[4]
                 if path and last_at < idle_before:
@@ -137,7 +154,7 @@ class CellReader:
             for row in boundary:
                 versions.add(row.version)
                 by_event = bool(wanted) and row.key.segments in (MIXED, OTHER)
-                for sid, m in self.rows.members(names, row).items():
+                for sid, m in self._members_of(names, row).items():
                     first_at, last_at = m[0], m[1]
                     if (since is not None and last_at < since) or (
                         until is not None and first_at > until

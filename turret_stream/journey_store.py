@@ -5,9 +5,10 @@ side reads cells. The payloads are what ``Cell`` and ``SessionRuns`` serialise
 - ``journey_cells``: one row per (dimension, partition of the sessions actor, cell key),
   the cell's counters;
 - ``journey_sessions``: one row per (dimension, session): its compact path, from which a
-  restarted owner re-derives every contribution (cells are a cache of those), and its
-  contribution (``Contribution.to_member``) under its cell key, which the read side
-  reads for the cells a time window or the drop-off boundary cuts.
+  restarted owner re-derives every contribution (cells are a cache of those);
+- ``journey_members``: one small row per (dimension, session): its contribution
+  (``Contribution.to_member``) under its cell key, which the read side reads for the
+  cells a time window or the drop-off boundary cuts.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from turret_stream.storage import Filter, Point, VectorStore
 
 CELLS = "journey_cells"
 SESSIONS = "journey_sessions"
+MEMBERS = "journey_members"
 _UNIT = [1.0]
 PAGE = 1000
 
@@ -47,7 +49,10 @@ class JourneyStore:
             indexes={"slug": "keyword", "partition": "integer", "end_hour": "integer"},
         )
         store.create_collection(
-            SESSIONS,
+            SESSIONS, 1, "dot", indexes={"slug": "keyword", "partition": "integer"}
+        )
+        store.create_collection(
+            MEMBERS,
             1,
             "dot",
             indexes={
@@ -99,18 +104,18 @@ class JourneyStore:
                     },
                 )
             )
-        if gone:
-            self.store.delete(CELLS, gone)
-        if points:
-            self.store.upsert(CELLS, points)
-        rows = []
+        rows, members = [], []
         for runs, c in sessions:
             data = json.dumps(runs.to_payload(), separators=(",", ":"))
             member = json.dumps(c.to_member(), separators=(",", ":"))
             size += len(data) + len(member)
+            row_id = f"{names.slug}/{runs.session_id}"
             rows.append(
+                Point(row_id, _UNIT, {"slug": names.slug, "partition": partition, "data": data})
+            )
+            members.append(
                 Point(
-                    f"{names.slug}/{runs.session_id}",
+                    row_id,
                     _UNIT,
                     {
                         "slug": names.slug,
@@ -118,13 +123,19 @@ class JourneyStore:
                         "start_hour": c.key.start_hour,
                         "end_hour": c.key.end_hour,
                         "segments": c.key.segments,
-                        "data": data,
+                        "session_id": runs.session_id,
                         "member": member,
                     },
                 )
             )
         if rows:
             self.store.upsert(SESSIONS, rows)
+            self.store.upsert(MEMBERS, members)
+        # Cells last: a reader that sees a cell's new ``seq`` finds its members as new.
+        if gone:
+            self.store.delete(CELLS, gone)
+        if points:
+            self.store.upsert(CELLS, points)
         return size
 
     def drop_cells(self, names: DimensionNames, partition: int) -> None:
@@ -138,11 +149,14 @@ class JourneyStore:
 
     def sessions(
         self, names: DimensionNames, partition: int
-    ) -> Iterator[tuple[SessionRuns, list[Any]]]:
+    ) -> Iterator[tuple[SessionRuns, list[Any] | None]]:
         """The partition's sessions, each with its stored member."""
-        for r in self._scan(SESSIONS, Filter(must={"slug": names.slug, "partition": partition})):
-            p = r.payload
-            yield SessionRuns.from_payload(json.loads(p["data"])), json.loads(p["member"])
+        flt = Filter(must={"slug": names.slug, "partition": partition})
+        members = {r.id: r.payload["member"] for r in self._scan(MEMBERS, flt)}
+        for r in self._scan(SESSIONS, flt):
+            member = members.get(r.id)
+            runs = SessionRuns.from_payload(json.loads(r.payload["data"]))
+            yield runs, (json.loads(member) if member is not None else None)
 
     # -- read side ----------------------------------------------------------------------
 
@@ -171,8 +185,8 @@ class JourneyStore:
             }
         )
         return {
-            json.loads(r.payload["data"])["session_id"]: json.loads(r.payload["member"])
-            for r in self._scan(SESSIONS, flt)
+            r.payload["session_id"]: json.loads(r.payload["member"])
+            for r in self._scan(MEMBERS, flt)
         }
 
     def _scan(self, collection: str, flt: Filter) -> Iterator[Any]:
