@@ -14,6 +14,7 @@ import math
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from turret_stream.catalog import DimensionNames
@@ -33,6 +34,7 @@ from turret_stream.storage import VectorStore
 
 HOUR = 3600.0
 MEMBER_CACHE_CELLS = 64
+SUM_CACHE_FILTERS = 16
 # Journeys of the sessions listed: session ids -> their journeys within the filter.
 Exact = Callable[[list[str]], list[SessionJourney]]
 
@@ -58,6 +60,7 @@ class CellReader:
         # Members of cells cut by a window, by row id: (seq, members); a cell's members
         # change only with its counters, which give it a new seq.
         self._members: OrderedDict[str, tuple[int, dict[str, list[Any]]]] = OrderedDict()
+        self._sums: OrderedDict[tuple, _Sum] = OrderedDict()
         self._lock = threading.Lock()
 
     @staticmethod
@@ -92,6 +95,32 @@ class CellReader:
             self._decoded[row.row_id] = (row.seq, cell)
         return cell
 
+    def _summed(self, signature: tuple, rows: list[CellRow]) -> tuple[JourneyStats, Counter[str]]:
+        """The sum of ``rows``' cells (a copy, the caller adds to it), kept per filter and
+        brought up to date by retracting and adding only the cells written since: a
+        request costs the cells that changed, not all of them."""
+        with self._lock:
+            entry = self._sums.pop(signature, None)
+        if entry is None:
+            entry = _Sum()
+        wanted = {r.row_id: r for r in rows}
+        for row_id, (seq, cell) in list(entry.cells.items()):
+            row = wanted.get(row_id)
+            if row is None or row.seq != seq:
+                _add_cell(entry.stats, entry.users, cell, -1)
+                del entry.cells[row_id]
+        for row_id, row in wanted.items():
+            if row_id not in entry.cells:
+                cell = self._cell(row)
+                _add_cell(entry.stats, entry.users, cell, 1)
+                entry.cells[row_id] = (row.seq, cell)
+        copy = entry.copy()
+        with self._lock:
+            self._sums[signature] = entry
+            while len(self._sums) > SUM_CACHE_FILTERS:
+                self._sums.popitem(last=False)
+        return copy
+
     def stats(
         self,
         names: DimensionNames,
@@ -111,11 +140,11 @@ class CellReader:
         wanted = [(k, _accepted(v)) for k, v in segments]
         idle_before = now - dropoff_timeout_s
         idle_hour = math.floor(idle_before / HOUR)
-        stats = JourneyStats()
-        users: Counter[str] = Counter()
         versions: set[str] = set()
         boundary: list[CellRow] = []  # cells whose sessions are computed one by one
         at_idle: list[CellRow] = []  # whole cells at the drop-off boundary hour
+        inside_rows: list[CellRow] = []
+        dropped: Counter[str] = Counter()
         for row in rows:
             key = row.key
             first_from, last_to = key.start_hour * HOUR, (key.end_hour + 1) * HOUR
@@ -131,12 +160,14 @@ class CellReader:
                 boundary.append(row)
                 continue
             versions.add(row.version)
-            cell = self._cell(row)
-            _add_cell(stats, users, cell)
+            inside_rows.append(row)
             if key.end_hour < idle_hour:
-                stats.dropped.update(cell.ended)
+                dropped.update(self._cell(row).ended)
             elif key.end_hour == idle_hour:
                 at_idle.append(row)
+        signature = (names.slug, since, until, tuple((k, tuple(sorted(ok))) for k, ok in wanted))
+        stats, users = self._summed(signature, inside_rows)
+        stats.dropped.update(dropped)
         if at_idle:
             members = {}
             for row in at_idle:
@@ -176,23 +207,69 @@ class CellReader:
         return stats, versions
 
 
-def _add_cell(stats: JourneyStats, users: Counter[str], cell: Cell) -> None:
-    stats.events += cell.events
-    stats.sessions += cell.sessions
-    stats.sessions_with_topic += cell.sessions_with_topic
-    users.update(cell.users)
-    stats.entries.update(cell.entries)
-    stats.visited.update(cell.visited)
-    stats.ended.update(cell.ended)
-    stats.back_and_forth_sessions += cell.back_and_forth_sessions
+@dataclass
+class _Sum:
+    cells: dict[str, tuple[int, Cell]] = field(default_factory=dict)
+    stats: JourneyStats = field(default_factory=JourneyStats)
+    users: Counter[str] = field(default_factory=Counter)
+
+    def copy(self) -> tuple[JourneyStats, Counter[str]]:
+        s = self.stats
+        return (
+            JourneyStats(
+                events=s.events,
+                sessions=s.sessions,
+                sessions_with_topic=s.sessions_with_topic,
+                transitions=Counter(s.transitions),
+                gap_bins={p: Counter(b) for p, b in s.gap_bins.items()},
+                entries=Counter(s.entries),
+                paths=Counter(s.paths),
+                back_and_forth=Counter(s.back_and_forth),
+                back_and_forth_sessions=s.back_and_forth_sessions,
+                visited=Counter(s.visited),
+                ended=Counter(s.ended),
+            ),
+            Counter(self.users),
+        )
+
+
+def _add(counter: Counter, key: Any, n: int) -> None:
+    total = counter.get(key, 0) + n
+    if total:
+        counter[key] = total
+    else:
+        counter.pop(key, None)
+
+
+def _add_cell(stats: JourneyStats, users: Counter[str], cell: Cell, sign: int = 1) -> None:
+    """Add (``sign`` 1) or retract (-1) one cell's counters."""
+    stats.events += sign * cell.events
+    stats.sessions += sign * cell.sessions
+    stats.sessions_with_topic += sign * cell.sessions_with_topic
+    stats.back_and_forth_sessions += sign * cell.back_and_forth_sessions
+    for mine, theirs in (
+        (users, cell.users),
+        (stats.entries, cell.entries),
+        (stats.visited, cell.visited),
+        (stats.ended, cell.ended),
+    ):
+        if sign > 0:
+            mine.update(theirs)
+        else:
+            for key, n in theirs.items():
+                _add(mine, key, -n)
     for pair, n in cell.transitions.items():
-        stats.transitions[split_pair(pair)] += n
+        _add(stats.transitions, split_pair(pair), sign * n)
     for pair, bins in cell.gaps.items():
-        stats.gap_bins.setdefault(split_pair(pair), Counter()).update(bins)
+        mine = stats.gap_bins.setdefault(split_pair(pair), Counter())
+        for b, n in bins.items():
+            _add(mine, b, sign * n)
+        if not mine:
+            del stats.gap_bins[split_pair(pair)]
     for path, n in cell.paths.items():
-        stats.paths[split_path(path)] += n
+        _add(stats.paths, split_path(path), sign * n)
     for pair, n in cell.back_and_forth.items():
-        stats.back_and_forth[split_pair(pair)] += n
+        _add(stats.back_and_forth, split_pair(pair), sign * n)
 
 
 def _add_exact(

@@ -8,6 +8,7 @@ a worker restart cannot count a move twice (each event is stored once, by its id
 
 from __future__ import annotations
 
+import heapq
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Callable, Container, Iterable, MutableMapping, Sequence
@@ -309,7 +310,9 @@ class JourneyStats:
         ]
 
     def top_paths(self, top: int) -> list[dict]:
-        ranked = sorted(self.paths.items(), key=lambda kv: (-kv[1], len(kv[0]), kv[0]))
+        ranked = heapq.nsmallest(
+            top, self.paths.items(), key=lambda kv: (-kv[1], len(kv[0]), kv[0])
+        )
         return [
             {"path": list(p), "sessions": n, "share": _ratio(n, self.sessions_with_topic)}
             for p, n in ranked[:top]
