@@ -431,9 +431,11 @@ class JourneyBook:
     ) -> tuple[dict[CellKey, Cell | None], list[tuple[SessionRuns, Contribution]]]:
         """The cells (None: now empty) and sessions (with their contributions) changed
         since the last call."""
-        cells = {k: (c if not (c := self.cells[k]).empty else None) for k in self.dirty_cells}
-        for k, c in cells.items():
-            if c is None:
+        cells: dict[CellKey, Cell | None] = {}
+        for k in self.dirty_cells:
+            c = self.cells.get(k)
+            cells[k] = c if c is not None and not c.empty else None
+            if c is not None and c.empty:
                 del self.cells[k]
         sessions = [
             (self.sessions[s], self.contributions[s])

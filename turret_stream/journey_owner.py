@@ -102,7 +102,9 @@ class JourneyOwner:
                 unchanged.append(runs.session_id)
         book.version = topic_map.version
         book.dirty_sessions.difference_update(unchanged)  # rewrite only what changed
-        self.rows.drop_cells(names, partition)
+        # Every rebuilt cell is dirty (rewritten at the next flush); stored cells the
+        # rebuild has no more are deleted then (readers meanwhile see the old rows).
+        book.dirty_cells.update(self.rows.cell_keys(names, partition))
         slot = _Slot(names, partition, book, topic_map, checked_at=time.monotonic())
         slot.pending = bool(book.dirty_cells)
         if book.sessions:
@@ -231,6 +233,14 @@ class JourneyOwner:
             )
             slot.flushed_at, slot.pending = now, False
         return written
+
+    def forget(self, partitions: set[int]) -> None:
+        """Partitions taken away (a rebalance): write what they changed and drop their
+        books; whoever gets them next restores them from the store."""
+        with self.lock:
+            self._flush(force=True)
+            for key in [k for k in self.slots if k[0] in partitions]:
+                del self.slots[key]
 
     def caught_up(self) -> bool:
         return all(not s.stale and not s.pending for s in self.slots.values())

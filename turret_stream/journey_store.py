@@ -138,14 +138,13 @@ class JourneyStore:
             self.store.upsert(CELLS, points)
         return size
 
-    def drop_cells(self, names: DimensionNames, partition: int) -> None:
-        """Forget the partition's cells (a restarted owner rewrites them all)."""
-        ids = [
-            r.id
-            for r in self._scan(CELLS, Filter(must={"slug": names.slug, "partition": partition}))
+    def cell_keys(self, names: DimensionNames, partition: int) -> list[CellKey]:
+        """The keys of the partition's stored cells."""
+        flt = Filter(must={"slug": names.slug, "partition": partition})
+        return [
+            CellKey(r.payload["start_hour"], r.payload["end_hour"], r.payload["segments"])
+            for r in self._scan(CELLS, flt)
         ]
-        if ids:
-            self.store.delete(CELLS, ids)
 
     def sessions(
         self, names: DimensionNames, partition: int

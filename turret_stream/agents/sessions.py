@@ -234,6 +234,12 @@ def register_sessions_agent(
 
         app.sensors.add(FlushBeforeCommit(journeys))
 
+        @app.on_partitions_revoked.connect
+        async def forget_revoked(app: faust.App, revoked: set[Any], **_: Any) -> None:
+            mine = {tp.partition for tp in revoked if tp.topic == assignments.get_topic_name()}
+            if mine:
+                await asyncio.to_thread(journeys.forget, mine)
+
     @app.agent(assignments, name="turret.sessions")
     async def follow(stream: faust.StreamT[TopicAssignment]) -> None:
         nonlocal indexed
