@@ -70,10 +70,15 @@ class SessionRuns:
     last_id: str = ""
     segments: dict[str, Any] | str | None = None  # None: not seen yet; MIXED
     segments_text: str | None = None  # ``segments_key`` of ``segments``, once computed
+    # Checked against the event store by this process (not serialised): see journey_owner.
+    verified: bool = False
 
     def add(self, ts: float, event_id: str, mc: int, segments: Mapping[str, Any] | None) -> bool:
         """Append one event; False (nothing changed) when it is not after the last one in
-        journey order (a replay or a late event: the caller rebuilds from the store)."""
+        journey order (a replay or a late event: the caller rebuilds from the store).
+        Times are kept to the microsecond: a redelivered event can come back with its
+        time rounded so (the journal keeps microseconds), and must still be recognised."""
+        ts = round(ts, 6)
         if self.events and (ts, event_id) <= (self.last_at, self.last_id):
             return False
         seg = dict(segments or {})

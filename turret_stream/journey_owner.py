@@ -6,7 +6,10 @@ Per (partition, dimension) one ``JourneyBook`` (``journey_book``). Events arrive
 per session (the assignments topic is keyed by session); one that does not come after
 the session's last event (a replay after a restart, a late event) makes the owner
 rebuild that session's compact path from its stored events, so a replay never counts
-twice and a late event lands in its place.
+twice and a late event lands in its place. A session's first event in a process rebuilds
+it from the store too (one filtered read per session and process, as the live actor's
+bootstrap does), which brings back events whose assignments were lost with the embedded
+broker's in-memory log.
 
 When the dimension's topic map changes (merge, split, neutral flag, late topic), new
 events are derived under the new map at once and every older session is re-derived in
@@ -138,12 +141,20 @@ class JourneyOwner:
         topic_map = self._current_map(slot)
         book = slot.book
         runs = book.sessions.get(a.session_id)
-        if runs is None:
-            runs = SessionRuns(a.session_id, a.user_id)
-        if not runs.add(a.received_at, a.event_id, a.mc, a.segments):
-            runs = self._from_store(names, a)
-            if runs is None:
+        if runs is None or not runs.verified:
+            # A session's first event in this process: its path is rebuilt from the event
+            # store, which holds every event placed so far. Assignments in flight when a
+            # worker died can be lost (the embedded broker keeps its log in memory) while
+            # their events are stored; this is where they come back.
+            runs = self._from_store(names, a) or SessionRuns(a.session_id, a.user_id)
+            runs.verified = True
+            runs.add(a.received_at, a.event_id, a.mc, a.segments)  # unless stored already
+        elif not runs.add(a.received_at, a.event_id, a.mc, a.segments):
+            rebuilt = self._from_store(names, a)
+            if rebuilt is None:
                 return
+            runs = rebuilt
+            runs.verified = True
         book.put(runs, topic_map.topic_of, self._neutral(topic_map))
         slot.pending = True
 
@@ -226,7 +237,8 @@ class JourneyOwner:
             if not slot.pending or (not force and now - slot.flushed_at < self.flush_interval_s):
                 continue
             cells, sessions = slot.book.take_dirty()
-            slot.seq += 1
+            # Unique across restarts too: readers cache a row by (id, seq).
+            slot.seq = max(slot.seq + 1, time.time_ns())
             version = _version_text(slot.book.version if not slot.stale else ("stale",))
             written += self.rows.write(
                 slot.names, slot.partition, version, slot.seq, cells, sessions
