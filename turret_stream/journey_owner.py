@@ -209,9 +209,10 @@ class JourneyOwner:
         steps = slot.book.rederive(topic_map.topic_of, self._neutral(topic_map), topic_map.version)
         while True:
             with self.lock:
-                done = next(steps, None)
-            if done is None:
+                step = next(steps, None)
+            if step is None:
                 break
+            done = step
             yield done
         slot.rederived_at = time.monotonic()
         slot.rederive_took = time.perf_counter() - started
