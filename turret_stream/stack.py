@@ -14,7 +14,8 @@ from aiohttp import web
 
 from turret_stream.broker import EmbeddedBroker
 from turret_stream.embedding import Embedder, open_embedder
-from turret_stream.embedding.pool import PooledEmbedder, cores
+from turret_stream.embedding.base import cores
+from turret_stream.embedding.pool import PooledEmbedder
 from turret_stream.http.app import create_app
 from turret_stream.http.keys import WorkerProbe
 from turret_stream.http.server import ApiRunner

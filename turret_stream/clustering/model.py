@@ -55,6 +55,10 @@ class TopicModel:
         self._since_recluster = 0
         self._last_change: float | None = None
         self._last_recluster: float | None = None
+        # Seconds the last reclustering cost, with what its owner wrote for it (the owner
+        # sets it): the next one waits long enough that reclustering takes at most
+        # ``recluster_max_share`` of the time (a bigger dimension reclusters less often).
+        self.recluster_cost = 0.0
         # Community of each micro-cluster at the last reclustering (Leiden's start).
         self._communities: dict[int, int] = {}
         self._touched: set[int] = set()
@@ -86,10 +90,16 @@ class TopicModel:
     def recluster_due(self, now: float) -> bool:
         if self._since_recluster == 0:
             return False
+        last = self._last_recluster
+        if last is None:
+            return True
+        since = now - last
+        share = self.settings.recluster_max_share
+        if since < self.recluster_cost * (1 - share) / share:
+            return False
         if self._since_recluster >= self.settings.recluster_every_events:
             return True
-        last = self._last_recluster
-        return last is None or now - last >= self.settings.recluster_interval_s
+        return since >= self.settings.recluster_interval_s
 
     def recluster(self, now: float) -> list[TopicChange]:
         s = self.settings
