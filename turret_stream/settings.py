@@ -37,6 +37,11 @@ class HttpSettings(_Section):
     # idle keep-alive connection is closed after it too (slow or half-sent requests: 408
     # or a closed connection, never a socket held forever).
     read_timeout_s: float = Field(10.0, gt=0)
+    # An accepted API key is answered from memory this long (0: every request reads the
+    # keys database, the largest cost of a /track request); a key revoked by another
+    # process (the CLI) is refused within this, and its sockets closed within
+    # live.key_recheck_s.
+    auth_cache_s: float = Field(0.5, ge=0, le=60)
 
 
 class KafkaSettings(_Section):
