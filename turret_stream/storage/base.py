@@ -354,8 +354,9 @@ class VectorStore(ABC):
         """The exact number of points matching ``filter``."""
 
     @abstractmethod
-    def flush(self) -> None:
-        """Make what was written durable (a no-op where writes are durable already)."""
+    def flush(self, collections: Sequence[str] | None = None) -> None:
+        """Make what was written durable (a no-op where writes are durable already): to
+        ``collections`` only, or to every collection."""
 
     @abstractmethod
     def close(self) -> None:

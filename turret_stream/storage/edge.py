@@ -378,10 +378,15 @@ class EdgeStore(VectorStore):
                 },
             )
 
-    def flush(self) -> None:
+    def flush(self, collections: Sequence[str] | None = None) -> None:
+        # Holds the GIL for each shard's flush (an fsync of what it wrote; free when it
+        # wrote nothing): callers that serve requests flush one collection at a time.
         with self._lock:
-            for coll in self._collections.values():
-                coll.shard.flush()
+            names = self._collections if collections is None else collections
+            for name in names:
+                coll = self._collections.get(name)
+                if coll is not None:
+                    coll.shard.flush()
 
     def close(self) -> None:
         with self._lock:

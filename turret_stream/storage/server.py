@@ -254,7 +254,7 @@ class ServerStore(VectorStore):
             )
         return result.count
 
-    def flush(self) -> None:
+    def flush(self, collections: Sequence[str] | None = None) -> None:
         """Nothing to do: every write waited for the server's acknowledgement."""
 
     def close(self) -> None:
