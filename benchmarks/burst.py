@@ -2,6 +2,7 @@
 accepted requests, statuses, peak memory, and how long the worker takes to catch up.
 
     python benchmarks/burst.py [--rate 600] [--seconds 10] [--layouts floor,before,default]
+                               [--repeat 1]
 
 The load is open-loop: request i is due at i / rate seconds, whether or not earlier ones
 have been answered (what a burst of independent clients does), and its latency counts from
@@ -266,10 +267,13 @@ def main() -> None:
     parser.add_argument("--max-in-flight", type=int, default=128)
     parser.add_argument("--max-lag", type=int, default=2000)
     parser.add_argument("--layouts", default="floor,before,default")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="run the rows this many times, alternating"
+    )
     args = parser.parse_args()
     os.environ.setdefault("TURRET_LOG_LEVEL", "warning")
     rows = []
-    for name in args.layouts.split(","):
+    for name in args.layouts.split(",") * args.repeat:
         title, env = LAYOUTS[name]
         result = run_floor(args) if env is None else run_up(args, env)
         rows.append((title, result))

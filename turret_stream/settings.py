@@ -300,7 +300,7 @@ class PipelineSettings(_Section):
     # (tens of ms per written collection), which would stall every request in flight.
     # Waiting costs only journal disk and replay time after a crash (0 = never wait).
     checkpoint_quiet_s: float = Field(0.5, ge=0)
-    checkpoint_max_delay_s: float = Field(30.0, ge=0)
+    checkpoint_max_delay_s: float = Field(10.0, ge=0)
     # On SIGTERM, wait at most this long for the worker to finish what was accepted; the
     # rest stays in the journal for the next start.
     drain_timeout_s: float = Field(10.0, ge=0)
