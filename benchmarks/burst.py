@@ -17,6 +17,8 @@ other, with the same sender:
   ``pipeline.checkpoint_quiet_s: 0``): the model processes compete with the API for the
   cores on equal terms, and the journal checkpoint flushes the store whenever it is due.
 - ``default``: `up` as it ships.
+- ``unbounded`` (not run by default): `up` with back-pressure off (``max_lag_events`` out of
+  reach): every request accepted, the backlog and memory unbounded.
 
 The default rate, 600 requests/s, is about ten times what `up` processes per second on
 this 2-core machine (62 events/s with two model processes, README *Pipeline*); each `up`
@@ -257,6 +259,8 @@ LAYOUTS = {
         {"TURRET_WORKER__MODEL_NICE": "0", "TURRET_PIPELINE__CHECKPOINT_QUIET_S": "0"},
     ),
     "default": ("up (default)", {}),
+    # Optional: what back-pressure bounds (memory, catch-up time); slow to catch up.
+    "unbounded": ("up, no back-pressure", {"TURRET_PIPELINE__MAX_LAG_EVENTS": str(10**9)}),
 }
 
 
