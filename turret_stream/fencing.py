@@ -153,8 +153,11 @@ class FencedStore(VectorStore):
     def count(self, *args: Any, **kwargs: Any) -> int:
         return self.inner.count(*args, **kwargs)
 
-    def flush(self) -> None:
-        self.inner.flush()
+    def flush(self, collections: Sequence[str] | None = None) -> None:
+        self.inner.flush(collections)
+
+    def written_since_flush(self) -> list[str]:
+        return self.inner.written_since_flush()
 
     def close(self) -> None:
         """The real store outlives this owner's view of it."""

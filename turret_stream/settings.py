@@ -101,6 +101,9 @@ class WorkerSettings(_Section):
     # Processes that run the embedding model for this worker (a pool; 1 = in the worker
     # itself); 0 picks one per core, at most 8. `up --workers N` sets it.
     embed_processes: int = Field(0, ge=0)
+    # Niceness added to the model processes (0-19): the model uses idle cores but yields
+    # them to the API and the broker, so a backlog does not slow /track (0 = equal terms).
+    model_nice: int = Field(10, ge=0, le=19)
 
 
 class TrackLimits(_Section):
@@ -301,11 +304,14 @@ class PipelineSettings(_Section):
     # fsync every group commit (off only for throwaway data: a power cut loses events).
     journal_fsync: bool = True
     journal_segment_bytes: int = Field(16 * 1024 * 1024, ge=4096)
-    # How often processed events are confirmed (store flushed, journal truncated). The
-    # in-process store's flush holds the interpreter lock while it syncs its files (~0.1 s
-    # per collection written since the last one): every 2 s that froze the worker a
-    # quarter of the time; a longer interval only keeps more events in the journal.
-    checkpoint_interval_s: float = Field(10.0, gt=0)
+    # How often processed events are confirmed (store flushed, journal truncated).
+    checkpoint_interval_s: float = Field(5.0, gt=0)
+    # A due checkpoint waits until /track has had no request for `checkpoint_quiet_s`,
+    # for at most `checkpoint_max_delay_s`: the in-process store's flush holds the GIL
+    # (tens of ms per written collection), which would stall every request in flight.
+    # Waiting costs only journal disk and replay time after a crash (0 = never wait).
+    checkpoint_quiet_s: float = Field(0.5, ge=0)
+    checkpoint_max_delay_s: float = Field(10.0, ge=0)
     # On SIGTERM, wait at most this long for the worker to finish what was accepted; the
     # rest stays in the journal for the next start.
     drain_timeout_s: float = Field(10.0, ge=0)

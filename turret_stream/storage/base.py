@@ -359,8 +359,14 @@ class VectorStore(ABC):
         """The exact number of points matching ``filter``."""
 
     @abstractmethod
-    def flush(self) -> None:
-        """Make what was written durable (a no-op where writes are durable already)."""
+    def flush(self, collections: Sequence[str] | None = None) -> None:
+        """Make what was written durable (a no-op where writes are durable already): to
+        ``collections`` only, or to every collection."""
+
+    def written_since_flush(self) -> list[str]:
+        """The collections a ``flush`` would have work to do for (all, unless the store
+        keeps track)."""
+        return self.list_collections()
 
     @abstractmethod
     def close(self) -> None:

@@ -385,19 +385,25 @@ class EdgeStore(VectorStore):
                 },
             )
 
-    def flush(self) -> None:
-        """Make every write so far durable: the collections written since the last flush.
+    def flush(self, collections: Sequence[str] | None = None) -> None:
+        """Make the writes so far durable: those of ``collections`` (default: all).
 
-        The lock is taken per collection, so searches and writes of the others go on
-        while one is flushed."""
+        Only collections written since their last flush are flushed: a shard's flush
+        syncs its files and holds the GIL while it does (~25 ms even with nothing
+        written, measured), so callers that serve requests flush one collection at a
+        time (``written_since_flush``), and the lock is taken per collection."""
         with self._lock:
-            dirty = [name for name, c in self._collections.items() if c.dirty]
-        for name in dirty:
+            names = list(self._collections if collections is None else collections)
+        for name in names:
             with self._lock:
                 coll = self._collections.get(name)  # gone if dropped or closed meanwhile
                 if coll is not None and coll.dirty:
                     coll.shard.flush()
                     coll.dirty = False
+
+    def written_since_flush(self) -> list[str]:
+        with self._lock:
+            return sorted(name for name, c in self._collections.items() if c.dirty)
 
     def close(self) -> None:
         with self._lock:
