@@ -60,10 +60,42 @@ async def list_clusters(request: web.Request) -> web.Response:
     dimension = _str_param(request, "dimension")
     limit = _int_param(request, "limit", 50, 1, MAX_LIMIT)
     examples = _int_param(request, "examples", 3, 0, 20)
+    sort = _sort_param(request)
+    theme = _str_param(request, "theme")
+    return await _run(
+        request.app[QUERIES].clusters, project, dimension, limit, examples, sort, theme
+    )
+
+
+def _sort_param(request: web.Request) -> str:
     sort = request.query.get("sort", "size")
     if sort not in ("size", "growth"):
         raise invalid("sort", f"must be 'size' or 'growth', got {sort[:40]!r}")
-    return await _run(request.app[QUERIES].clusters, project, dimension, limit, examples, sort)
+    return sort
+
+
+async def list_themes(request: web.Request) -> web.Response:
+    """The level above topics: GET /v1/themes (largest first, or ``sort=growth``)."""
+    project = authenticate(request).project
+    dimension = _str_param(request, "dimension")
+    limit = _int_param(request, "limit", 50, 1, MAX_LIMIT)
+    sort = _sort_param(request)
+    return await _run(request.app[QUERIES].themes, project, dimension, limit, sort)
+
+
+async def get_theme(request: web.Request) -> web.Response:
+    project = authenticate(request).project
+    dimension = _str_param(request, "dimension")
+    theme = request.match_info["theme_id"]
+    return await _run(request.app[QUERIES].themes, project, dimension, 1, "size", theme)
+
+
+async def cluster_segments(request: web.Request) -> web.Response:
+    """A topic's share per enum segment value, and the values it over-represents."""
+    project = authenticate(request).project
+    dimension = _str_param(request, "dimension")
+    topic = request.match_info["cluster_id"]
+    return await _run(request.app[QUERIES].cluster_segments, project, topic, dimension)
 
 
 async def get_cluster(request: web.Request) -> web.Response:
