@@ -103,7 +103,7 @@ class Queries:
         trends = _trends(all_topics)
         topics = all_topics
         if theme is not None:
-            current = self._live_theme(topic_map, theme)
+            current = self.live_theme(topic_map, theme)
             topics = [r for r in all_topics if topic_map.theme_of(r.id) == current]
         if sort == "growth":
             # Fastest growing first; topics without a previous window after, by size.
@@ -140,12 +140,12 @@ class Queries:
             "clusters": shown,
         }
         if theme is not None:
-            body["theme"] = self._live_theme(topic_map, theme)
+            body["theme"] = self.live_theme(topic_map, theme)
         return body
 
     # -- themes ---------------------------------------------------------------------------
 
-    def _live_theme(self, topic_map: TopicMap, theme: str) -> str:
+    def live_theme(self, topic_map: TopicMap, theme: str) -> str:
         """A theme id as of now (a merged theme's id names the theme that took it)."""
         current = topic_map.current_theme(theme)
         if current is None or current not in set(topic_map.themes.values()):
@@ -173,7 +173,7 @@ class Queries:
             if theme is not None:
                 groups.setdefault(theme, []).append(r)
         if only is not None:
-            wanted = self._live_theme(topic_map, only)
+            wanted = self.live_theme(topic_map, only)
             groups = {wanted: groups.get(wanted, [])}
         views = [
             self._theme_view(theme, members, total, now_hour, topic_map)
@@ -188,7 +188,8 @@ class Queries:
         shown_topics = [t["id"] for v in views for t in v["topics"][:per_theme]]
         labels = self.labels.labels(names, [v["id"] for v in views] + shown_topics)
         for v in views:
-            label = labels.get(v["id"])
+            # A theme of one topic is that topic: it shows the topic's label.
+            label = labels.get(v["topics"][0]["id"] if v["total_topics"] == 1 else v["id"])
             v.update(
                 label=label.name if label else None,
                 description=label.description if label else None,
@@ -212,6 +213,29 @@ class Queries:
             if only != views[0]["id"]:
                 body["theme"]["requested_id"] = only
         return body
+
+    def theme_records(self, names: DimensionNames) -> list[Record]:
+        """One record per theme, as the labeller reads topics: its centre (its topics'
+        centres weighted by their events), ``size`` and ``topics``."""
+        topic_map = self.topic_map(names)
+        sums: dict[str, np.ndarray] = {}
+        sizes: dict[str, int] = {}
+        topics: dict[str, list[str]] = {}
+        for r in self._topic_records(names, with_vectors=True):
+            theme = topic_map.theme_of(r.id)
+            if theme is None or r.vector is None:
+                continue
+            size = int(r.payload.get("size", 0))
+            vector = np.asarray(r.vector, dtype=np.float64) * max(size, 1)
+            sums[theme] = sums[theme] + vector if theme in sums else vector
+            sizes[theme] = sizes.get(theme, 0) + size
+            topics.setdefault(theme, []).append(r.id)
+        out = []
+        for theme, total in sums.items():
+            norm = float(np.linalg.norm(total)) or 1.0
+            payload = {"size": sizes[theme], "topics": sorted(topics[theme])}
+            out.append(Record(theme, payload, (total / norm).tolist()))
+        return out
 
     def _theme_view(
         self,

@@ -105,7 +105,11 @@ def _journey_filter(request: web.Request) -> JourneyFilter:
         if _UNQUOTABLE.search(key):
             raise invalid("segment", "a key must not contain '\"', '\\' or control characters")
         segments.append((key, value))
-    return JourneyFilter(since, until, tuple(segments))
+    theme = _str_param(request, "theme")
+    level = request.query.get("level", "topic")
+    if level not in ("topic", "theme"):
+        raise invalid("level", f"must be 'topic' or 'theme', got {level[:40]!r}")
+    return JourneyFilter(since, until, tuple(segments), theme, level)
 
 
 async def session_journey(request: web.Request) -> web.Response:
