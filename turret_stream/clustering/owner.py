@@ -31,7 +31,7 @@ from turret_stream.clustering.store_index import StoreIndex
 from turret_stream.clustering.themes import ThemeRegistry
 from turret_stream.clustering.topic_map import TopicMap, TopicMapStore
 from turret_stream.clustering.topics import TopicChange, TopicRegistry
-from turret_stream.dimensions import FieldTypeTracker
+from turret_stream.dimensions import FieldTypeTracker, classify_value
 from turret_stream.faults import crash_point
 from turret_stream.records import EmbeddedText, TopicAssignment, decode_vector
 from turret_stream.settings import Settings
@@ -46,7 +46,8 @@ KEEP_HOURS, KEEP_DAYS = 7 * 24, 90
 # relearning a minute of it after a crash.
 CONTEXT_SAVE_INTERVAL_S = 60.0
 # Which metadata keys are enum segments is each key's own owner's decision, read from the
-# catalog; re-read at most this often (a key typed a second late is counted a second late).
+# catalog, re-read at most this often; a key the catalog does not know yet is typed by its
+# value as a new key's first events are routed (``dimensions.classify_value``).
 SEGMENT_TYPES_TTL_S = 5.0
 
 # One segment value of an event: (metadata key, value as text: True is "true").
@@ -241,7 +242,7 @@ class DimensionOwner:
         self._seen_batches: deque[tuple[int, int]] = deque()
         self.stats: dict[int, McStats] = {}
         self.figures: dict[str, TopicFigures] = {}
-        self._segment_keys: tuple[float, frozenset[str]] = (float("-inf"), frozenset())
+        self._key_types: tuple[float, dict[str, str]] = (float("-inf"), {})
         journeys = settings.journeys
         self.context = SessionContext(journeys.context_sessions)
         self.neutral: frozenset[str] = frozenset()
@@ -389,15 +390,17 @@ class DimensionOwner:
 
     def _segments(self, metadata: dict[str, Any]) -> tuple[Segment, ...]:
         """The event's enum segment values (keys the catalog types ``enum``)."""
-        read_at, keys = self._segment_keys
+        read_at, types = self._key_types
         clock = time.monotonic()
         if clock - read_at >= SEGMENT_TYPES_TTL_S:
-            found = self.catalog.dimensions(self.project)
-            keys = frozenset(d.key for d in found if d.type == "enum")
-            self._segment_keys = (clock, keys)
+            types = {d.key: d.type for d in self.catalog.dimensions(self.project)}
+            self._key_types = (clock, types)
         out = []
         for key, value in metadata.items():
-            if key in keys and key != self.key and value is not None:
+            if key == self.key or value is None:
+                continue
+            kind = types.get(key) or classify_value(value, self.settings.dimensions)
+            if kind == "enum":
                 out.append((key, value if isinstance(value, str) else json.dumps(value)))
         return tuple(out)
 
