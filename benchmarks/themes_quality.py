@@ -61,13 +61,19 @@ def read_sgd(path: Path) -> tuple[list[str], list[str], list[bool]]:
 
 def stream(
     vectors: np.ndarray, settings: ClusteringSettings, index: CentreIndex, batch: int
-) -> tuple[TopicModel, list[int], dict[str, int]]:
+) -> tuple[TopicModel, list[int], dict[str, int], dict[str, float]]:
     """Learn the events batch by batch on the worker's schedule; returns the model, each
-    event's micro-cluster and the theme history's counts by kind."""
+    event's micro-cluster, the theme history's counts by kind, and how many of the events
+    seen by mid-stream keep their topic and theme id to the end (ids resolved through
+    merges), the ids' stability."""
     model = TopicModel(settings, index)
     mcs: list[int] = []
     started = time.perf_counter()
+    middle: list[tuple[str | None, str | None]] | None = None
     for start in range(0, len(vectors), batch):
+        if middle is None and start >= len(vectors) // 2:
+            topics = [model.topic_of(mc) for mc in mcs]
+            middle = [(t, model.themes.of_topic.get(t) if t else None) for t in topics]
         for vector in vectors[start : start + batch]:
             mcs.append(model.learn(vector, time.time()).mc)
         flush = getattr(index, "flush", None)
@@ -78,7 +84,31 @@ def stream(
     model.recluster(time.time())
     elapsed = time.perf_counter() - started
     print(f"streamed {len(mcs)} events in {elapsed:.1f}s")
-    return model, mcs, dict(Counter(c.kind for c in model.themes.history))
+    assert middle is not None
+    kept = {"topic": 0, "theme": 0}
+    known = {"topic": 0, "theme": 0}
+    for (topic, theme), mc in zip(middle, mcs, strict=False):
+        now = model.topic_of(mc)
+        if topic is not None:
+            known["topic"] += 1
+            kept["topic"] += model.registry.current(topic) == now
+        if theme is not None:
+            known["theme"] += 1
+            theme_now = model.themes.of_topic.get(now) if now else None
+            kept["theme"] += _current(model.themes.successor, theme) == theme_now
+    stability = {k: kept[k] / known[k] if known[k] else 0.0 for k in kept}
+    return model, mcs, dict(Counter(c.kind for c in model.themes.history)), stability
+
+
+def _current(successor: dict[str, str | None], theme: str) -> str | None:
+    seen: set[str] = set()
+    while theme in successor and theme not in seen:
+        seen.add(theme)
+        nxt = successor[theme]
+        if nxt is None:
+            return None
+        theme = nxt
+    return theme
 
 
 def purity(labels: list[str], predicted: list[str]) -> float:
@@ -130,7 +160,7 @@ def run(
     settings = ClusteringSettings()
     with tempfile.TemporaryDirectory() as workdir:
         index = make_index(args.index, vectors.shape[1], Path(workdir))
-        model, mcs, history = stream(vectors, settings, index, args.batch)
+        model, mcs, history, stability = stream(vectors, settings, index, args.batch)
         topics = [model.topic_of(mc) or NOISE for mc in mcs]
         themes = [model.themes.of_topic.get(t, NOISE) if t != NOISE else NOISE for t in topics]
         close = getattr(getattr(index, "store", None), "close", None)
@@ -142,15 +172,19 @@ def run(
         f"{len(set(topics) - {NOISE})} topics, {len(set(themes) - {NOISE})} themes "
         f"(theme_distance {settings.theme_distance}); theme history: {history}"
     )
-    rows = [(f"themes, online (d={settings.theme_distance})", themes)]
-    rows.append(("topics as themes (finer level)", topics))
-    km = KMeans(n_labels, n_init=3, random_state=0).fit(vectors)
-    rows.append((f"KMeans on events, k={n_labels} (true)", list(km.labels_)))
-    told = centre_groups(model, n_labels, None)
-    by_told = [told.get(t, NOISE) for t in topics]
-    rows.append((f"avg-linkage on topic centres, k={n_labels}", by_told))
+    print(
+        f"ids kept from mid-stream to the end (events seen by then): topic "
+        f"{stability['topic']:.1%}, theme {stability['theme']:.1%}"
+    )
     masks = [("all events", None)] if mask is None else [("all turns", None), ("content", mask)]
     if args.coarse:
+        rows = [(f"themes, online (d={settings.theme_distance})", themes)]
+        rows.append(("topics as themes (finer level)", topics))
+        km = KMeans(n_labels, n_init=3, random_state=0).fit(vectors)
+        rows.append((f"KMeans on events, k={n_labels} (true)", list(km.labels_)))
+        told = centre_groups(model, n_labels, None)
+        by_told = [told.get(t, NOISE) for t in topics]
+        rows.append((f"avg-linkage on topic centres, k={n_labels}", by_told))
         header = f"{'':<46}" + "".join(f"{m:>26}" for m, _ in masks)
         print(header)
         print(f"{'':<46}" + f"{'NMI':>7}{'ARI':>6}{'purity':>7}{'groups':>6}" * len(masks))
