@@ -68,3 +68,21 @@ def test_a_theme_keeps_its_id_as_its_topics_change():
     assert [(h.kind, h.topic, h.other) for h in again.history] == [
         (h.kind, h.topic, h.other) for h in reg.history
     ]
+
+
+def _at_distance(d: float) -> dict[str, np.ndarray]:
+    """Two topics whose centres are ``d`` apart in cosine distance."""
+    angle = np.arccos(1 - d)
+    return {"a": _unit(1, 0), "b": _unit(np.cos(angle), np.sin(angle))}
+
+
+def test_groupings_near_the_cut_hold_until_topics_move_beyond_the_hysteresis():
+    # Drifted just past the cut (0.6): two topics of one theme stay together ...
+    assert len(group_topics(_at_distance(0.62), 0.6)) == 2
+    assert len(group_topics(_at_distance(0.62), 0.6, previous={"a": "t1", "b": "t1"})) == 1
+    # ... and two of different themes stay apart just inside it.
+    assert len(group_topics(_at_distance(0.58), 0.6)) == 1
+    assert len(group_topics(_at_distance(0.58), 0.6, previous={"a": "t1", "b": "t2"})) == 2
+    # Beyond the hysteresis they follow the distance; a new topic has no say.
+    assert len(group_topics(_at_distance(0.7), 0.6, previous={"a": "t1", "b": "t1"})) == 2
+    assert len(group_topics(_at_distance(0.58), 0.6, previous={"a": "t1"})) == 1

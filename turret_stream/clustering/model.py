@@ -114,7 +114,8 @@ class TopicModel:
         changes = self.registry.update(communities, size, now, s.min_topic_events)
         members = self.topics()
         self.centres = self.topic_centres(members)
-        groups = group_topics(self.centres, s.theme_distance)
+        # Each surviving topic's theme before, for the grouping's hysteresis.
+        groups = group_topics(self.centres, s.theme_distance, previous=self.themes.of_topic)
         # A topic without a centre known (none yet) is a theme of its own.
         grouped = {t for g in groups for t in g}
         groups += [{t} for t in members if t not in grouped]

@@ -4,7 +4,10 @@ At each reclustering the owner groups the dimension's topics into themes by thei
 average-linkage agglomerative clustering on cosine distance, cut where the average distance
 between two groups' topics passes ``clustering.theme_distance`` (:func:`group_topics`). A
 distance cut rather than a number of themes: a new topic joins the theme it is close to and
-leaves the others as they were, where a fixed count would reshuffle them.
+leaves the others as they were, where a fixed count would reshuffle them. Hysteresis keeps
+themes from flickering as centres drift near the cut: two topics that were in the same theme
+are taken ``STICKINESS`` (0.05) closer than they are, two that were in different themes that
+much farther apart, so a grouping changes only when the topics moved by more than that.
 
 Theme ids follow the grouping exactly as topic ids follow Leiden's communities
 (``topics.py``): a theme is the set of micro-clusters of its topics, and new themes are
@@ -26,16 +29,25 @@ from typing import Any
 
 import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.spatial.distance import pdist
 
 from turret_stream.clustering.topics import TopicChange, TopicRegistry
+
+STICKINESS = 0.05
 
 
 def new_theme_id() -> str:
     return f"th_{secrets.token_hex(8)}"
 
 
-def group_topics(centres: Mapping[str, np.ndarray], max_distance: float) -> list[set[str]]:
+def group_topics(
+    centres: Mapping[str, np.ndarray],
+    max_distance: float,
+    previous: Mapping[str, str] | None = None,
+    stickiness: float = STICKINESS,
+) -> list[set[str]]:
     """Topics grouped by average-linkage on cosine distance, cut at ``max_distance``.
+    ``previous``: each topic's theme before (the hysteresis in the module docstring).
 
     >>> import numpy as np
     >>> c = {"a": np.array([1.0, 0.0]), "b": np.array([0.99, 0.14]), "c": np.array([0.0, 1.0])}
@@ -48,7 +60,18 @@ def group_topics(centres: Mapping[str, np.ndarray], max_distance: float) -> list
     matrix = np.asarray([centres[t] for t in ids], dtype=np.float64)
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     matrix = matrix / np.where(norms > 0, norms, 1.0)
-    tree = linkage(matrix, method="average", metric="cosine")
+    distances = pdist(matrix, metric="cosine")
+    if previous:
+        numbers: dict[str, int] = {}
+        codes = np.array(
+            [numbers.setdefault(previous[t], len(numbers)) if t in previous else -1 for t in ids]
+        )
+        i, j = np.triu_indices(len(ids), k=1)  # pdist's pair order
+        known = (codes[i] >= 0) & (codes[j] >= 0)
+        same = codes[i] == codes[j]
+        distances = distances + stickiness * known * np.where(same, -1.0, 1.0)
+        distances = np.clip(distances, 0.0, None)
+    tree = linkage(distances, method="average")
     groups: dict[int, set[str]] = {}
     for topic, group in zip(ids, fcluster(tree, t=max_distance, criterion="distance"), strict=True):
         groups.setdefault(int(group), set()).add(topic)
