@@ -186,10 +186,9 @@ class Queries:
         views = views[:limit]
         per_theme = None if only is not None else TOPICS_PER_THEME
         shown_topics = [t["id"] for v in views for t in v["topics"][:per_theme]]
-        labels = self.labels.labels(names, [v["id"] for v in views] + shown_topics)
+        labels = self.labels_of(names, [v["id"] for v in views] + shown_topics)
         for v in views:
-            # A theme of one topic is that topic: it shows the topic's label.
-            label = labels.get(v["topics"][0]["id"] if v["total_topics"] == 1 else v["id"])
+            label = labels.get(v["id"])
             v.update(
                 label=label.name if label else None,
                 description=label.description if label else None,
@@ -213,6 +212,23 @@ class Queries:
             if only != views[0]["id"]:
                 body["theme"]["requested_id"] = only
         return body
+
+    def labels_of(self, names: DimensionNames, ids: list[str]) -> dict[str, Label]:
+        """The labels of topics and themes; a theme of one topic is that topic, and shows
+        its topic's label (the labeller does not name it)."""
+        topic_map = self.topic_map(names)
+        single: dict[str, str] = {}
+        for theme in set(ids) & set(topic_map.themes.values()):
+            topics = topic_map.theme_topics(theme)
+            if len(topics) == 1:
+                single[theme] = topics[0]
+        found = self.labels.labels(names, sorted(set(ids) | set(single.values())))
+        for theme, topic in single.items():
+            if topic in found:
+                found[theme] = found[topic]
+            else:
+                found.pop(theme, None)
+        return found
 
     def theme_records(self, names: DimensionNames) -> list[Record]:
         """One record per theme, as the labeller reads topics: its centre (its topics'
