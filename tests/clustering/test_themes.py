@@ -79,10 +79,13 @@ def _at_distance(d: float) -> dict[str, np.ndarray]:
 def test_groupings_near_the_cut_hold_until_topics_move_beyond_the_hysteresis():
     # Drifted just past the cut (0.6): two topics of one theme stay together ...
     assert len(group_topics(_at_distance(0.62), 0.6)) == 2
-    assert len(group_topics(_at_distance(0.62), 0.6, previous={"a": "t1", "b": "t1"})) == 1
+    sticky = {"stickiness": 0.05}
+    assert len(group_topics(_at_distance(0.62), 0.6, {"a": "t1", "b": "t1"}, **sticky)) == 1
     # ... and two of different themes stay apart just inside it.
     assert len(group_topics(_at_distance(0.58), 0.6)) == 1
-    assert len(group_topics(_at_distance(0.58), 0.6, previous={"a": "t1", "b": "t2"})) == 2
+    assert len(group_topics(_at_distance(0.58), 0.6, {"a": "t1", "b": "t2"}, **sticky)) == 2
     # Beyond the hysteresis they follow the distance; a new topic has no say.
-    assert len(group_topics(_at_distance(0.7), 0.6, previous={"a": "t1", "b": "t1"})) == 2
-    assert len(group_topics(_at_distance(0.58), 0.6, previous={"a": "t1"})) == 1
+    assert len(group_topics(_at_distance(0.7), 0.6, {"a": "t1", "b": "t1"}, **sticky)) == 2
+    assert len(group_topics(_at_distance(0.58), 0.6, {"a": "t1"}, **sticky)) == 1
+    # None: regrouped from scratch.
+    assert len(group_topics(_at_distance(0.62), 0.6, {"a": "t1", "b": "t1"}, 0.0)) == 2

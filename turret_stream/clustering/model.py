@@ -115,7 +115,12 @@ class TopicModel:
         members = self.topics()
         self.centres = self.topic_centres(members)
         # Each surviving topic's theme before, for the grouping's hysteresis.
-        groups = group_topics(self.centres, s.theme_distance, previous=self.themes.of_topic)
+        groups = group_topics(
+            self.centres,
+            s.theme_distance,
+            previous=self.themes.of_topic,
+            stickiness=s.theme_stickiness,
+        )
         # A topic without a centre known (none yet) is a theme of its own.
         grouped = {t for g in groups for t in g}
         groups += [{t} for t in members if t not in grouped]

@@ -6,8 +6,10 @@ between two groups' topics passes ``clustering.theme_distance`` (:func:`group_to
 distance cut rather than a number of themes: a new topic joins the theme it is close to and
 leaves the others as they were, where a fixed count would reshuffle them. Hysteresis keeps
 themes from flickering as centres drift near the cut: two topics that were in the same theme
-are taken ``STICKINESS`` (0.05) closer than they are, two that were in different themes that
-much farther apart, so a grouping changes only when the topics moved by more than that.
+are taken ``clustering.theme_stickiness`` closer than they are, two that were in different
+themes that much farther apart, so a grouping changes only when the topics moved by more
+than that. Too much of it lets themes only grow (0.05 chained the SGD turns into one theme
+of 46% of the events): see ``benchmarks/themes_quality.py``.
 
 Theme ids follow the grouping exactly as topic ids follow Leiden's communities
 (``topics.py``): a theme is the set of micro-clusters of its topics, and new themes are
@@ -33,7 +35,7 @@ from scipy.spatial.distance import pdist
 
 from turret_stream.clustering.topics import TopicChange, TopicRegistry
 
-STICKINESS = 0.05
+STICKINESS = 0.02
 
 
 def new_theme_id() -> str:
