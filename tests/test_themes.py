@@ -132,6 +132,14 @@ def test_related_topics_share_a_theme_and_the_api_lists_it(fed):
     Labeller(store, LabelSettings()).scan()
     named = {v["id"]: v for v in queries.themes("acme", "prompt", limit=50)["themes"]}
     assert named[access]["label"] and named[access]["label_source"] == "fallback"
+    # A person names a theme; the labeller never overwrites it.
+    queries.set_theme_label("acme", access, "prompt", "Account access", "Logging in")
+    Labeller(store, LabelSettings()).scan_dimension(owner.names, time.time(), force=True)
+    renamed = {v["id"]: v for v in queries.themes("acme", "prompt", limit=50)["themes"]}
+    assert renamed[access]["label"] == "Account access"
+    assert renamed[access]["label_source"] == "manual"
+    with pytest.raises(NotFound):
+        queries.set_theme_label("acme", "th_0000000000000000", "prompt", "X", "")
     weather_topic = next(iter(topics["weather"]))
     [weather] = theme["weather"]
     if named[weather]["total_topics"] == 1:  # a one-topic theme shows its topic's label

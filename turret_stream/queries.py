@@ -215,7 +215,7 @@ class Queries:
 
     def labels_of(self, names: DimensionNames, ids: list[str]) -> dict[str, Label]:
         """The labels of topics and themes; a theme of one topic is that topic, and shows
-        its topic's label (the labeller does not name it)."""
+        its topic's label (the labeller does not name it) unless a person named the theme."""
         topic_map = self.topic_map(names)
         single: dict[str, str] = {}
         for theme in set(ids) & set(topic_map.themes.values()):
@@ -224,6 +224,8 @@ class Queries:
                 single[theme] = topics[0]
         found = self.labels.labels(names, sorted(set(ids) | set(single.values())))
         for theme, topic in single.items():
+            if theme in found and found[theme].source == "manual":
+                continue
             if topic in found:
                 found[theme] = found[topic]
             else:
@@ -340,6 +342,17 @@ class Queries:
         names, _ = self._find_topic(project, topic_id, key)
         label = self.labels.set_manual(names, topic_id, name, description)
         return {"success": True, "cluster_id": topic_id, "label": label.view()}
+
+    def set_theme_label(
+        self, project: str, theme_id: str, key: str | None, name: str, description: str
+    ) -> dict:
+        """A person names a theme (kept in the label book beside topics' names)."""
+        names = self.dimension(project, key)
+        topic_map = self.topic_map(names)
+        if theme_id not in set(topic_map.themes.values()):
+            raise NotFound(f"No live theme '{theme_id}' in this dimension")
+        label = self.labels.set_manual(names, theme_id, name, description)
+        return {"success": True, "theme_id": theme_id, "label": label.view()}
 
     def cluster_events(
         self, project: str, topic_id: str, key: str | None, limit: int, cursor: str | None

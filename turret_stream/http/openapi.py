@@ -701,6 +701,19 @@ def _theme_paths(dimension: dict[str, Any], cluster_id: dict[str, Any]) -> dict[
                 [_path("theme_id", "A theme id (`th_...`)."), dimension],
             )
         },
+        "/v1/themes/{theme_id}/label": {
+            "put": {
+                **_read(
+                    "Name a theme by hand (automation never overwrites it)",
+                    _ok("The label now in force.", obj),
+                    [_path("theme_id", "A live theme id (`th_...`)."), dimension],
+                ),
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("LabelRequest")}},
+                },
+            }
+        },
         "/v1/clusters/{cluster_id}/segments": {
             "get": _read(
                 "A topic's events by enum segment value against the project's, and the "

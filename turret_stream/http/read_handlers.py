@@ -140,6 +140,24 @@ async def set_label(request: web.Request) -> web.Response:
     """A person names a topic; automation never overwrites it."""
     project = authenticate(request).project
     dimension = _str_param(request, "dimension")
+    name, description = await _label_body(request)
+    topic = request.match_info["cluster_id"]
+    return await _run(request.app[QUERIES].set_label, project, topic, dimension, name, description)
+
+
+async def set_theme_label(request: web.Request) -> web.Response:
+    """A person names a theme, as a topic (PUT /v1/themes/{id}/label)."""
+    project = authenticate(request).project
+    dimension = _str_param(request, "dimension")
+    name, description = await _label_body(request)
+    theme = request.match_info["theme_id"]
+    return await _run(
+        request.app[QUERIES].set_theme_label, project, theme, dimension, name, description
+    )
+
+
+async def _label_body(request: web.Request) -> tuple[str, str]:
+    """``name`` and ``description`` of a label request, checked."""
     body = parse_json_body(await read_body(request))
     if not isinstance(body, dict):
         raise ApiError(400, ErrorCode.INVALID_REQUEST, "Request body must be a JSON object")
@@ -153,7 +171,4 @@ async def set_label(request: web.Request) -> web.Response:
         raise invalid(
             "description", f"must be a string of at most {MAX_DESCRIPTION_CHARS} characters"
         )
-    topic = request.match_info["cluster_id"]
-    return await _run(
-        request.app[QUERIES].set_label, project, topic, dimension, name.strip(), description.strip()
-    )
+    return name.strip(), description.strip()

@@ -27,6 +27,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/v1/clusters/{cluster_id}/segments", read_handlers.cluster_segments)
     app.router.add_get("/v1/themes", read_handlers.list_themes)
     app.router.add_get("/v1/themes/{theme_id}", read_handlers.get_theme)
+    app.router.add_put("/v1/themes/{theme_id}/label", read_handlers.set_theme_label)
     app.router.add_get("/v1/events/{event_id}", read_handlers.get_event)
     app.router.add_get("/v1/search", read_handlers.search)
     app.router.add_get("/v1/live", live.live)
