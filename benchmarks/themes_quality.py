@@ -80,8 +80,8 @@ def stream(
         if flush is not None:
             flush()
         if model.recluster_due(time.time()):
-            model.recluster(time.time())
-    model.recluster(time.time())
+            recluster(model)
+    recluster(model)
     elapsed = time.perf_counter() - started
     print(f"streamed {len(mcs)} events in {elapsed:.1f}s")
     assert middle is not None
@@ -111,6 +111,14 @@ def _current(successor: dict[str, str | None], theme: str) -> str | None:
     return theme
 
 
+def recluster(model: TopicModel) -> None:
+    """Topics, then themes over their centres (the owner keeps centres; here they are
+    computed from the index)."""
+    now = time.time()
+    model.recluster(now)
+    model.regroup_themes(model.topic_centres(model.topics()), now)
+
+
 def purity(labels: list[str], predicted: list[str]) -> float:
     by_group: dict[str, Counter[str]] = {}
     for label, group in zip(labels, predicted, strict=True):
@@ -133,11 +141,12 @@ def score(labels: list[str], predicted: list, mask: list[bool] | None = None) ->
 
 def centre_groups(model: TopicModel, n: int | None, distance: float | None) -> dict[str, str]:
     """topic -> group, average-linkage over the final topic centres (cut at n or distance)."""
+    centres = model.topic_centres(model.topics())
     if distance is not None:
-        groups = group_topics(model.centres, distance)
+        groups = group_topics(centres, distance)
         return {t: f"g{i}" for i, g in enumerate(groups) for t in g}
-    ids = sorted(model.centres)
-    matrix = np.asarray([model.centres[t] for t in ids])
+    ids = sorted(centres)
+    matrix = np.asarray([centres[t] for t in ids])
     matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
     cut = fcluster(linkage(matrix, "average", metric="cosine"), t=n, criterion="maxclust")
     return {t: f"g{c}" for t, c in zip(ids, cut, strict=True)}

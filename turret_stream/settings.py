@@ -37,6 +37,11 @@ class HttpSettings(_Section):
     # idle keep-alive connection is closed after it too (slow or half-sent requests: 408
     # or a closed connection, never a socket held forever).
     read_timeout_s: float = Field(10.0, gt=0)
+    # An accepted API key is answered from memory this long (0: every request reads the
+    # keys database, the largest cost of a /track request); a key revoked by another
+    # process (the CLI) is refused within this, and its sockets closed within
+    # live.key_recheck_s.
+    auth_cache_s: float = Field(0.5, ge=0, le=60)
 
 
 class KafkaSettings(_Section):
@@ -141,7 +146,7 @@ class EmbeddingSettings(_Section):
     # Output size of a model given by `model_dir` (fastembed needs it to register the model).
     model_dim: int = Field(384, ge=1)
     batch_size: int = Field(64, ge=1)
-    # ONNX Runtime threads; 0 lets it decide.
+    # ONNX Runtime threads; 0: one per core this process may run on (its affinity).
     threads: int = Field(0, ge=0)
     # Texts are cut to this many characters before embedding (the model sees 256 tokens).
     max_chars: int = Field(2000, ge=1)
@@ -186,6 +191,9 @@ class ClusteringSettings(_Section):
     # change, whichever comes first.
     recluster_every_events: int = Field(500, ge=1)
     recluster_interval_s: float = Field(2.0, gt=0)
+    # At most this share of the owner's time goes to reclustering: after one that took
+    # t seconds, the next waits at least t * (1 - share) / share, whatever the above say.
+    recluster_max_share: float = Field(0.25, gt=0, le=1)
     # Micro-clusters fetched per neighbour search.
     search_limit: int = Field(32, ge=2)
     # Redelivered events are recognised (and skipped) exactly among at least this many
@@ -267,8 +275,11 @@ class LabelSettings(_Section):
     llm_candidates: int = Field(3, ge=1, le=5)
     # Nearest topics whose names the prompt shows, to name this one apart from them.
     llm_neighbours: int = Field(5, ge=0, le=8)
-    # How often the labeller looks for topics to (re)name.
+    # How often the labeller looks for topics to (re)name ...
     interval_s: float = Field(5.0, gt=0)
+    # ... and at most this share of the time: after a scan that took t seconds, the next
+    # starts no sooner than t / share seconds after it started.
+    max_share: float = Field(0.1, gt=0, le=1)
     # A labelled topic is renamed once it has grown this many times over ...
     relabel_growth: float = Field(2.0, gt=1)
     # ... or its centre moved: cosine to the centre it was named at below this.
@@ -300,8 +311,11 @@ class PipelineSettings(_Section):
     # fsync every group commit (off only for throwaway data: a power cut loses events).
     journal_fsync: bool = True
     journal_segment_bytes: int = Field(16 * 1024 * 1024, ge=4096)
-    # How often processed events are confirmed (store flushed, journal truncated).
-    checkpoint_interval_s: float = Field(2.0, gt=0)
+    # How often processed events are confirmed (store flushed, journal truncated). The
+    # in-process store's flush holds the interpreter lock while it syncs its files (~0.1 s
+    # per collection written since the last one): every 2 s that froze the worker a
+    # quarter of the time; a longer interval only keeps more events in the journal.
+    checkpoint_interval_s: float = Field(10.0, gt=0)
     # On SIGTERM, wait at most this long for the worker to finish what was accepted; the
     # rest stays in the journal for the next start.
     drain_timeout_s: float = Field(10.0, ge=0)

@@ -14,7 +14,8 @@ from aiohttp import web
 
 from turret_stream.broker import EmbeddedBroker
 from turret_stream.embedding import Embedder, open_embedder
-from turret_stream.embedding.pool import PooledEmbedder, cores
+from turret_stream.embedding.base import cores
+from turret_stream.embedding.pool import PooledEmbedder
 from turret_stream.http.app import create_app
 from turret_stream.http.keys import WorkerProbe
 from turret_stream.http.server import ApiRunner
@@ -159,7 +160,7 @@ async def running_stack(
             checkpoints = asyncio.create_task(_checkpoint_loop(stack, stop_checkpoints))
             exits.push_async_callback(_stop_loop, stop_checkpoints, checkpoints)
         if api:
-            stack.keystore = KeyStore(settings.keys_db_path)
+            stack.keystore = KeyStore(settings.keys_db_path, settings.http.auth_cache_s)
             exits.callback(stack.keystore.close)
             probe = _worker_running(stack.topology) if stack.topology else None
             app = create_app(

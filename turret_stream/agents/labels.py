@@ -87,6 +87,9 @@ class Labeller:
         self.progress: dict[str, LlmProgress] = {}
         self._queue: dict[tuple[str, str], LlmJob] = {}
         self._worker: asyncio.Task | None = None
+        # When the last scan started and what it cost (see scan_if_due).
+        self._scanned_at = float("-inf")
+        self._scan_cost = 0.0
 
     def _due(self, record: Any, auto: dict[str, Any] | None) -> bool:
         if not auto or not auto.get("name"):
@@ -163,6 +166,18 @@ class Labeller:
             self.book.set_automatic(names, record.id, label, basis)
             examples = texts.get(record.id, [])[: self.settings.llm_examples]
             jobs.append(LlmJob(names, record.id, examples, basis, made, level))
+        return jobs
+
+    def scan_if_due(self) -> list[LlmJob]:
+        """``scan``, unless the last one was so recent that scanning now would take the
+        labeller over ``labels.max_share`` of the time: the offline labels of a large
+        dimension cost seconds, and they run on the worker's cores."""
+        share = self.settings.max_share
+        if time.monotonic() - self._scanned_at < self._scan_cost / share:
+            return []
+        self._scanned_at = time.monotonic()
+        jobs = self.scan()
+        self._scan_cost = time.monotonic() - self._scanned_at
         return jobs
 
     def scan(self) -> list[LlmJob]:
@@ -310,7 +325,7 @@ def make_ollama(settings: LabelSettings) -> Any:
 def register_labeller(app: faust.App, labeller: Labeller) -> None:
     @app.timer(labeller.settings.interval_s, on_leader=True, name="turret.labels")
     async def name_topics() -> None:
-        jobs = await asyncio.to_thread(labeller.scan)
+        jobs = await asyncio.to_thread(labeller.scan_if_due)
         # The LLM answers in its own time, in one background task; the next scan does not
         # wait for it.
         labeller.enqueue(jobs)

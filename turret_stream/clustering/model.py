@@ -10,7 +10,7 @@ records this class and its parts make (``clock_record``, ``communities_record``,
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,12 +56,16 @@ class TopicModel:
         )
         self.registry = registry or TopicRegistry()
         self.themes = themes or ThemeRegistry()
-        # Topic centres computed at the last reclustering (unnormalised; for the owner).
-        self.centres: dict[str, np.ndarray] = {}
+        # Each micro-cluster's theme before the last reclustering (regroup_themes' start).
+        self._themes_before: dict[int, str] = {}
         self.theme_changes: list[TopicChange] = []
         self._since_recluster = 0
         self._last_change: float | None = None
         self._last_recluster: float | None = None
+        # Seconds the last reclustering cost, with what its owner wrote for it (the owner
+        # sets it): the next one waits long enough that reclustering takes at most
+        # ``recluster_max_share`` of the time (a bigger dimension reclusters less often).
+        self.recluster_cost = 0.0
         # Community of each micro-cluster at the last reclustering (Leiden's start).
         self._communities: dict[int, int] = {}
         self._touched: set[int] = set()
@@ -93,10 +97,16 @@ class TopicModel:
     def recluster_due(self, now: float) -> bool:
         if self._since_recluster == 0:
             return False
+        last = self._last_recluster
+        if last is None:
+            return True
+        since = now - last
+        share = self.settings.recluster_max_share
+        if since < self.recluster_cost * (1 - share) / share:
+            return False
         if self._since_recluster >= self.settings.recluster_every_events:
             return True
-        last = self._last_recluster
-        return last is None or now - last >= self.settings.recluster_interval_s
+        return since >= self.settings.recluster_interval_s
 
     def recluster(self, now: float) -> list[TopicChange]:
         s = self.settings
@@ -110,24 +120,29 @@ class TopicModel:
         )
         self._communities = {mc: i for i, c in enumerate(communities) for mc in c}
         size = {mc: m.count for mc, m in self.engine.micro_clusters.items()}
-        themes_before = self.themes.by_micro_cluster(self.registry.mapping)
+        self._themes_before = self.themes.by_micro_cluster(self.registry.mapping)
         changes = self.registry.update(communities, size, now, s.min_topic_events)
+        self._since_recluster = 0
+        self._last_recluster = now
+        return changes
+
+    def regroup_themes(self, centres: Mapping[str, np.ndarray], now: float) -> list[TopicChange]:
+        """Group the topics of the last reclustering into themes by their ``centres``
+        (``themes.py``; its owner keeps the centres, :meth:`topic_centres` computes
+        them); theme ids follow by overlap with the themes before that reclustering."""
+        s = self.settings
         members = self.topics()
-        self.centres = self.topic_centres(members)
+        live = {t: c for t, c in centres.items() if t in members}
         # Each surviving topic's theme before, for the grouping's hysteresis.
         groups = group_topics(
-            self.centres,
-            s.theme_distance,
-            previous=self.themes.of_topic,
-            stickiness=s.theme_stickiness,
+            live, s.theme_distance, previous=self.themes.of_topic, stickiness=s.theme_stickiness
         )
         # A topic without a centre known (none yet) is a theme of its own.
         grouped = {t for g in groups for t in g}
         groups += [{t} for t in members if t not in grouped]
-        self.theme_changes = self.themes.update(groups, members, themes_before, size, now)
-        self._since_recluster = 0
-        self._last_recluster = now
-        return changes
+        size = {mc: m.count for mc, m in self.engine.micro_clusters.items()}
+        self.theme_changes = self.themes.update(groups, members, self._themes_before, size, now)
+        return self.theme_changes
 
     def topic_centres(self, members: dict[str, set[int]]) -> dict[str, np.ndarray]:
         """Each topic's centre: its micro-clusters' centres weighted by their events (not

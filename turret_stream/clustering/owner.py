@@ -243,6 +243,12 @@ class DimensionOwner:
         self.stats: dict[int, McStats] = {}
         self.figures: dict[str, TopicFigures] = {}
         self._key_types: tuple[float, dict[str, str]] = (float("-inf"), {})
+        # Each topic's centre as last written, with the members and size it was computed
+        # from: between reclusterings a batch's touched topics are rewritten in one upsert
+        # with these, and a reclustering recomputes only the centres of topics whose
+        # members changed or that grew by a tenth (reading micro-cluster centres back
+        # from the store was most of a reclustering's cost).
+        self._centres: dict[str, tuple[np.ndarray, frozenset[int], int]] = {}
         journeys = settings.journeys
         self.context = SessionContext(journeys.context_sessions)
         self.neutral: frozenset[str] = frozenset()
@@ -433,6 +439,10 @@ class DimensionOwner:
             if reclustered:
                 topic_changes = model.recluster(now)
                 self._update_neutral()
+                # Themes group the topics by their centres (those written for the topic
+                # points, recomputed only where stale: not a read of every centre).
+                self._refresh_centres()
+                model.regroup_themes({t: c[0] for t, c in self._centres.items()}, now)
             touched, removed = model.take_dirty()
             stats_dirty = set(placed_in)
             for mc in removed:  # absorbed micro-clusters hand their counts to their new home
@@ -497,7 +507,7 @@ class DimensionOwner:
             if reclustered:
                 self._sum_figures()
                 retired = [c for c in topic_changes if c.kind in ("merged", "retired")]
-                self._write_topics(retired=retired, centres=model.centres)
+                self._write_topics(retired=retired)
             elif touched_topics:
                 self._write_topics(only=touched_topics)
         crash_point("topics")
@@ -507,6 +517,8 @@ class DimensionOwner:
         self.last_persist = PersistCost(
             written, time.perf_counter() - started, reclustered, log_bytes, len(changes.centres)
         )
+        if reclustered and model is not None:
+            model.recluster_cost = self.last_persist.seconds
 
     def _save_catalog(self) -> None:
         self.catalog.save_dimension(
@@ -635,32 +647,28 @@ class DimensionOwner:
         ]
         self._write_topics(retired=retired)
 
-    def _write_topics(
-        self,
-        only: set[str] | None = None,
-        retired: Sequence = (),
-        centres: dict[str, np.ndarray] | None = None,
-    ) -> None:
+    def _write_topics(self, only: set[str] | None = None, retired: Sequence = ()) -> None:
+        """Write topic points: all of them (``only`` None: after a reclustering or a
+        restart; centres recomputed where ``_centre_current`` says so), or the ``only``
+        topics' figures, in one upsert with their centres as last written (a topic
+        without one yet gets its payload set alone)."""
         assert self.model is not None and self.index is not None
-        members = self.model.topics()
-        if only is not None:
-            members = {t: m for t, m in members.items() if t in only}
+        registry = self.model.registry
+        created = registry.created_at()
         points = []
-        with_centre = only is None  # centres are recomputed at reclustering only
-        if with_centre and not centres:
-            centres = self.model.topic_centres(members)
-        created = self.model.registry.created_at()
-        for topic in members:
-            payload = self._topic_payload(topic, created.get(topic))
-            if with_centre:
-                assert centres is not None
-                centre = centres.get(topic)
-                if centre is None:
-                    centre = np.zeros(self.dim)
-                norm = np.linalg.norm(centre)
-                points.append(Point(topic, centre / norm if norm else centre + 1e-6, payload))
-            else:
-                self.store.set_payload(self.names.topics, [topic], payload)
+        if only is None:
+            members = self._refresh_centres()
+            for topic in members:
+                payload = self._topic_payload(topic, created.get(topic))
+                points.append(Point(topic, self._centres[topic][0], payload))
+        else:
+            for topic in sorted(only):  # topics of placed events: live ones
+                payload = self._topic_payload(topic, created.get(topic))
+                known = self._centres.get(topic)
+                if known is not None:
+                    points.append(Point(topic, known[0], payload))
+                else:
+                    self.store.set_payload(self.names.topics, [topic], payload)
         if points:
             self.store.upsert(self.names.topics, points)
         for change in retired:
@@ -670,6 +678,32 @@ class DimensionOwner:
                 [change.topic],
                 {"status": status, "merged_into": change.other, "updated_at": change.at},
             )
+
+    def _refresh_centres(self) -> dict[str, frozenset[int]]:
+        """Recompute the centres ``_centre_current`` says are stale, forget those of gone
+        topics; returns each live topic's micro-clusters."""
+        assert self.model is not None and self.index is not None
+        members = {t: frozenset(m) for t, m in self.model.topics().items()}
+        stale = [t for t, m in members.items() if not self._centre_current(t, m)]
+        centres = self.index.centres({mc for t in stale for mc in members[t]})
+        mcs = self.model.engine.micro_clusters
+        for topic in stale:
+            topic_mcs = members[topic]
+            vecs = [centres[m] * mcs[m].count for m in topic_mcs if m in centres]
+            centre = np.sum(vecs, axis=0) if vecs else np.zeros(self.dim)
+            norm = np.linalg.norm(centre)
+            centre = centre / norm if norm else centre + 1e-6
+            self._centres[topic] = (centre, topic_mcs, self._size(topic))
+        self._centres = {t: c for t, c in self._centres.items() if t in members}
+        return members
+
+    def _size(self, topic: str) -> int:
+        figures = self.figures.get(topic)
+        return figures.size if figures else 0
+
+    def _centre_current(self, topic: str, members: frozenset[int]) -> bool:
+        known = self._centres.get(topic)
+        return known is not None and known[1] == members and self._size(topic) <= 1.1 * known[2]
 
     def _topic_payload(self, topic: str, created: float | None) -> dict[str, Any]:
         f = self.figures.get(topic) or TopicFigures()

@@ -36,14 +36,6 @@ log = logging.getLogger(__name__)
 _model: Embedder | None = None  # the model of this pool process
 
 
-def cores() -> int:
-    """Cores this process may run on (its affinity, not the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def _start_child(settings: EmbeddingSettings) -> None:
     """Initializer of a pool process: die with the parent, load the model once."""
     if sys.platform == "linux":

@@ -68,7 +68,7 @@ def create_app(
     app[RATE_LIMITER] = RateLimiter(settings.rate_limit)
     app[WORKER_PROBE] = worker_probe or heartbeat_probe(settings)
     own_keystore = keystore is None
-    app[KEYSTORE] = keystore or KeyStore(settings.keys_db_path)
+    app[KEYSTORE] = keystore or KeyStore(settings.keys_db_path, settings.http.auth_cache_s)
     own_publisher = publisher is None
     app[PUBLISHER] = publisher or EventPublisher(settings.bootstrap_servers, settings.kafka)
     own_store = store is None

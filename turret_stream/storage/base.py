@@ -266,6 +266,11 @@ class VectorStore(ABC):
     key ``_id`` is reserved (the store keeps the caller's id there).
     """
 
+    # True when no other process can write to this store while this object is open (the
+    # in-process engine holds a lock on its directory): what this process last wrote is
+    # then what the store holds, and fencing need not read its leases back (fencing.py).
+    exclusive: bool = False
+
     @abstractmethod
     def create_collection(
         self,
