@@ -1,6 +1,10 @@
 """The read side of journeys: loads a dimension's events from the store, groups them by
 session and hands them to the pure functions of ``journeys.py``.
 
+A request can ask for journeys between themes instead of topics (``level=theme``: each
+event counts in its topic's theme, ``clustering/themes.py``) and narrow the events to one
+theme's topics (``theme=``).
+
 Journeys are recomputed per request from the stored events (there is no journey table to
 go stale), so each request's work is bounded: events are scrolled in pages and at most
 ``max_events`` are read; a response says ``truncated: true`` when that cap was hit.
@@ -38,17 +42,22 @@ PAGE_SIZE = 1000
 @dataclass(frozen=True)
 class JourneyFilter:
     """What a request narrows the events to. ``segments``: metadata key -> value, all of
-    which must hold (``segment=platform:mobile``)."""
+    which must hold (``segment=platform:mobile``); ``theme``: only the events of that
+    theme's topics. ``level``: journeys between ``topic``s or ``theme``s."""
 
     since: float | None = None
     until: float | None = None
     segments: tuple[tuple[str, str], ...] = ()
+    theme: str | None = None
+    level: str = "topic"
 
     def echo(self) -> dict[str, Any]:
         return {
             "since": _iso(self.since),
             "until": _iso(self.until),
             "segments": [f"{k}:{v}" for k, v in self.segments],
+            "theme": self.theme,
+            "level": self.level,
         }
 
 
@@ -87,6 +96,22 @@ def _memo(topic_map: TopicMap) -> Callable[[int], str | None]:
         return cache[mc]
 
     return topic_of
+
+
+def _theme_of(
+    topic_map: TopicMap, topic_of: Callable[[int], str | None], neutral: frozenset[str]
+) -> Callable[[int], str | None]:
+    """Journeys between themes: an event counts in its topic's theme. An event in a neutral
+    topic keeps its topic (neutral: it never moves a journey, at either level); a topic
+    without a theme yet (a map written before themes) stands for itself."""
+
+    def theme_of(mc: int) -> str | None:
+        topic = topic_of(mc)
+        if topic is None or topic in neutral:
+            return topic
+        return topic_map.theme_of(topic) or topic
+
+    return theme_of
 
 
 def _step_view(step: Step, number: int, with_ids: bool) -> dict[str, Any]:
@@ -130,7 +155,7 @@ class JourneyQueries:
 
     # -- loading --------------------------------------------------------------------------
 
-    def _filter(self, flt: JourneyFilter, **exact: str) -> Filter | None:
+    def _filter(self, flt: JourneyFilter, **exact: Any) -> Filter | None:
         must: dict[str, Any] = dict(exact)
         for key, value in flt.segments:
             # Quoted: a key may hold '.', '[', '*' or spaces, which a bare path would read
@@ -156,6 +181,11 @@ class JourneyQueries:
         ``session_id``), at most ``max_events`` of them."""
         names = self.queries.dimension(project, dimension)
         loaded = Loaded(names)
+        if flt.theme is not None:
+            members = self._theme_members(names, flt.theme)
+            if not members:
+                return loaded
+            exact = {**exact, "mc": members}
         store_filter = self._filter(flt, **exact)
         if store_filter is None or not self.store.has_collection(names.events):
             return loaded
@@ -169,11 +199,20 @@ class JourneyQueries:
                 )
         return loaded
 
-    def _journeys(self, loaded: Loaded) -> list[SessionJourney]:
+    def _theme_members(self, names: DimensionNames, theme: str) -> list[int]:
+        """The micro-clusters of a theme's topics (a merged theme's id names its successor;
+        an unknown one is NotFound)."""
+        topic_map = self.queries.topic_map(names)
+        current = self.queries.live_theme(topic_map, theme)
+        return sorted(mc for t in topic_map.theme_topics(current) for mc in topic_map.members(t))
+
+    def _journeys(self, loaded: Loaded, level: str = "topic") -> list[SessionJourney]:
         topic_map = self.queries.topic_map(loaded.names)
         topic_of = _memo(topic_map)
         minimum = self.settings.min_switch_events
         neutral = topic_map.neutral if self.settings.neutral_topics else frozenset()
+        if level == "theme":
+            topic_of = _theme_of(topic_map, topic_of, neutral)
         return [
             session_journey(events, topic_of, minimum, neutral)
             for events in by_session(loaded.events).values()
@@ -203,7 +242,7 @@ class JourneyQueries:
         if not loaded.events and not self._exists(loaded.names, session_id=session_id):
             raise NotFound(f"No session '{session_id}' in this project")
         body = self._envelope(project, loaded, flt)
-        journeys = self._journeys(loaded)
+        journeys = self._journeys(loaded, flt.level)
         if journeys:
             body.update(_session_view(journeys[0], with_ids=True))
         else:  # the session exists, but none of its events pass the filters
@@ -216,7 +255,9 @@ class JourneyQueries:
         loaded = self.load(project, dimension, flt, user_id=user_id)
         if not loaded.events and not self._exists(loaded.names, user_id=user_id):
             raise NotFound(f"No user '{user_id}' in this project")
-        journeys = sorted(self._journeys(loaded), key=lambda j: (j.first_at, j.session_id))
+        journeys = sorted(
+            self._journeys(loaded, flt.level), key=lambda j: (j.first_at, j.session_id)
+        )
         return {
             **self._envelope(project, loaded, flt),
             "user_id": user_id,
@@ -233,7 +274,7 @@ class JourneyQueries:
         """The common envelope (with totals) and the aggregates of the filtered sessions."""
         loaded = self.load(project, dimension, flt)
         stats = aggregate(
-            self._journeys(loaded),
+            self._journeys(loaded, flt.level),
             now=time.time() if now is None else now,
             dropoff_timeout_s=self.settings.dropoff_timeout_s,
         )
@@ -293,10 +334,16 @@ class JourneyQueries:
         topic and the number of the step (of ``steps``, a ``session`` answer) they fall in;
         ``step`` is null for events before the first step or between steps (noise)."""
         names = self.queries.dimension(project, dimension)
-        store_filter = self._filter(flt, session_id=session_id)
+        exact: dict[str, Any] = {"session_id": session_id}
+        if flt.theme is not None:
+            exact["mc"] = self._theme_members(names, flt.theme)
+            if not exact["mc"]:
+                return []
+        store_filter = self._filter(flt, **exact)
         if store_filter is None or not self.store.has_collection(names.events):
             return []
-        topic_of = _memo(self.queries.topic_map(names))
+        topic_map = self.queries.topic_map(names)
+        topic_of = _memo(topic_map)
         step_of = {eid: s["step"] for s in steps for eid in s.get("event_ids", ())}
         payloads: list[dict[str, Any]] = []
         for page in self._pages(names, store_filter):
@@ -311,6 +358,7 @@ class JourneyQueries:
                 "name": p.get("name"),
                 "text": p.get("text"),
                 "topic": topic_of(p["mc"]),
+                "theme": topic_map.theme_of(topic_of(p["mc"])),
                 "step": step_of.get(p["event_id"]),
             }
             for p in payloads

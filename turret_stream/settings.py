@@ -205,6 +205,16 @@ class ClusteringSettings(_Section):
     # The per-batch log of a dimension's state is compacted into a checkpoint once it is
     # larger than the last checkpoint and than this (KiB).
     checkpoint_min_kb: int = Field(1024, ge=1)
+    # Themes (clustering/themes.py): at each reclustering, topics are grouped by average
+    # linkage on the cosine distance between their centres, cut at this distance (lower:
+    # more, tighter themes).
+    theme_distance: float = Field(0.6, gt=0, le=2)
+    # Hysteresis of that grouping: two topics of one theme are taken this much closer than
+    # they are, two of different themes this much farther apart (0: regroup from scratch).
+    theme_stickiness: float = Field(0.02, ge=0, le=1)
+    # Enum segment values (key=value) whose events are counted per micro-cluster, for each
+    # topic's breakdown by segment (GET /v1/clusters/{id}/segments); 0 turns counting off.
+    segment_values_max: int = Field(64, ge=0)
 
     def resolution_for(self, micro_clusters: int) -> float:
         if self.resolution <= 1:

@@ -1,7 +1,11 @@
 """The labeller: names topics off the hot path.
 
 A Faust timer that runs on the leader worker only (one labeller per deployment) looks at
-every text dimension every ``labels.interval_s``. A topic is (re)named when it has no
+every text dimension every ``labels.interval_s``, and names its topics, then its themes
+(``clustering/themes.py``) by the same rules, each level told apart from its own peers (a
+theme's texts are the events nearest its centre among its topics'). A theme of one topic
+is not named: it shows its topic's label. A topic is (re)named
+when it has no
 label yet, has grown ``relabel_growth`` times since it was named, or its centre moved
 (cosine to the centre it was named at below ``relabel_min_similarity``); a topic a person
 named is never touched. The offline c-TF-IDF label is written at once; when Ollama is
@@ -42,6 +46,7 @@ class LlmJob:
     examples: list[str]
     basis: dict[str, Any]
     fallback: TopicLabel | None = None
+    level: str = "topic"  # or "theme"
 
     @property
     def size(self) -> int:
@@ -99,8 +104,21 @@ class Labeller:
         cos = float(np.dot(old, new) / (np.linalg.norm(old) * np.linalg.norm(new) or 1.0))
         return cos < self.settings.relabel_min_similarity
 
-    def _texts(self, names: DimensionNames, topic: str, centre: list[float]) -> list[str]:
-        members = self.queries.topic_map(names).members(topic)
+    def _records(self, names: DimensionNames, level: str) -> list[Any]:
+        if level == "theme":
+            return self.queries.theme_records(names)
+        return self.queries._topic_records(names, with_vectors=True)
+
+    def _members(self, names: DimensionNames, level: str, topic: str) -> list[int]:
+        topic_map = self.queries.topic_map(names)
+        if level == "theme":
+            return [mc for t in topic_map.theme_topics(topic) for mc in topic_map.members(t)]
+        return topic_map.members(topic)
+
+    def _texts(
+        self, names: DimensionNames, topic: str, centre: list[float], level: str = "topic"
+    ) -> list[str]:
+        members = self._members(names, level, topic)
         if not members:
             return []
         hits = self.store.search(
@@ -114,19 +132,29 @@ class Labeller:
     def scan_dimension(
         self, names: DimensionNames, now: float, *, force: bool = False
     ) -> list[LlmJob]:
-        """Write fallback labels for the topics that need one (all but a person's with
-        ``force``); return the LLM's work, largest topic first."""
-        records = self.queries._topic_records(names, with_vectors=True)
+        """Write fallback labels for the topics, then the themes, that need one (all but a
+        person's with ``force``); return the LLM's work, largest first."""
+        jobs = self._scan_level(names, now, "topic", force)
+        jobs += self._scan_level(names, now, "theme", force)
+        jobs.sort(key=lambda j: -j.size)
+        return jobs
+
+    def _scan_level(
+        self, names: DimensionNames, now: float, level: str, force: bool
+    ) -> list[LlmJob]:
+        records = self._records(names, level)
         if not records:
             return []
         ids = [r.id for r in records]
         auto = self.book.automatic(names, ids)
         manual = self.book.manual_topics(names, ids)
         due = [r for r in records if r.id not in manual and (force or self._due(r, auto.get(r.id)))]
+        if level == "theme":
+            due = [r for r in due if len(r.payload["topics"]) > 1]
         if not due:
             return []
         # Every topic's texts: a label says what sets a topic apart from its neighbours.
-        texts = {r.id: self._texts(names, r.id, r.vector) for r in records if r.vector}
+        texts = {r.id: self._texts(names, r.id, r.vector, level) for r in records if r.vector}
         labels = label_topics({t: x for t, x in texts.items() if x}, representatives=texts)
         jobs = []
         for record in due:
@@ -137,8 +165,7 @@ class Labeller:
             label = Label(made.name, made.description, "fallback", now)
             self.book.set_automatic(names, record.id, label, basis)
             examples = texts.get(record.id, [])[: self.settings.llm_examples]
-            jobs.append(LlmJob(names, record.id, examples, basis, made))
-        jobs.sort(key=lambda j: -j.size)
+            jobs.append(LlmJob(names, record.id, examples, basis, made, level))
         return jobs
 
     def scan_if_due(self) -> list[LlmJob]:
@@ -261,7 +288,7 @@ class Labeller:
     def _context(self, job: LlmJob) -> tuple[np.ndarray, np.ndarray, list[str], list[str]] | None:
         """The topic's centre, the other topics' centres, the nearest ones' current names
         (nearest first) and every other topic's current name."""
-        records = [r for r in self.queries._topic_records(job.names, with_vectors=True) if r.vector]
+        records = [r for r in self._records(job.names, job.level) if r.vector]
         mine = next((r for r in records if r.id == job.topic), None)
         if mine is None or self.book.manual_topics(job.names, [job.topic]):
             return None

@@ -374,6 +374,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "style": "form",
             "explode": True,
         },
+        *_THEME_JOURNEY_FILTERS,
     ]
     cluster_id = _path("cluster_id", "A topic id (`tp_...`).")
     body_errors = {
@@ -398,6 +399,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         },
         "paths": {
             **_dashboard_paths(),
+            **_theme_paths(dimension, cluster_id),
             "/track": {
                 "post": {
                     "summary": "Track one event",
@@ -490,6 +492,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                             {"type": "string", "enum": ["size", "growth"], "default": "size"},
                             "Largest first, or fastest growing first.",
                         ),
+                        _query("theme", {"type": "string"}, "Only the topics of this theme."),
                     ],
                 )
             },
@@ -658,11 +661,76 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
     }
 
 
+_THEME_JOURNEY_FILTERS = [
+    _query(
+        "theme",
+        {"type": "string"},
+        "Only the events of this theme's topics (a merged theme's id names its successor).",
+    ),
+    _query(
+        "level",
+        {"type": "string", "enum": ["topic", "theme"], "default": "topic"},
+        "Journeys between topics, or between themes (an event counts in its topic's theme).",
+    ),
+]
+
+
+def _theme_paths(dimension: dict[str, Any], cluster_id: dict[str, Any]) -> dict[str, Any]:
+    """Themes (the level above topics) and a topic's breakdown by segment."""
+    obj = {"type": "object"}
+    sort = _query(
+        "sort",
+        {"type": "string", "enum": ["size", "growth"], "default": "size"},
+        "Largest first, or fastest growing first.",
+    )
+    return {
+        "/v1/themes": {
+            "get": _read(
+                "Themes of a dimension (groups of related topics), largest first: size, "
+                "share, label, trend tag and growth from their topics' summed counts, "
+                "their largest topics",
+                _ok("The themes.", obj),
+                [dimension, _query("limit", _int(1, MAX_LIMIT, 50), "Themes to return."), sort],
+            )
+        },
+        "/v1/themes/{theme_id}": {
+            "get": _read(
+                "One theme with all its topics (a merged theme's id answers its successor, "
+                "with requested_id)",
+                _ok("The theme.", obj),
+                [_path("theme_id", "A theme id (`th_...`)."), dimension],
+            )
+        },
+        "/v1/themes/{theme_id}/label": {
+            "put": {
+                **_read(
+                    "Name a theme by hand (automation never overwrites it)",
+                    _ok("The label now in force.", obj),
+                    [_path("theme_id", "A live theme id (`th_...`)."), dimension],
+                ),
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("LabelRequest")}},
+                },
+            }
+        },
+        "/v1/clusters/{cluster_id}/segments": {
+            "get": _read(
+                "A topic's events by enum segment value against the project's, and the "
+                "values it over-represents (one-sided binomial test, Bonferroni-adjusted "
+                "p_value < 0.01, lift >= 1.2)",
+                _ok("The breakdown.", obj),
+                [cluster_id, dimension],
+            )
+        },
+    }
+
+
 def _dashboard_paths() -> dict[str, Any]:
     """The endpoints added for the dashboard (journey flows, the project's dimensions)."""
     journey_filters = [
         {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
-        for name in ("dimension", "since", "until", "segment")
+        for name in ("dimension", "since", "until", "segment", "theme", "level")
     ]
     ok = {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}
     unauthorized = _error([ErrorCode.INVALID_API_KEY], "Missing or unknown key.")
