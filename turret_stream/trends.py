@@ -54,23 +54,55 @@ def _sum(hours: Mapping[int, int], first: int, last: int) -> int:
     return sum(c for h, c in hours.items() if first <= h <= last)
 
 
+def _baseline(
+    hours: Mapping[int, int], first_seen: float | None, now_hour: int
+) -> tuple[float, int]:
+    """The mean hourly count before ``now_hour`` (over BASELINE_HOURS, or since birth) and
+    how many hours it is over."""
+    born = int(first_seen // HOUR) if first_seen is not None else now_hour - BASELINE_HOURS
+    baseline_from = max(now_hour - BASELINE_HOURS, born)
+    baseline_hours = now_hour - baseline_from  # the hours before the current one
+    if baseline_hours <= 0:
+        return 0.0, 0
+    return _sum(hours, baseline_from, now_hour - 1) / baseline_hours, baseline_hours
+
+
+def _spike_p(this_hour: int, baseline: float, baseline_hours: int) -> float:
+    """The Poisson upper tail of this hour's count (1.0 when the test does not apply)."""
+    if this_hour < SPIKE_MIN_EVENTS or baseline_hours <= 0:
+        return 1.0
+    return float(poisson.sf(this_hour - 1, max(baseline, 1.0 / baseline_hours)))
+
+
+@dataclass(frozen=True)
+class Spike:
+    this_hour: int
+    baseline_per_hour: float
+    p_value: float
+
+
+def spike(hours: Mapping[int, int], first_seen: float | None, now_hour: int) -> Spike | None:
+    """The ``spiking`` test alone (the same as ``trend``'s), for the cluster owner that
+    evaluates it as counts arrive: a Spike when this hour's count is improbable."""
+    this_hour = hours.get(now_hour, 0)
+    if this_hour < SPIKE_MIN_EVENTS:
+        return None  # the common case, without summing the baseline
+    baseline, baseline_hours = _baseline(hours, first_seen, now_hour)
+    p = _spike_p(this_hour, baseline, baseline_hours)
+    return Spike(this_hour, round(baseline, 4), p) if p < SPIKE_P else None
+
+
 def trend(hours: Mapping[int, int], first_seen: float | None, now_hour: int) -> Trend:
     """The tag of one topic whose hourly counts are ``hours`` (hour index -> events)."""
     current = _sum(hours, now_hour - WINDOW_HOURS + 1, now_hour)
     previous = _sum(hours, now_hour - 2 * WINDOW_HOURS + 1, now_hour - WINDOW_HOURS)
     this_hour = hours.get(now_hour, 0)
     born = int(first_seen // HOUR) if first_seen is not None else now_hour - BASELINE_HOURS
-    baseline_from = max(now_hour - BASELINE_HOURS, born)
-    baseline_hours = now_hour - baseline_from  # the hours before the current one
-    baseline = _sum(hours, baseline_from, now_hour - 1) / baseline_hours if baseline_hours else 0
+    baseline, baseline_hours = _baseline(hours, first_seen, now_hour)
     growth = round((current - previous) / previous, 4) if previous else None
 
     tag = "steady"
-    if (
-        this_hour >= SPIKE_MIN_EVENTS
-        and baseline_hours > 0
-        and poisson.sf(this_hour - 1, max(baseline, 1.0 / baseline_hours)) < SPIKE_P
-    ):
+    if _spike_p(this_hour, baseline, baseline_hours) < SPIKE_P:
         tag = "spiking"
     elif now_hour - born < WINDOW_HOURS:
         tag = "new"
