@@ -8,7 +8,8 @@ touched; it answers with ``TopicEvent`` records for the owner to publish:
 - ``topic_spiking``, when the current hour's count of a topic passes ``trends.spike``
   (the same Poisson test as the ``spiking`` tag), evaluated on the counts as they arrive.
   Once per spike *episode*: a topic that keeps spiking hour after hour is announced once;
-  it is announced again only after a whole hour without spiking. The episode state is
+  it is announced again only after a whole hour without spiking; a part split off a
+  topic shares its episodes (a burst that splits its topic is one alarm). The episode state is
   in memory: after a worker restart an ongoing spike may be announced once more.
 
 Time is event time (the newest event's hour), as for the trend tags.
@@ -27,6 +28,8 @@ from turret_stream.trends import HOUR, spike
 
 KINDS = ("topic_created", "topic_merged", "topic_split", "topic_labelled", "topic_spiking")
 EXAMPLES = 3
+MAX_LINEAGE = 10_000
+MAX_LINEAGE_DEPTH = 16
 _CHANGE_KIND = {"born": "topic_created", "split": "topic_split", "merged": "topic_merged"}
 
 
@@ -68,8 +71,19 @@ class TopicAnnouncer:
     def __init__(self, project: str, dimension: str) -> None:
         self.project = project
         self.dimension = dimension
-        # topic -> the last hour (index) it tested spiking
+        # episode (a topic, or the topic its ancestors split off) -> the last hour
+        # (index) it tested spiking
         self._spiking: dict[str, int] = {}
+        # topic -> the topic it split off (the most recent MAX_LINEAGE splits)
+        self._parent: dict[str, str] = {}
+
+    def _episode(self, topic: str) -> str:
+        for _ in range(MAX_LINEAGE_DEPTH):
+            parent = self._parent.get(topic)
+            if parent is None:
+                break
+            topic = parent
+        return topic
 
     def changes(
         self, changes: Iterable[TopicChange], describe: Describe, event_time: float | None
@@ -81,6 +95,7 @@ class TopicAnnouncer:
             return []
         views = describe(sorted({c.topic for c in wanted} | {c.other for c in wanted if c.other}))
         out = []
+        hour = int(event_time // HOUR) if event_time is not None else None
         for c in wanted:
             kind = _CHANGE_KIND[c.kind]
             view = views.get(c.topic)
@@ -88,43 +103,33 @@ class TopicAnnouncer:
                 # The gone topic's label; the size and examples of where it went.
                 into = views.get(c.other) if c.other else None
                 label = view.label if view else None
-                view = into or view
                 event = new_event(
                     self.project,
                     self.dimension,
                     kind,
                     c.topic,
-                    view,
+                    into or view,
                     merged_into=c.other,
                     event_time=event_time,
                 )
                 event.label = label
-            elif kind == "topic_split":
-                event = new_event(
-                    self.project,
-                    self.dimension,
-                    kind,
-                    c.topic,
-                    view,
-                    split_from=c.other,
-                    event_time=event_time,
-                    first_seen=view.first_seen if view else None,
-                )
-            else:
-                hour = int(event_time // HOUR) if event_time is not None else None
-                event = new_event(
-                    self.project,
-                    self.dimension,
-                    kind,
-                    c.topic,
-                    view,
-                    event_time=event_time,
-                    first_seen=view.first_seen if view else None,
-                    this_hour=view.hours.get(hour, 0) if view and hour is not None else None,
-                )
-            if kind == "topic_merged":
                 self._spiking.pop(c.topic, None)
-            out.append(event)
+                out.append(event)
+                continue
+            fields: dict[str, object] = {
+                "event_time": event_time,
+                "first_seen": view.first_seen if view else None,
+                "this_hour": view.hours.get(hour, 0) if view and hour is not None else None,
+            }
+            if kind == "topic_split":
+                fields["split_from"] = c.other
+                # A part split off a topic shares its spike episodes (one burst that
+                # splits its topic is one alarm, not two).
+                if c.other:
+                    self._parent[c.topic] = c.other
+                    while len(self._parent) > MAX_LINEAGE:
+                        del self._parent[next(iter(self._parent))]
+            out.append(new_event(self.project, self.dimension, kind, c.topic, view, **fields))
         return out
 
     def counts(
@@ -141,8 +146,9 @@ class TopicAnnouncer:
             result = spike(hours, first_seen, now_hour)
             if result is None:
                 continue
-            last = self._spiking.get(topic)
-            self._spiking[topic] = now_hour
+            episode = self._episode(topic)
+            last = self._spiking.get(episode)
+            self._spiking[episode] = now_hour
             if last is None or last < now_hour - 1:
                 found[topic] = result
         self._forget_before(now_hour - 1)
