@@ -362,3 +362,60 @@ async def test_the_log_keeps_the_newest_entries(receiver, delivery_log):
         await wait_until(lambda: len(delivery_log.list("acme", None, None)) <= 12, 5)
     finally:
         await deliverer.stop()
+
+
+async def test_cli_manages_rules_through_the_api(settings, keystore, receiver):
+    from click.testing import CliRunner
+
+    from turret_stream.cli import main
+
+    hook, base = receiver
+    local = settings.with_overrides(**{"alerts.allowed_networks": ["127.0.0.1/32"]})
+    key = keystore.create("acme").secret
+    runner = web.AppRunner(create_app(local, keystore=keystore, worker_probe=always_ready))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    host, port = runner.addresses[0][:2]
+    prefix = ["alerts", "--url", f"http://{host}:{port}", "--api-key", key]
+
+    def cli(*args: str):
+        return CliRunner().invoke(main, [*prefix, *args])
+
+    try:
+        made = await asyncio.to_thread(
+            cli,
+            "create",
+            "--name",
+            "new",
+            "--kind",
+            "new_topic",
+            "--webhook",
+            f"{base}/n",
+            "--min-events-per-hour",
+            "50",
+        )
+        assert made.exit_code == 0, made.output
+        rule = json.loads(made.output)
+        assert rule["secret"].startswith("whsec_") and rule["min_events_per_hour"] == 50
+        listed = await asyncio.to_thread(cli, "list")
+        assert rule["id"] in listed.output and "new_topic" in listed.output
+        sent = await asyncio.to_thread(cli, "test", rule["id"])
+        assert sent.exit_code == 0 and hook.got[0][0] == "/n"
+        bad = await asyncio.to_thread(
+            cli,
+            "create",
+            "--name",
+            "x",
+            "--kind",
+            "topic_spiking",
+            "--webhook",
+            "http://169.254.169.254/",
+        )
+        assert bad.exit_code == 1 and "WEBHOOK_URL_NOT_ALLOWED" in bad.output
+        off = await asyncio.to_thread(cli, "enable", rule["id"], "--off")
+        assert json.loads(off.output)["enabled"] is False
+        gone = await asyncio.to_thread(cli, "delete", rule["id"])
+        assert gone.exit_code == 0
+        assert rule["id"] not in (await asyncio.to_thread(cli, "list")).output
+    finally:
+        await runner.cleanup()
