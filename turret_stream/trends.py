@@ -7,8 +7,11 @@ ends with the current hour, the *previous* one is the 24 hours before it.
 
 Tags, first match wins:
 
-- ``spiking``: the current hour's count is improbable under the topic's baseline, the mean
-  hourly count of the ``BASELINE_HOURS`` (7 days, or since the topic was born) before it:
+- ``spiking``: the current hour's count is improbable under the topic's baseline, its
+  hourly rate over the ``BASELINE_HOURS`` (7 days) before the current hour, or since its
+  first event if younger (the time observed, to the minute: a topic first seen at 10:50
+  has ten minutes of baseline in that hour; no test before ``MIN_BASELINE_HOURS``, half
+  an hour, of history):
   Poisson upper tail ``P(X >= count) < SPIKE_P`` (1e-6, a bound on false alarms across
   every topic and hour of a busy product: about one in 40 years of 100 topics), and at
   least ``SPIKE_MIN_EVENTS`` (5) events, so that a first event after a silent week is no
@@ -36,6 +39,7 @@ WINDOW_HOURS = 24
 BASELINE_HOURS = 7 * 24
 SPIKE_P = 1e-6
 SPIKE_MIN_EVENTS = 5
+MIN_BASELINE_HOURS = 0.5
 CHANGE_P = 0.01
 TAGS = ("spiking", "new", "rising", "fading", "cooling", "steady")
 
@@ -56,20 +60,23 @@ def _sum(hours: Mapping[int, int], first: int, last: int) -> int:
 
 def _baseline(
     hours: Mapping[int, int], first_seen: float | None, now_hour: int
-) -> tuple[float, int]:
-    """The mean hourly count before ``now_hour`` (over BASELINE_HOURS, or since birth) and
-    how many hours it is over."""
-    born = int(first_seen // HOUR) if first_seen is not None else now_hour - BASELINE_HOURS
-    baseline_from = max(now_hour - BASELINE_HOURS, born)
-    baseline_hours = now_hour - baseline_from  # the hours before the current one
-    if baseline_hours <= 0:
-        return 0.0, 0
-    return _sum(hours, baseline_from, now_hour - 1) / baseline_hours, baseline_hours
+) -> tuple[float, float]:
+    """The hourly rate before ``now_hour`` and the hours it was observed over: from the
+    topic's first event (at most BASELINE_HOURS back) to the start of the current hour.
+    A topic first seen at 10:50 has ten minutes of baseline in that hour, not a whole one
+    (counting whole hours would make every young topic "spike" the hour after its birth)."""
+    start = float((now_hour - BASELINE_HOURS) * HOUR)
+    if first_seen is not None:
+        start = max(start, first_seen)
+    exposure = (now_hour * HOUR - start) / HOUR
+    if exposure <= 0:
+        return 0.0, 0.0
+    return _sum(hours, int(start // HOUR), now_hour - 1) / exposure, exposure
 
 
-def _spike_p(this_hour: int, baseline: float, baseline_hours: int) -> float:
+def _spike_p(this_hour: int, baseline: float, baseline_hours: float) -> float:
     """The Poisson upper tail of this hour's count (1.0 when the test does not apply)."""
-    if this_hour < SPIKE_MIN_EVENTS or baseline_hours <= 0:
+    if this_hour < SPIKE_MIN_EVENTS or baseline_hours < MIN_BASELINE_HOURS:
         return 1.0
     return float(poisson.sf(this_hour - 1, max(baseline, 1.0 / baseline_hours)))
 
