@@ -71,11 +71,11 @@ def test_rising_cooling_fading_and_steady_follow_the_two_windows():
 
 
 def test_a_topic_born_late_in_an_hour_does_not_spike_the_next_hour():
-    # First seen at 10 minutes to the hour: 3 events in those 10 minutes is 18 an hour,
-    # so 20 in the next hour is no spike (a whole-hour baseline of 3 would call it one).
-    born = (NOW - 1) * HOUR + 50 * 60
-    assert trend({NOW - 1: 3, NOW: 20}, born, NOW).tag == "new"
+    # First seen at half past: 9 events in that half hour is 18 an hour, so 40 in the
+    # next hour is no spike (a whole-hour baseline of 9 would call it one, p ~ 1e-13).
+    born = (NOW - 1) * HOUR + 30 * 60
+    assert trend({NOW - 1: 9, NOW: 40}, born, NOW).tag == "new"
     # Ten times the rate is.
-    assert trend({NOW - 1: 3, NOW: 180}, born, NOW).tag == "spiking"
+    assert trend({NOW - 1: 9, NOW: 180}, born, NOW).tag == "spiking"
     # Minutes of history are no baseline at all.
     assert trend({NOW - 1: 1, NOW: 50}, NOW * HOUR - 60, NOW).tag == "new"
