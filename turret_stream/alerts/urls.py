@@ -90,7 +90,12 @@ async def resolve_allowed(host: str, port: int, settings: AlertSettings) -> list
     """Every address of ``host``; UrlNotAllowed when it resolves to none or to any that
     is not allowed (one bad address among good ones refuses the host)."""
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = await asyncio.wait_for(
+            asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM),
+            settings.timeout_s,
+        )
+    except TimeoutError:
+        raise UrlNotAllowed(f"host {host!r} did not resolve in {settings.timeout_s} s") from None
     except (OSError, UnicodeError) as exc:
         raise UrlNotAllowed(f"host {host!r} does not resolve ({exc})") from None
     addresses = sorted({str(info[4][0]) for info in infos})
