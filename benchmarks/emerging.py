@@ -176,9 +176,14 @@ def tracked(project: str, text: str, at: float, rng: random.Random) -> TrackedEv
 async def part_b(stack, key: str, intents: dict[str, list[str]], args) -> dict:
     settings = stack.settings
     placed: list[int] = [0]
-    stack.topology.owners.listeners.append(
-        lambda a: placed.__setitem__(0, placed[0] + 1) if a.project == "steady" else None
-    )
+    event_mc: dict[str, int] = {}
+
+    def on_assignment(a) -> None:  # type: ignore[no-untyped-def]
+        if a.project == "steady":
+            placed[0] += 1
+            event_mc[a.event_id] = a.mc
+
+    stack.topology.owners.listeners.append(on_assignment)
     now_hour = int(time.time() // HOUR)
     base = (now_hour - args.hours - 1) * HOUR  # the surge hour ends before the wall clock
     steady = steady_events(intents, args, base)
@@ -192,6 +197,7 @@ async def part_b(stack, key: str, intents: dict[str, list[str]], args) -> dict:
     t = surge_start
     extra = per_intent * (args.surge_x - 1)
     surge_texts = intents[args.surge_intent]
+    surge_texts_set = set(surge_texts)
     while (t := t + rng.expovariate(extra / HOUR)) < surge_start + HOUR:
         surge.append((t, rng.choice(surge_texts)))
     surge.sort()
@@ -226,10 +232,12 @@ async def part_b(stack, key: str, intents: dict[str, list[str]], args) -> dict:
         false_alarms = [e for _, e in reader.events if e["type"] == "topic_spiking"]
         seen = len(reader.events)
         done = len(steady)
+        surge_ids: set[str] = set()
         for i in range(0, len(surge), args.surge_step):
             chunk = [
                 tracked("steady", text, at, rng) for at, text in surge[i : i + args.surge_step]
             ]
+            surge_ids |= {e.event_id for e in chunk if e.metadata["prompt"] in surge_texts_set}
             await send(chunk)
             done += len(chunk)
             await processed(done)
@@ -237,18 +245,17 @@ async def part_b(stack, key: str, intents: dict[str, list[str]], args) -> dict:
         reader.task.cancel()
         await ws.close()
     await producer.stop()
-    surge_set = set(surge_texts)
-    detected = [
-        e
-        for _, e in reader.events[seen:]
-        if e["type"] == "topic_spiking" and surge_set & set(e["examples"])
-    ]
-    other_spikes = [
-        e
-        for _, e in reader.events[seen:]
-        if e["type"] == "topic_spiking" and not surge_set & set(e["examples"])
-    ]
+    # The surge's topics: where its intent's events are now (micro-cluster -> topic).
     owner = stack.topology.owners.get("steady", "prompt")
+    assert owner.model is not None
+    where: dict[str | None, int] = defaultdict(int)
+    for event_id in surge_ids:
+        mc = owner.model.engine.resolve(event_mc[event_id])
+        where[owner.model.topic_of(mc) if mc is not None else None] += 1
+    surge_topics = {t for t, n in where.items() if t is not None and n >= 0.25 * len(surge_ids)}
+    spikes = [e for _, e in reader.events[seen:] if e["type"] == "topic_spiking"]
+    detected = [e for e in spikes if e["topic"] in surge_topics]
+    other_spikes = [e for e in spikes if e["topic"] not in surge_topics]
     hours = [dict(f.stats.hours) for f in owner.figures.values() if f.stats is not None]
     firsts = [f.stats.first for f in owner.figures.values() if f.stats is not None]
     return {
@@ -258,6 +265,7 @@ async def part_b(stack, key: str, intents: dict[str, list[str]], args) -> dict:
         "surge_events": len(surge),
         "surge_start": surge_start,
         "detected": detected,
+        "surge_share_in_topics": sum(where[t] for t in surge_topics) / max(1, len(surge_ids)),
         "other_spikes": other_spikes,
         "topics": len(hours),
         "ratio_alarms": ratio_alarms(hours, base, args.hours),
@@ -340,7 +348,10 @@ def report(a: dict, b: dict, args) -> None:
     print("  goal: zero spiking alarms per hour")
     if b["detected"]:
         e = b["detected"][0]
-        print(f"  the surge's topic: {e['label']!r}, examples {e['examples'][:3]}")
+        print(
+            f"  the surge's topic: {e['label']!r} (holds {b['surge_share_in_topics']:.0%} of "
+            f"the surge intent's events), examples {e['examples'][:3]}"
+        )
         delay = e["event_time"] - b["surge_start"]
         print(
             f"  surge of '{args.surge_intent}' x{args.surge_x:g}: topic_spiking after "

@@ -475,19 +475,24 @@ class DimensionOwner:
             out[topic] = TopicView(
                 size=f.size if f is not None else 0,
                 label=label.name if label is not None else None,
-                examples=batch.get(topic) or self._stored_examples(members.get(topic)),
+                examples=self._examples(batch.get(topic, []), members.get(topic)),
                 hours=stats.hours if stats is not None else {},
                 first_seen=stats.first if stats is not None else None,
             )
         return out
 
-    def _stored_examples(self, mcs: set[int] | None) -> list[str]:
-        if not mcs:
-            return []
-        records, _ = self.store.scroll(
-            self.names.events, filter=Filter(must={"mc": sorted(mcs)}), limit=EXAMPLES
-        )
-        return [r.payload.get("text", "") for r in records]
+    def _examples(self, batch: list[str], mcs: set[int] | None) -> list[str]:
+        """The batch's texts of the topic first (what is happening now), then stored ones."""
+        out = list(dict.fromkeys(batch))[:EXAMPLES]
+        if len(out) < EXAMPLES and mcs:
+            records, _ = self.store.scroll(
+                self.names.events, filter=Filter(must={"mc": sorted(mcs)}), limit=2 * EXAMPLES
+            )
+            for r in records:
+                text = r.payload.get("text", "")
+                if text not in out and len(out) < EXAMPLES:
+                    out.append(text)
+        return out
 
     def take_topic_events(self) -> list[TopicEvent]:
         events, self.topic_events = self.topic_events, []
