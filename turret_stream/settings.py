@@ -9,11 +9,12 @@ defaults; a test keeps the two in step.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -85,6 +86,11 @@ class KafkaSettings(_Section):
     @property
     def dead_letters_topic(self) -> str:
         return f"{self.topic_prefix}.dead_letters"
+
+    @property
+    def topic_events_topic(self) -> str:
+        """Topics born, merged, split, labelled or spiking (keyed project:dimension)."""
+        return f"{self.topic_prefix}.topic_events"
 
 
 class WorkerSettings(_Section):
@@ -257,6 +263,41 @@ class LiveSettings(_Section):
     key_recheck_s: float = Field(0.5, gt=0, le=60)
 
 
+class AlertSettings(_Section):
+    # Webhook URLs may only name hosts matching one of these patterns ("*" any host,
+    # "*.example.com" its subdomains, or an exact name or address).
+    allowed_hosts: list[str] = ["*"]
+    # Resolved addresses must be public (not loopback, private, link-local -- which holds
+    # cloud metadata services --, multicast, reserved) unless inside one of these networks
+    # (CIDR, e.g. "10.0.0.0/8" for an internal receiver; tests add "127.0.0.1/32").
+    allowed_networks: list[str] = []
+    # Plain http:// URLs (https:// always allowed).
+    allow_http: bool = True
+    max_rules_per_project: int = Field(100, ge=1)
+    # Deliveries waiting to be sent; beyond, new ones are dropped (and logged) rather than
+    # slowing the pipeline.
+    queue_size: int = Field(1000, ge=1)
+    # Deliveries in flight at once (one slow receiver cannot hold up the others).
+    concurrency: int = Field(4, ge=1)
+    timeout_s: float = Field(5.0, gt=0)
+    # Attempts per delivery, waiting backoff_s, 2x, 4x, ... between them (at most
+    # backoff_max_s).
+    max_attempts: int = Field(5, ge=1, le=20)
+    backoff_s: float = Field(1.0, gt=0)
+    backoff_max_s: float = Field(300.0, gt=0)
+    # Delivery log entries kept per project (oldest dropped first).
+    log_keep: int = Field(1000, ge=10)
+    # How often rules on counts (new topics per hour, segment shares) are evaluated.
+    check_interval_s: float = Field(30.0, gt=0)
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks_are_cidr(cls, value: list[str]) -> list[str]:
+        for net in value:
+            ipaddress.ip_network(net, strict=False)  # ValueError names the bad entry
+        return value
+
+
 class LabelSettings(_Section):
     # Topics are named by the offline c-TF-IDF labeller always, and by a local Ollama model
     # when `ollama_host` is set (e.g. http://127.0.0.1:11434; include the port).
@@ -353,6 +394,7 @@ class Settings(BaseSettings):
     journeys: JourneySettings = JourneySettings()
     live: LiveSettings = LiveSettings()
     labels: LabelSettings = LabelSettings()
+    alerts: AlertSettings = AlertSettings()
     startup: StartupSettings = StartupSettings()
     pipeline: PipelineSettings = PipelineSettings()
 

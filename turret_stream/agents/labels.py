@@ -28,11 +28,13 @@ import faust
 import numpy as np
 
 from turret_stream.catalog import DimensionNames, dimension_names
+from turret_stream.clustering.topic_events import TopicView, new_event
 from turret_stream.embedding import Embedder
 from turret_stream.labels.book import Label, LabelBook
 from turret_stream.labels.fallback import TopicLabel, label_topics
 from turret_stream.labels.naming import Decision, decide
 from turret_stream.queries import Queries
+from turret_stream.records import TopicEvent, dimension_key
 from turret_stream.settings import LabelSettings
 from turret_stream.storage import Filter, VectorStore
 
@@ -90,6 +92,20 @@ class Labeller:
         # When the last scan started and what it cost (see scan_if_due).
         self._scanned_at = float("-inf")
         self._scan_cost = 0.0
+        # topic_labelled events, published by the labeller's timer (register_labeller).
+        self.topic_events: list[TopicEvent] = []
+
+    def _labelled(
+        self, names: DimensionNames, topic: str, name: str, size: int, examples: list[str]
+    ) -> None:
+        view = TopicView(size=size, label=name, examples=examples, hours={}, first_seen=None)
+        self.topic_events.append(
+            new_event(names.project, names.dimension, "topic_labelled", topic, view)
+        )
+
+    def take_topic_events(self) -> list[TopicEvent]:
+        events, self.topic_events = self.topic_events, []
+        return events
 
     def _due(self, record: Any, auto: dict[str, Any] | None) -> bool:
         if not auto or not auto.get("name"):
@@ -165,6 +181,9 @@ class Labeller:
             label = Label(made.name, made.description, "fallback", now)
             self.book.set_automatic(names, record.id, label, basis)
             examples = texts.get(record.id, [])[: self.settings.llm_examples]
+            before = auto.get(record.id) or {}
+            if level == "topic" and before.get("name") != made.name:
+                self._labelled(names, record.id, made.name, basis["size"], examples)
             jobs.append(LlmJob(names, record.id, examples, basis, made, level))
         return jobs
 
@@ -283,6 +302,8 @@ class Labeller:
             decision.note(),
         )
         await asyncio.to_thread(self.book.set_automatic, job.names, job.topic, label, job.basis)
+        if job.level == "topic" and decision.name != job.fallback.name:
+            self._labelled(job.names, job.topic, decision.name, job.size, job.examples)
         return decision
 
     def _context(self, job: LlmJob) -> tuple[np.ndarray, np.ndarray, list[str], list[str]] | None:
@@ -322,10 +343,17 @@ def make_ollama(settings: LabelSettings) -> Any:
     )
 
 
-def register_labeller(app: faust.App, labeller: Labeller) -> None:
+def register_labeller(
+    app: faust.App, labeller: Labeller, topic_events: faust.TopicT | None = None
+) -> None:
     @app.timer(labeller.settings.interval_s, on_leader=True, name="turret.labels")
     async def name_topics() -> None:
         jobs = await asyncio.to_thread(labeller.scan_if_due)
         # The LLM answers in its own time, in one background task; the next scan does not
-        # wait for it.
+        # wait for it (its names are announced at the next tick).
         labeller.enqueue(jobs)
+        for event in labeller.take_topic_events():
+            if topic_events is not None:
+                await topic_events.send(
+                    key=dimension_key(event.project, event.dimension), value=event
+                )

@@ -29,11 +29,13 @@ from turret_stream.clustering.model import TopicModel
 from turret_stream.clustering.owner_state import Changes, OwnerStateStore, State
 from turret_stream.clustering.store_index import StoreIndex
 from turret_stream.clustering.themes import ThemeRegistry
+from turret_stream.clustering.topic_events import EXAMPLES, TopicAnnouncer, TopicView
 from turret_stream.clustering.topic_map import TopicMap, TopicMapStore
 from turret_stream.clustering.topics import TopicChange, TopicRegistry
 from turret_stream.dimensions import FieldTypeTracker, classify_value
 from turret_stream.faults import crash_point
-from turret_stream.records import EmbeddedText, TopicAssignment, decode_vector
+from turret_stream.labels.book import LabelBook
+from turret_stream.records import EmbeddedText, TopicAssignment, TopicEvent, decode_vector
 from turret_stream.settings import Settings
 from turret_stream.storage import Filter, Point, VectorStore
 
@@ -218,6 +220,11 @@ class DimensionOwner:
         )
         self.topic_maps = TopicMapStore(store)
         self.last_persist = PersistCost()
+        self.announcer = TopicAnnouncer(project, key)
+        self._label_book = LabelBook(store)
+        # Topic events of committed batches, taken and published by the cluster agent.
+        self.topic_events: list[TopicEvent] = []
+        self._last_event_time: float | None = None
         self._load()
 
     # -- state ----------------------------------------------------------------------------
@@ -253,6 +260,7 @@ class DimensionOwner:
         self.context = SessionContext(journeys.context_sessions)
         self.neutral: frozenset[str] = frozenset()
         self._context_saved_at = float("-inf")
+        self._batch_texts: dict[int, list[str]] = {}
         state = self.records.load()
         if state.header is not None:
             self._restore(state)
@@ -339,6 +347,7 @@ class DimensionOwner:
         fresh: list[str] = []
         placed_in: dict[int, list[tuple[float, tuple[Segment, ...]]]] = {}
         cap = self.settings.clustering.segment_values_max
+        self._batch_texts = {}
         for item in items:
             if item.event_id in self.seen:
                 continue
@@ -358,6 +367,11 @@ class DimensionOwner:
             segments = self._segments(item.metadata) if cap else ()
             counted = stats.add(item.received_at, segments, cap)
             placed_in.setdefault(placed.mc, []).append((item.received_at, counted))
+            texts = self._batch_texts.setdefault(placed.mc, [])
+            if len(texts) < EXAMPLES:
+                texts.append(item.text)
+            if self._last_event_time is None or item.received_at > self._last_event_time:
+                self._last_event_time = item.received_at
             self.context.observe(item.session_id, placed.mc)
             self.events += 1
             points.append(Point(item.event_id, vector, event_payload(item, placed.mc)))
@@ -511,6 +525,8 @@ class DimensionOwner:
             elif touched_topics:
                 self._write_topics(only=touched_topics)
         crash_point("topics")
+        if model is not None:
+            self._announce(topic_changes, touched_topics, placed_in)
         self._save_catalog()
         if self.records.compaction_due():
             written += self.records.checkpoint(self._whole_state())
@@ -519,6 +535,64 @@ class DimensionOwner:
         )
         if reclustered and model is not None:
             model.recluster_cost = self.last_persist.seconds
+
+    def _announce(
+        self,
+        changes: Sequence[TopicChange],
+        touched: set[str],
+        placed_in: dict[int, list[tuple[float, tuple[Segment, ...]]]],
+    ) -> None:
+        """Queue the topic events of a committed batch (births, splits, merges, spikes)."""
+        events = self.announcer.changes(changes, self._describe, self._last_event_time)
+        if placed_in:
+            newest = max(t for placed in placed_in.values() for t, _ in placed)
+            counted = {
+                t: (f.stats.hours, f.stats.first)
+                for t in touched
+                if (f := self.figures.get(t)) is not None and f.stats is not None
+            }
+            events += self.announcer.counts(counted, newest, self._describe)
+        self.topic_events.extend(events)
+
+    def _describe(self, topics: Sequence[str]) -> dict[str, TopicView]:
+        assert self.model is not None
+        labels = self._label_book.labels(self.names, list(topics))
+        members = self.model.topics()
+        batch: dict[str, list[str]] = {}
+        for mc, texts in self._batch_texts.items():
+            topic = self.model.topic_of(mc)
+            if topic is not None:
+                batch.setdefault(topic, []).extend(texts)
+        out = {}
+        for topic in topics:
+            f = self.figures.get(topic)
+            stats = f.stats if f is not None else None
+            label = labels.get(topic)
+            out[topic] = TopicView(
+                size=f.size if f is not None else 0,
+                label=label.name if label is not None else None,
+                examples=self._examples(batch.get(topic, []), members.get(topic)),
+                hours=stats.hours if stats is not None else {},
+                first_seen=stats.first if stats is not None else None,
+            )
+        return out
+
+    def _examples(self, batch: list[str], mcs: set[int] | None) -> list[str]:
+        """The batch's texts of the topic first (what is happening now), then stored ones."""
+        out = list(dict.fromkeys(batch))[:EXAMPLES]
+        if len(out) < EXAMPLES and mcs:
+            records, _ = self.store.scroll(
+                self.names.events, filter=Filter(must={"mc": sorted(mcs)}), limit=2 * EXAMPLES
+            )
+            for r in records:
+                text = r.payload.get("text", "")
+                if text not in out and len(out) < EXAMPLES:
+                    out.append(text)
+        return out
+
+    def take_topic_events(self) -> list[TopicEvent]:
+        events, self.topic_events = self.topic_events, []
+        return events
 
     def _save_catalog(self) -> None:
         self.catalog.save_dimension(

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from turret_stream.embedding import Embedder, open_embedder
+from turret_stream.http.alert_handlers import run_alert_api, setup_alert_api
 from turret_stream.http.guards import json_errors, request_guard
 from turret_stream.http.keys import (
     EMBEDDER,
@@ -35,8 +36,6 @@ from turret_stream.settings import Settings
 from turret_stream.storage import VectorStore, open_store
 
 log = logging.getLogger(__name__)
-
-
 
 
 def create_app(
@@ -98,6 +97,8 @@ def create_app(
 
     app.cleanup_ctx.append(resources)
     app.cleanup_ctx.append(run_live_feed)
+    setup_alert_api(app)
+    app.cleanup_ctx.append(run_alert_api)
     # Sockets close on shutdown, before aiohttp waits for the handlers still running.
     app.on_shutdown.append(close_live_clients)
     setup_routes(app)

@@ -18,6 +18,7 @@ from turret_stream.http.limits import (
     MAX_QUERY_CHARS,
     MAX_TOP_PATHS,
 )
+from turret_stream.http.openapi_alerts import alert_paths, alert_schemas
 from turret_stream.settings import Settings
 
 # Paths the document must cover; anything else the app serves is a browser page.
@@ -395,11 +396,12 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         },
         "components": {
             "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
-            "schemas": _schemas(settings),
+            "schemas": {**_schemas(settings), **alert_schemas()},
         },
         "paths": {
             **_dashboard_paths(),
             **_theme_paths(dimension, cluster_id),
+            **alert_paths(settings),
             "/track": {
                 "post": {
                     "summary": "Track one event",
@@ -557,8 +559,13 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             },
             "/v1/live": {
                 "get": {
-                    "summary": "WebSocket feed of the project's journey transitions",
-                    "description": "Key: `X-API-Key` header, subprotocols "
+                    "summary": "WebSocket feed of the project's journey transitions and "
+                    "topic events",
+                    "description": "Messages: `transition`; topic events `topic_created`, "
+                    "`topic_merged`, `topic_split`, `topic_labelled`, `topic_spiking` (id, "
+                    "project, dimension, topic, label, size, examples, at, event_time, and "
+                    "merged_into / split_from / this_hour, baseline_per_hour, p_value); "
+                    "`heartbeat`. Key: `X-API-Key` header, subprotocols "
                     '`["turret.v1", key]`, or a first message `{"type": "auth", '
                     '"api_key": ...}`; never the URL. Close codes: 4001 invalid or revoked '
                     "key, 4008 client too slow, 4029 too many sockets for the key, 1013 "
@@ -582,6 +589,12 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                             "user_id",
                             {"type": "string", "minLength": 1, "maxLength": limits.max_id_chars},
                             "Only this user's transitions.",
+                        ),
+                        _query(
+                            "events",
+                            {"enum": ["all", "transitions", "topics"], "default": "all"},
+                            "`topics`: topic events alone; `transitions`: transitions alone. "
+                            "Sockets filtered by session_id or user_id get transitions only.",
                         ),
                     ],
                     "responses": {
