@@ -35,6 +35,7 @@ from turret_stream.broker import free_port
 from turret_stream.clustering.dbstream import MicroCluster
 from turret_stream.clustering.model import TopicModel
 from turret_stream.clustering.store_index import StoreIndex
+from turret_stream.embedding.base import cores
 from turret_stream.keys import KeyStore
 from turret_stream.settings import ClusteringSettings, EmbeddingSettings, Settings
 from turret_stream.stack import running_stack
@@ -297,11 +298,6 @@ def clustering_cost(sizes: list[int], probes: int) -> list[tuple[int, float, flo
             f"  {n:>7} micro-clusters: {out[-1][1]:.2f} ms/event (p95 {out[-1][2]:.2f})", flush=True
         )
     return out
-
-
-def cores() -> int:
-    """Cores this process may run on (after ``--cpus``)."""
-    return len(os.sched_getaffinity(0))
 
 
 def _cpu_list(text: str) -> list[int]:

@@ -476,6 +476,7 @@ class EdgeStore(VectorStore):
         changed = coll.shard.optimize()
         coll.writes_since_optimize = 0
         if changed:
+            coll.dirty = True  # rebuilt segments: the next flush syncs them
             took = time.perf_counter() - started
             coll.optimize_runs += 1
             coll.optimize_seconds += took
