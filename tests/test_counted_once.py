@@ -31,13 +31,25 @@ def stored_events(url: str, key: str) -> int:
         return 0
 
 
-def wait(predicate, timeout: float = 120) -> None:
+def explain(up: Up, key: str) -> str:
+    """What a failed wait saw: the count, the dead letters and the process's warnings."""
+    try:
+        letters = get(up.url, key, "/v1/dead-letters")
+    except Exception as exc:
+        letters = repr(exc)
+    return (
+        f"stored events: {stored_events(up.url, key)}; dead letters: {letters}\n"
+        f"up's log:\n{up.log_tail()}"
+    )
+
+
+def wait(predicate, up: Up, key: str, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(0.3)
-    raise AssertionError("timed out")
+    raise AssertionError(f"timed out; {explain(up, key)}")
 
 
 @pytest.mark.timeout(300)
@@ -75,9 +87,9 @@ def test_kill_9_mid_stream_counts_every_event_and_transition_once(tmp_path, brok
                 )
                 assert status == 200
             if step == 2:
-                wait(lambda: stored_events(first.url, key) >= 6)
+                wait(lambda: stored_events(first.url, key) >= 6, first, key)
         # Kill it while it is still working through the stream.
-        wait(lambda: stored_events(first.url, key) >= total // 3)
+        wait(lambda: stored_events(first.url, key) >= total // 3, first, key)
         first.stop(signal.SIGKILL)
     finally:
         first.proc.kill()
@@ -85,9 +97,9 @@ def test_kill_9_mid_stream_counts_every_event_and_transition_once(tmp_path, brok
     again = Up(tmp_path / "data", env)
     try:
         again.wait_ready()
-        wait(lambda: stored_events(again.url, key) >= total)
+        wait(lambda: stored_events(again.url, key) >= total, again, key)
         time.sleep(3)  # anything redelivered twice would land by now
-        assert stored_events(again.url, key) == total
+        assert stored_events(again.url, key) == total, explain(again, key)
         wait(
             lambda: (
                 get(again.url, key, "/v1/journeys/transitions?dimension=prompt")["totals"][
@@ -95,6 +107,8 @@ def test_kill_9_mid_stream_counts_every_event_and_transition_once(tmp_path, brok
                 ]
                 == 2 * len(sessions)
             ),
+            again,
+            key,
             timeout=30,
         )
         stats = get(again.url, key, "/v1/journeys/transitions?dimension=prompt")
