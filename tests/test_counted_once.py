@@ -12,6 +12,7 @@ import uuid
 
 import pytest
 
+from .kafka_offsets import positions
 from .test_pipeline import GROUPS
 from .test_up import Up, _post
 
@@ -31,14 +32,20 @@ def stored_events(url: str, key: str) -> int:
         return 0
 
 
+# Set by the test: the worker group's committed vs end offsets on its input topics.
+OFFSETS: list = []
+
+
 def explain(up: Up, key: str) -> str:
-    """What a failed wait saw: the count, the dead letters and the process's warnings."""
+    """What a failed wait saw: the count, the dead letters, where the worker's consumer
+    group stands on its input topics, and the process's warnings."""
     try:
         letters = get(up.url, key, "/v1/dead-letters")
     except Exception as exc:
         letters = repr(exc)
     return (
         f"stored events: {stored_events(up.url, key)}; dead letters: {letters}\n"
+        f"offsets (partition, committed, end): {OFFSETS[0]() if OFFSETS else None}\n"
         f"up's log:\n{up.log_tail()}"
     )
 
@@ -64,6 +71,11 @@ def test_kill_9_mid_stream_counts_every_event_and_transition_once(tmp_path, brok
         # Six short texts repeated by every session would be typed a segment (enum).
         "TURRET_DIMENSIONS__OVERRIDES": '{"prompt": "text"}',
     }
+    OFFSETS[:] = [
+        lambda: positions(
+            f"127.0.0.1:{broker.port}", f"once-{tag}", [f"once.{tag}.events", f"once.{tag}.texts"]
+        )
+    ]
     sessions = [f"s{i}" for i in range(6)]
     # Each session: A, A, B, B, A, A  ->  path A -> B -> A, two transitions.
     journey = [A[0], A[1], B[0], B[1], A[2], A[3]]
