@@ -15,7 +15,9 @@ the consumer's read offsets back under them: Faust takes the jump as a gap it ma
 over and drops the re-fetched records below its read offset. Events were acknowledged
 without being processed (seen after kill -9 and restart under load: 2-12 of 36 events
 never processed, no error logged). With the flow stopped until the seek is done, nothing
-fetched in between reaches an agent.
+fetched in between reaches an agent. And after such a replay, stream partitions with no
+committed offset yet (a worker killed before its first commit) were never read again by
+the restarted worker; ``perform_seek`` now seeks them to their beginning explicitly.
 """
 
 from __future__ import annotations
@@ -39,6 +41,22 @@ def _transport_class(fetch_max_wait_ms: int) -> type[faust_aiokafka.Transport]:
     class ShortFetchConsumer(faust_aiokafka.Consumer):
         def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
             return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+        async def perform_seek(self) -> None:
+            """Seek to the committed offsets, and stream partitions that have none to
+            their beginning (what ``auto_offset_reset: earliest`` means), explicitly: after
+            a changelog replay the consumer left such partitions unread (module docstring)."""
+            await super().perform_seek()
+            changelogs = self.app.tables.changelog_topics
+            uncommitted = [
+                tp
+                for tp in self.assignment()
+                if tp.topic not in changelogs and self._committed_offset.get(tp) is None
+            ]
+            if uncommitted:
+                await self._thread.seek_to_beginning(
+                    *faust_aiokafka.ensure_aiokafka_TPset(uncommitted)
+                )
 
     class Transport(faust_aiokafka.Transport):
         Consumer = ShortFetchConsumer
