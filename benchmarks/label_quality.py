@@ -350,7 +350,8 @@ def report_llm(decided: Mapping[str, tuple[Decision, str | None, bool]], wall: f
     )
     print(
         f"seconds per label (answered): median {np.median(times):.1f}, "
-        f"p90 {np.percentile(times, 90):.1f}, max {times.max():.1f}"
+        f"p90 {np.percentile(times, 90):.1f}, p95 {np.percentile(times, 95):.1f}, "
+        f"max {times.max():.1f}"
     )
 
 
