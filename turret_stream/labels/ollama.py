@@ -7,10 +7,15 @@ model, 5xx, nonsense answer) and returns None instead, so the caller keeps the f
 Each failure kind is logged as a warning once, then at debug level until a call succeeds
 again, so a stopped Ollama does not flood the log.
 
-The prompt is contrastive: the topic's most typical texts and the names of the topics
-nearest it, which the answer must not repeat. It shows no example names, which a small
-model would copy. Every answer is checked against ``labels.rules``; when no candidate or
-the description breaks a rule, the model gets one correction naming the broken rules.
+The prompt is contrastive: the names of the topics nearest it, which the answer must not
+repeat, the topic's most typical texts, and last its key terms (the offline labeller's
+c-TF-IDF terms), which the names are built from: without them a small model wrote generic
+names ("Money Transfer Issues") that identify no topic. It shows no example names, which
+a small model would copy. Every answer is checked against ``labels.rules``, with one
+corrective request: for a broken description alone, the description alone is asked again;
+when the names copied the neighbours' names shown, the topic is asked afresh without them
+(in the same conversation a 0.5B model repeated them); else the model gets a correction
+naming the broken rules.
 
 Time: a CPU model's speed depends on the machine and its load, so the timeout follows
 the measured pace (``timeout_factor`` times the recent answer time, between
