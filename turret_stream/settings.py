@@ -316,7 +316,10 @@ class LabelSettings(_Section):
     ollama_backoff_s: float = Field(1.0, ge=0)
     max_prompt_chars: int = Field(3000, ge=400)
     # Candidate names per answer; the one that identifies its topic best may win.
-    llm_candidates: int = Field(3, ge=1, le=5)
+    llm_candidates: int = Field(5, ge=1, le=5)
+    # The best candidate replaces the offline name when its identification margin is at
+    # least the offline name's minus this (README "Topic labels" says why it is not 0).
+    llm_margin_tolerance: float = Field(0.02, ge=0, le=1)
     # Nearest topics whose names the prompt shows, to name this one apart from them.
     llm_neighbours: int = Field(5, ge=0, le=8)
     # How often the labeller looks for topics to (re)name ...

@@ -287,6 +287,7 @@ class Labeller:
             others=others,
             neighbours=neighbours,
             taken=taken,
+            tolerance=self.settings.llm_margin_tolerance,
         )
         if decision.failed:
             return decision  # the fallback label written by the scan stays as it is
