@@ -28,6 +28,8 @@ from tests.durability_driver import Rounds
 
 def run(rounds: int, sigterm_every: int, journal: str, seed: int) -> dict:
     durability_driver.ENV["TURRET_PIPELINE__JOURNAL"] = journal
+    # `up` as a user runs it: the default model pool (tests run the model in-process).
+    durability_driver.ENV["TURRET_WORKER__EMBED_PROCESSES"] = "0"
     with tempfile.TemporaryDirectory() as tmp:
         r = Rounds(Path(tmp) / "data", random.Random(seed))
         started = time.monotonic()

@@ -45,7 +45,12 @@ from turret_stream.clustering.model import TopicModel
 from turret_stream.embedding import Embedder, open_embedder
 from turret_stream.labels import TopicLabel, label_topics
 from turret_stream.labels.naming import Decision, decide
-from turret_stream.settings import ClusteringSettings, EmbeddingSettings, LabelSettings
+from turret_stream.settings import (
+    ClusteringSettings,
+    EmbeddingSettings,
+    LabelSettings,
+    load_settings,
+)
 
 RECLUSTER_EVERY = 500
 
@@ -134,6 +139,7 @@ def llm_names(
             min_timeout_s=settings.ollama_min_timeout_s,
             timeout_factor=settings.ollama_timeout_factor,
             retries=settings.ollama_retries,
+            max_prompt_chars=settings.max_prompt_chars,
             candidates=settings.llm_candidates,
         ) as ollama:
             health = await ollama.health()
@@ -159,6 +165,7 @@ def llm_names(
                     others=others,
                     neighbours=[current[rest[j]] for j in near],
                     taken=[current[t] for t in rest],
+                    tolerance=settings.llm_margin_tolerance,
                 )
                 current[topic] = decision.name
                 last = recording.last
@@ -224,7 +231,9 @@ def main() -> None:
     parser.add_argument("--save", type=Path, help="write every topic's names here (JSON)")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "turret-bench")
     args = parser.parse_args()
-    settings = LabelSettings()
+    # The product's settings (configs/turret.yaml, TURRET_LABELS__* variables), so that a
+    # run measures what a deployment with those settings would do.
+    settings = load_settings().labels
 
     texts, intents = read_csv(args.data)
     print(f"{args.data.name}: {len(texts)} texts, {len(set(intents))} intents")
@@ -341,7 +350,8 @@ def report_llm(decided: Mapping[str, tuple[Decision, str | None, bool]], wall: f
     )
     print(
         f"seconds per label (answered): median {np.median(times):.1f}, "
-        f"p90 {np.percentile(times, 90):.1f}, max {times.max():.1f}"
+        f"p90 {np.percentile(times, 90):.1f}, p95 {np.percentile(times, 95):.1f}, "
+        f"max {times.max():.1f}"
     )
 
 

@@ -21,6 +21,8 @@ import asyncio
 import csv
 import json
 import logging
+import multiprocessing
+import os
 import statistics
 import tempfile
 import time
@@ -33,6 +35,7 @@ from turret_stream.broker import free_port
 from turret_stream.clustering.dbstream import MicroCluster
 from turret_stream.clustering.model import TopicModel
 from turret_stream.clustering.store_index import StoreIndex
+from turret_stream.embedding.base import cores
 from turret_stream.keys import KeyStore
 from turret_stream.settings import ClusteringSettings, EmbeddingSettings, Settings
 from turret_stream.stack import running_stack
@@ -101,14 +104,81 @@ async def live_latency(
     return latencies
 
 
+async def _post_all(
+    url: str, key: str, texts: list[tuple[int, str]], concurrency: int, interval: float
+) -> dict[str, float]:
+    """Post ``texts`` to /track: ``concurrency`` clients as fast as answered, or (``interval``
+    > 0) one every ``interval`` seconds. Returns event id -> when /track answered, and
+    ``"began"`` -> when the first request was sent."""
+    sent_at: dict[str, float] = {}
+    headers = {"X-API-Key": key}
+    connector = aiohttp.TCPConnector(limit=max(concurrency, 100))
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def post(i: int, text: str) -> None:
+            body = {"name": "user_prompt", "metadata": {"prompt": text}, "session_id": f"s{i % 50}"}
+            async with session.post(f"{url}/track", json=body, headers=headers) as r:
+                data = await r.json()
+            sent_at[data["event_id"]] = time.perf_counter()
+
+        sent_at["began"] = time.perf_counter()
+        if interval > 0:
+            tasks = []
+            for i, text in texts:
+                tasks.append(asyncio.create_task(post(i, text)))
+                await asyncio.sleep(interval)
+            await asyncio.gather(*tasks)
+        else:
+            queue = list(texts)
+
+            async def client() -> None:
+                while queue:
+                    await post(*queue.pop(0))
+
+            await asyncio.gather(*(client() for _ in range(concurrency)))
+    return sent_at
+
+
+def _client_process(args: tuple, cpus: list[int] | None, out: multiprocessing.Queue) -> None:
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+    out.put(asyncio.run(_post_all(*args)))
+
+
+async def post_from_client_process(
+    url: str,
+    key: str,
+    texts: list[tuple[int, str]],
+    concurrency: int,
+    interval: float,
+    cpus: list[int] | None,
+) -> dict[str, float]:
+    """``_post_all`` in a process of its own, as real clients are: the load generator's
+    JSON and HTTP work does not run on the pipeline's event loop (``cpus``: where it may
+    run; by default wherever the benchmark may). perf_counter is the system's monotonic
+    clock on Linux, so its times compare with this process's."""
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    proc = ctx.Process(
+        target=_client_process, args=((url, key, texts, concurrency, interval), cpus, out)
+    )
+    proc.start()
+    try:
+        return await asyncio.to_thread(out.get, True, 900)
+    finally:
+        await asyncio.to_thread(proc.join, 10)
+
+
 async def run_pipeline(
     texts: list[str],
     concurrency: int,
     journeys: list[tuple[str, str]] | None = None,
     workers: int = 1,
+    client_cpus: list[int] | None = None,
 ) -> dict:
     """First half of the texts as fast as possible (capacity); second half paced at half
-    that rate (latency at a steady load). ``workers``: embedding processes (up --workers)."""
+    that rate (latency at a steady load). ``workers``: embedding processes (up --workers).
+    The texts are posted from a separate client process (``client_cpus``)."""
     workdir = Path(tempfile.mkdtemp(prefix="turret-pipeline-"))
     settings = Settings(
         data_dir=workdir,
@@ -119,7 +189,6 @@ async def run_pipeline(
         worker={"embed_processes": workers},
     )
     key = KeyStore(settings.keys_db_path).create("bench").secret
-    sent_at: dict[str, float] = {}
     done_at: dict[str, float] = {}
     half = len(texts) // 2
     async with running_stack(settings, broker=True, worker=True, api=True) as stack:
@@ -127,39 +196,22 @@ async def run_pipeline(
             lambda a: done_at.setdefault(a.event_id, time.perf_counter())
         )
         await asyncio.sleep(1)
-        headers = {"X-API-Key": key}
-
-        async def post(session: aiohttp.ClientSession, i: int, text: str) -> None:
-            body = {"name": "user_prompt", "metadata": {"prompt": text}, "session_id": f"s{i % 50}"}
-            async with session.post(f"{stack.api_url}/track", json=body, headers=headers) as r:
-                data = await r.json()
-            sent_at[data["event_id"]] = time.perf_counter()
 
         async def wait_done(n: int) -> None:
             deadline = time.perf_counter() + 600
             while len(done_at) < n and time.perf_counter() < deadline:
                 await asyncio.sleep(0.02)
 
-        async with aiohttp.ClientSession() as session:
-            queue = list(enumerate(texts[:half]))
+        url = stack.api_url
+        first = list(enumerate(texts[:half]))
+        sent = await post_from_client_process(url, key, first, concurrency, 0.0, client_cpus)
+        await wait_done(half)
+        capacity = half / (max(done_at.values()) - sent["began"])
 
-            async def client() -> None:
-                while queue:
-                    await post(session, *queue.pop(0))
-
-            started = time.perf_counter()
-            await asyncio.gather(*(client() for _ in range(concurrency)))
-            await wait_done(half)
-            capacity = half / (max(done_at.values()) - started)
-
-            paced_ids_before = set(sent_at)
-            interval = 2.0 / capacity  # half the capacity
-            tasks = []
-            for i, text in enumerate(texts[half:], start=half):
-                tasks.append(asyncio.create_task(post(session, i, text)))
-                await asyncio.sleep(interval)
-            await asyncio.gather(*tasks)
-            await wait_done(len(texts))
+        interval = 2.0 / capacity  # half the capacity
+        second = list(enumerate(texts[half:], start=half))
+        paced_sent = await post_from_client_process(url, key, second, 1, interval, client_cpus)
+        await wait_done(len(texts))
         live = (
             await live_latency(
                 stack.api_url, key, journeys, capacity / 2, settings.journeys.min_switch_events
@@ -167,8 +219,8 @@ async def run_pipeline(
             if journeys
             else []
         )
-    paced = [e for e in sent_at if e not in paced_ids_before and e in done_at]
-    latencies = sorted(done_at[e] - sent_at[e] for e in paced)
+    paced = [e for e in paced_sent if e in done_at]  # "began" is not an event id
+    latencies = sorted(done_at[e] - paced_sent[e] for e in paced)
     q = statistics.quantiles(latencies, n=100)
     return {
         "live": live,
@@ -182,8 +234,9 @@ async def run_pipeline(
 
 def product_embedder(texts: list[str]) -> float:
     """The product's own embedder on the same texts, all at once: it sorts them by length
-    into batches of 64 (least padding), with every core for the model. The strongest
-    comparator: no pipeline can embed faster than this in one process."""
+    into batches of 64 (least padding), with every core this process may use for the
+    model's threads. The strongest comparator: no pipeline can embed faster than this in
+    one process."""
     from turret_stream.embedding import open_embedder
 
     ours = open_embedder(EmbeddingSettings())
@@ -191,6 +244,21 @@ def product_embedder(texts: list[str]) -> float:
     started = time.perf_counter()
     ours.embed(texts)
     return len(texts) / (time.perf_counter() - started)
+
+
+def pooled_embedder(texts: list[str], processes: int) -> float:
+    """The model alone in ``processes`` processes (as ``up --workers N`` runs it), each with
+    its share of the cores: what the pipeline's model stage can do on these cores."""
+    from turret_stream.embedding.pool import PooledEmbedder
+
+    pool = PooledEmbedder(EmbeddingSettings(), processes, max(1, cores() // processes))
+    try:
+        pool.embed(texts[: 64 * processes])  # warm-up
+        started = time.perf_counter()
+        pool.embed(texts)
+        return len(texts) / (time.perf_counter() - started)
+    finally:
+        pool.close()
 
 
 def clustering_cost(sizes: list[int], probes: int) -> list[tuple[int, float, float]]:
@@ -232,6 +300,15 @@ def clustering_cost(sizes: list[int], probes: int) -> list[tuple[int, float, flo
     return out
 
 
+def _cpu_list(text: str) -> list[int]:
+    """'0-3,8' -> [0, 1, 2, 3, 8]"""
+    cpus: list[int] = []
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        cpus.extend(range(int(low), int(high or low) + 1))
+    return cpus
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True)
@@ -246,25 +323,48 @@ def main() -> None:
         default=[1, 2],
         help="embedding processes to measure, a row each (up --workers N)",
     )
+    parser.add_argument(
+        "--cpus",
+        type=_cpu_list,
+        help="run the pipeline (and the comparator) on these cores only, e.g. 0-3",
+    )
+    parser.add_argument(
+        "--client-cpus", type=_cpu_list, help="cores of the load-generating client process"
+    )
     args = parser.parse_args()
+    if args.cpus:
+        os.sched_setaffinity(0, args.cpus)  # the broker and model processes inherit it
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
     texts = read_texts(args.data, args.events)
     print(f"Part 1: {len(texts)} texts from {args.data.name} through the embedded stack")
+    print(f"  on {cores()} cores; client process on {args.client_cpus or 'the same cores'}")
     a_texts = intent_texts(args.data, "card_arrival")
     b_texts = intent_texts(args.data, "exchange_rate")
     journeys = list(zip(a_texts[:30], b_texts[:30], strict=False))
     model = product_embedder(texts)
     print(f"  product embedder (sorted batches of 64, one process): {model:.0f} texts/s")
-    head = ("workers", "events/s", "/ model", "p50 ms", "p95 ms")
-    print("  {:>7} {:>9} {:>8} {:>7} {:>7}  (event -> topic at half capacity)".format(*head))
+    pooled = {n: pooled_embedder(texts, n) for n in args.workers if n > 1}
+    for n, rate in pooled.items():
+        print(f"  the model alone in {n} processes (as --workers {n}): {rate:.0f} texts/s")
+    head = ("workers", "events/s", "/ model", "/ N proc", "p50 ms", "p95 ms")
+    print("  {:>7} {:>9} {:>8} {:>8} {:>7} {:>7}  (event -> topic at half capacity)".format(*head))
     result = None
     for n in args.workers:
-        row = asyncio.run(run_pipeline(texts, args.concurrency, journeys if n == 1 else None, n))
+        row = asyncio.run(
+            run_pipeline(
+                texts,
+                args.concurrency,
+                journeys if n == args.workers[0] else None,
+                n,
+                args.client_cpus,
+            )
+        )
         result = result or row
         print(
             f"  {n:>7} {row['rate']:>9.0f} {row['rate'] / model:>8.2f} "
+            f"{row['rate'] / pooled.get(n, model):>8.2f} "
             f"{row['p50'] * 1e3:>7.0f} {row['p95'] * 1e3:>7.0f}",
             flush=True,
         )

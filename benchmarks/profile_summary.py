@@ -27,9 +27,12 @@ CATEGORIES = {
     "model (ONNX inference)": "Session.run (onnxruntime",
     "tokenizer": "OnnxTextModel.tokenize",
     "owner: whole batch": "DimensionOwner.process",
-    "owner: state writes": "DimensionOwner._save",
-    "owner: reclustering": "DimensionOwner._recluster",
+    "owner: state log": "OwnerStateStore.commit",
+    "owner: topic points": "DimensionOwner._write_topics",
+    "owner: reclustering": "TopicModel.recluster",
+    "store flush (holds the GIL)": "EdgeStore.flush",
     "labeller": "Labeller.",
+    "API key lookups": "KeyStore.authenticate",
     "event loop (API, Faust, Kafka client)": "BaseEventLoop._run_once",
 }
 

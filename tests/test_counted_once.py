@@ -9,9 +9,11 @@ import signal
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 
 import pytest
 
+from .kafka_offsets import positions
 from .test_pipeline import GROUPS
 from .test_up import Up, _post
 
@@ -31,13 +33,27 @@ def stored_events(url: str, key: str) -> int:
         return 0
 
 
-def wait(predicate, timeout: float = 120) -> None:
+def explain(up: Up, key: str, offsets: Callable[[], str]) -> str:
+    """What a failed wait saw: the count, the dead letters, where the worker's consumer
+    group stands on its input topics (``offsets``), and the process's warnings."""
+    try:
+        letters = get(up.url, key, "/v1/dead-letters")
+    except Exception as exc:
+        letters = repr(exc)
+    return (
+        f"stored events: {stored_events(up.url, key)}; dead letters: {letters}\n"
+        f"offsets (partition, committed, end): {offsets()}\n"
+        f"up's log:\n{up.log_tail()}"
+    )
+
+
+def wait(predicate, why: Callable[[], str], timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(0.3)
-    raise AssertionError("timed out")
+    raise AssertionError(f"timed out; {why()}")
 
 
 @pytest.mark.timeout(300)
@@ -52,6 +68,12 @@ def test_kill_9_mid_stream_counts_every_event_and_transition_once(tmp_path, brok
         # Six short texts repeated by every session would be typed a segment (enum).
         "TURRET_DIMENSIONS__OVERRIDES": '{"prompt": "text"}',
     }
+
+    def offsets() -> str:
+        return positions(
+            f"127.0.0.1:{broker.port}", f"once-{tag}", [f"once.{tag}.events", f"once.{tag}.texts"]
+        )
+
     sessions = [f"s{i}" for i in range(6)]
     # Each session: A, A, B, B, A, A  ->  path A -> B -> A, two transitions.
     journey = [A[0], A[1], B[0], B[1], A[2], A[3]]
@@ -75,9 +97,15 @@ def test_kill_9_mid_stream_counts_every_event_and_transition_once(tmp_path, brok
                 )
                 assert status == 200
             if step == 2:
-                wait(lambda: stored_events(first.url, key) >= 6)
+                wait(
+                    lambda: stored_events(first.url, key) >= 6,
+                    lambda: explain(first, key, offsets),
+                )
         # Kill it while it is still working through the stream.
-        wait(lambda: stored_events(first.url, key) >= total // 3)
+        wait(
+            lambda: stored_events(first.url, key) >= total // 3,
+            lambda: explain(first, key, offsets),
+        )
         first.stop(signal.SIGKILL)
     finally:
         first.proc.kill()
@@ -85,9 +113,12 @@ def test_kill_9_mid_stream_counts_every_event_and_transition_once(tmp_path, brok
     again = Up(tmp_path / "data", env)
     try:
         again.wait_ready()
-        wait(lambda: stored_events(again.url, key) >= total)
+        wait(
+            lambda: stored_events(again.url, key) >= total,
+            lambda: explain(again, key, offsets),
+        )
         time.sleep(3)  # anything redelivered twice would land by now
-        assert stored_events(again.url, key) == total
+        assert stored_events(again.url, key) == total, explain(again, key, offsets)
         wait(
             lambda: (
                 get(again.url, key, "/v1/journeys/transitions?dimension=prompt")["totals"][
@@ -95,6 +126,7 @@ def test_kill_9_mid_stream_counts_every_event_and_transition_once(tmp_path, brok
                 ]
                 == 2 * len(sessions)
             ),
+            lambda: explain(again, key, offsets),
             timeout=30,
         )
         stats = get(again.url, key, "/v1/journeys/transitions?dimension=prompt")

@@ -368,6 +368,26 @@ def test_topics_are_listed_with_labels_and_a_rename_sticks(tab: Page):
 
 @pytest.mark.browser
 @browser_only
+def test_the_topic_list_filters_by_theme(tab: Page):
+    from playwright.sync_api import expect
+
+    tab.sign_in()
+    themes = tab.stack.api("/v1/themes", dimension="prompt")["themes"]
+    options = tab.page.locator("#theme-filter option")
+    expect(options).to_have_count(len(themes) + 1)  # and "All themes"
+    theme = themes[-1]
+    tab.page.select_option("#theme-filter", theme["id"])
+    wanted = tab.stack.api("/v1/clusters", dimension="prompt", theme=theme["id"])["clusters"]
+    cards = tab.page.locator("#topic-list .topic")
+    expect(cards).to_have_count(len(wanted))
+    shown = [cards.nth(i).get_attribute("data-topic-id") for i in range(len(wanted))]
+    assert shown == [t["id"] for t in wanted]
+    expect(cards.first.locator(".theme")).to_contain_text(theme["label"])
+    assert f"theme={theme['id']}" in tab.page.url
+
+
+@pytest.mark.browser
+@browser_only
 def test_sankey_draws_the_journey_topics(tab: Page):
     from playwright.sync_api import expect
 

@@ -11,6 +11,8 @@ from turret_stream.cli import main
 from turret_stream.errors import KeyStoreError
 from turret_stream.keys import KeyStore
 
+from .conftest import wait_until
+
 
 def test_keys_are_high_entropy_and_stored_only_as_hashes(tmp_path):
     store = KeyStore(tmp_path / "k.db")
@@ -45,6 +47,22 @@ def test_revocation_by_another_process_is_seen_at_once(tmp_path):
     assert api_side.authenticate(key.secret) is not None
     cli_side.revoke(key.info.key_id)
     assert api_side.authenticate(key.secret) is None
+
+
+async def test_remembered_keys_are_refused_once_revoked_elsewhere(tmp_path):
+    # The API answers an accepted key from memory for http.auth_cache_s; a revocation by
+    # another process is seen when that runs out, a tampered key never rides on it, and
+    # a revocation through the same store applies at once.
+    api_side = KeyStore(tmp_path / "k.db", cache_s=0.3)
+    cli_side = KeyStore(tmp_path / "k.db")
+    a, b = cli_side.create("acme"), cli_side.create("acme")
+    assert api_side.authenticate(a.secret).key_id == a.info.key_id
+    assert api_side.authenticate(a.secret[:-1] + ("A" if a.secret[-1] != "A" else "B")) is None
+    cli_side.revoke(a.info.key_id)
+    await wait_until(lambda: api_side.authenticate(a.secret) is None, timeout=5)
+    assert api_side.authenticate(b.secret) is not None
+    api_side.revoke(b.info.key_id)
+    assert api_side.authenticate(b.secret) is None
 
 
 def test_cli_create_list_revoke(tmp_path):

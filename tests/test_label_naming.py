@@ -92,3 +92,17 @@ def test_no_answer_keeps_the_fallback_and_counts_as_failed(space) -> None:
     embedder, centre, others = situation(space, "password")
     decision = choose(embedder, None, FALLBACK, centre, others)
     assert decision.failed and decision.source == "fallback" and decision.name == "Password Reset"
+
+
+def test_a_candidate_within_the_tolerance_wins_and_the_record_says_so(space) -> None:
+    embedder, centre, others = situation(space, "password")
+    [strong, near] = margins(embedder, ["Password Reset", "Forgotten Password"], centre, others)
+    fallback = TopicLabel("Password Reset", "Texts.", ("password",))
+    answer = llm("Forgotten Password")
+    gap = strong - near
+    assert gap > 0  # the offline name identifies a little better here
+    strict = choose(embedder, answer, fallback, centre, others, tolerance=0.0)
+    assert strict.source == "fallback" and "tolerance 0" in strict.reason
+    loose = choose(embedder, answer, fallback, centre, others, tolerance=gap + 0.01)
+    assert loose.source == "llm" and loose.name == "Forgotten Password"
+    assert "tolerance" in loose.note()["reason"]

@@ -33,6 +33,8 @@ from turret_stream.labels.ollama import (
     DEFAULT_MODEL,
     SYSTEM_PROMPT,
     OllamaLabeller,
+    build_prompt,
+    description_schema,
     name_schema,
 )
 from turret_stream.labels.rules import clean_description, clean_name
@@ -256,6 +258,27 @@ def test_the_instruction_shows_no_name_a_model_could_copy() -> None:
     assert not re.search(r"\b[A-Z][a-z]+ [A-Z][a-z]+\b", instruction.replace("Title Case", ""))
 
 
+async def test_the_key_terms_come_last_as_material_for_the_names(fake: FakeOllama) -> None:
+    terms = ["charged twice", "duplicate", "subscription", "charged twice", "refund"]
+    async with labeller(fake.host) as ollama:
+        await ollama.label(EXAMPLES, neighbours=["Card Delivery Times"], terms=terms)
+    prompt = prompt_of(fake.requests[0])
+    line = "Key terms of this topic, most distinctive first: "
+    assert line + "charged twice, duplicate, subscription, refund\n" in prompt  # deduplicated
+    # After the messages, nearest the answer: what the names are to be built from.
+    assert prompt.index(EXAMPLES[-1]) < prompt.index(line)
+    assert prompt.rstrip().endswith("using its key terms.")
+    assert "key terms" in SYSTEM_PROMPT.format(n=3)
+
+
+def test_key_terms_count_against_the_prompt_budget() -> None:
+    examples = ["a message about a duplicate charge " * 4] * 12
+    terms = ["a very long distinctive term number " + str(i) for i in range(8)]
+    prompt = build_prompt(examples, [], "", 900, ["Card Delivery Times"], terms)
+    assert prompt is not None and len(prompt) <= 900
+    assert "number 7" in prompt and "a message about" in prompt
+
+
 async def test_short_examples_are_sent_whole_and_diverse_ones_after(fake: FakeOllama) -> None:
     async with labeller(fake.host) as ollama:
         await ollama.label(EXAMPLES, diverse=["how do I change my billing address?"])
@@ -279,13 +302,34 @@ async def test_a_copied_neighbour_name_is_refused_and_corrected(fake: FakeOllama
     assert label is not None and label.corrected
     assert label.candidates == tuple(NAMES)
     assert all("name of another topic" in why for _, why in label.rejected)
-    # The correction goes in the same conversation and says which rule was broken.
+    # Asked afresh without the names it copied: corrected in the same conversation, a
+    # 0.5B model returned the same neighbours' names again.
+    first, again = (prompt_of(r) for r in fake.requests)
+    assert "Card Payment Fees" in first and "Card Payment Fees" not in again
+    assert EXAMPLES[0] in again
+    assert [m["role"] for m in fake.requests[1]["messages"]] == ["system", "user"]
+    # Sampled more freely than the first answer, which it would otherwise repeat.
+    t1, t2 = (r["options"]["temperature"] for r in fake.requests)
+    assert t2 > t1
+
+
+async def test_copies_in_the_fresh_answer_stay_refused(fake: FakeOllama) -> None:
+    neighbours = ["Refund Requests", "Card Payment Fees"]
+    copy = Reply(answer("Card Payment Fees", "Refund Requests"))
+    fake.script = [copy, copy]
+    async with labeller(fake.host) as ollama:
+        assert await ollama.label(EXAMPLES, neighbours=neighbours) is None
+    assert len(fake.requests) == 2
+
+
+async def test_other_broken_names_are_corrected_in_the_conversation(fake: FakeOllama) -> None:
+    fake.script = [Reply(answer("Troubleshooting", "Help")), Reply(GOOD)]
+    async with labeller(fake.host) as ollama:
+        label = await ollama.label(EXAMPLES, neighbours=["Card Payment Fees"])
+    assert label is not None and label.candidates == tuple(NAMES)
     correction = fake.requests[1]["messages"]
     assert [m["role"] for m in correction] == ["system", "user", "assistant", "user"]
-    assert "'Refund Requests' is the name of another topic" in correction[-1]["content"]
-    # Sampled more freely than the first answer, which it would otherwise repeat.
-    first, second = (r["options"]["temperature"] for r in fake.requests)
-    assert second > first
+    assert "'Troubleshooting' is one word" in correction[-1]["content"]
 
 
 async def test_a_one_word_name_is_refused_and_corrected(fake: FakeOllama) -> None:
@@ -319,18 +363,34 @@ async def test_a_broken_description_is_corrected_once(fake: FakeOllama) -> None:
     assert label is not None and label.name == NAMES[0] and label.description == ""
 
 
-async def test_names_before_a_cut_off_description_are_kept(fake: FakeOllama) -> None:
+async def test_a_description_correction_asks_for_the_description_alone(
+    fake: FakeOllama,
+) -> None:
+    # Usable names, a description cut off by the token cap: the retry asks only for the
+    # description (a fraction of the tokens), keeps the names, and takes the new sentence.
     cut = '{"names": ["Extra Fee on Statement", "Card Payment Fee"], "description": "The top'
-    fake.script = [Reply(cut), Reply(answer("Unrecognised Card Fees"))]
+    fake.script = [Reply(cut), Reply(json.dumps({"description": DESCRIPTION}))]
     async with labeller(fake.host) as ollama:
         label = await ollama.label(EXAMPLES)
-    assert "description is missing" in fake.requests[1]["messages"][-1]["content"]
+    correction = fake.requests[1]
+    assert "description is missing" in correction["messages"][-1]["content"]
+    assert correction["format"] == description_schema()
+    assert correction["options"]["num_predict"] < fake.requests[0]["options"]["num_predict"]
+    assert correction["messages"][-2] == {"role": "assistant", "content": cut}
     assert label is not None and label.corrected
-    assert label.candidates == (
-        "Extra Fee on Statement",
-        "Card Payment Fee",
-        "Unrecognised Card Fees",
-    )
+    assert label.candidates == ("Extra Fee on Statement", "Card Payment Fee")
+    assert label.description == DESCRIPTION
+
+
+async def test_unusable_names_are_asked_again_in_full(fake: FakeOllama) -> None:
+    fake.script = [
+        Reply(answer("Troubleshooting", description="Why?")),
+        Reply(answer("Unrecognised Card Fees")),
+    ]
+    async with labeller(fake.host) as ollama:
+        label = await ollama.label(EXAMPLES)
+    assert fake.requests[1]["format"] == name_schema(3)
+    assert label is not None and label.candidates == ("Unrecognised Card Fees",)
     assert label.description == DESCRIPTION
 
 

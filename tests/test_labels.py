@@ -138,6 +138,8 @@ async def test_llm_names_win_only_where_they_identify_their_topic(labelled, embe
         # The prompt showed the topic's own texts and its neighbours' current names.
         prompt = next(json.dumps(r) for r in fake.requests if "reset my password" in json.dumps(r))
         assert before[card]["label"] in prompt and before[weather]["label"] in prompt
+        # ... and its key terms, the offline labeller's, as material for the names.
+        assert "Key terms of this topic" in prompt and "password" in prompt.split("Key terms")[1]
         assert clusters[password]["label_set_at"] > clusters[weather]["label_set_at"]
     finally:
         await fake.stop()

@@ -20,7 +20,7 @@ from turret_stream.broker import EmbeddedBroker
 from turret_stream.http import create_app, live
 from turret_stream.http.keys import LIVE_FEED, LIVE_HUB
 from turret_stream.keys import KeyStore
-from turret_stream.records import Transition, event_key
+from turret_stream.records import TopicEvent, Transition, event_key
 from turret_stream.settings import Settings
 
 from .conftest import free_port, make_settings
@@ -276,6 +276,78 @@ async def test_filters(api, keys, producer, settings):
         got = {(await next_message(ws))["event_id"] for _ in expected}
         assert got == expected, query
         await nothing_more(ws, 0.3)
+
+
+def topic_event(project: str = "acme", dimension: str = "prompt", **fields) -> TopicEvent:
+    values = {
+        "id": f"te_{uuid.uuid4().hex}",
+        "kind": "topic_created",
+        "project": project,
+        "dimension": dimension,
+        "topic": "tp_new",
+        "label": None,
+        "size": 12,
+        "examples": ["a", "b"],
+        "at": time.time(),
+    }
+    values.update(fields)
+    return TopicEvent(**values)
+
+
+async def test_topic_events_and_the_events_filter(api, keys, producer, settings):
+    """Topic events reach sockets that take them (events=topics or the default, of their
+    dimension); transitions-only and session-filtered sockets never see them."""
+    key = keys["acme"]
+    queries = [
+        "",
+        "events=topics",
+        "events=topics&dimension=answer",
+        "events=transitions",
+        "session_id=s1",
+    ]
+    sockets = {q: await subscribe(api, key, "header", query=q) for q in queries}
+    for ws in sockets.values():
+        await next_message(ws, "subscribed")
+    beta = await subscribe(api, keys["beta"], query="events=topics")
+    await next_message(beta, "subscribed")
+    spike = topic_event(kind="topic_spiking", this_hour=40, baseline_per_hour=4.0, p_value=1e-9)
+    answer = topic_event(dimension="answer", kind="topic_merged", merged_into="tp_big")
+    topic = settings.kafka.topic_events_topic
+    for e in (spike, answer):
+        await producer.send_and_wait(topic, key=f"acme:{e.dimension}".encode(), value=e.dumps())
+    await produce(producer, settings, transition(session_id="s1"))
+    # Order holds within a topic, not between transitions and topic events.
+    got = {}
+    async with asyncio.timeout(10):
+        while len(got) < 3:
+            msg = json.loads((await sockets[""].receive()).data)
+            if msg["type"] != "heartbeat":
+                got[msg["type"]] = msg
+    assert got["topic_spiking"]["id"] == spike.id and got["topic_spiking"]["this_hour"] == 40
+    assert got["topic_spiking"]["examples"] == ["a", "b"]
+    assert got["topic_merged"]["merged_into"] == "tp_big"
+    assert got["topic_merged"]["dimension"] == "answer"
+    assert got["transition"]["session_id"] == "s1"
+    # The two topic events are keyed by their dimensions: no order between them either.
+    topics_only, seen = sockets["events=topics"], {}
+    async with asyncio.timeout(10):
+        while len(seen) < 2:
+            msg = json.loads((await topics_only.receive()).data)
+            assert msg["type"] in ("heartbeat", "topic_spiking", "topic_merged"), msg
+            if msg["type"] != "heartbeat":
+                seen[msg["type"]] = msg["id"]
+    assert seen == {"topic_spiking": spike.id, "topic_merged": answer.id}
+    assert (await next_message(sockets["events=topics&dimension=answer"], "topic_merged"))[
+        "id"
+    ] == answer.id
+    for query in ("events=transitions", "session_id=s1"):
+        assert (await next_message(sockets[query]))["session_id"] == "s1"
+    # Nothing else: no transition to topics-only sockets, no topic event to the others
+    # (nothing_more fails on any message but a heartbeat).
+    for ws in [*sockets.values(), beta]:
+        await nothing_more(ws, 0.3)
+    resp = await api.get("/v1/live?events=everything", headers={"X-API-Key": key})
+    assert resp.status == 400 and (await resp.json())["field"] == "events"
 
 
 async def test_order_of_a_session_is_kept_and_bad_messages_skipped(api, keys, producer, settings):

@@ -122,6 +122,16 @@ async def read_api(http: aiohttp.ClientSession, acme: str, other: str, result: d
             f"/v1/clusters/{first}/events", limit=100, **({"cursor": cursor} if cursor else {})
         )
         out["cluster_other_key"] = await get(f"/v1/clusters/{first}", key=other)
+        out["segments"] = await get(f"/v1/clusters/{first}/segments")
+        out["segments_other_key"] = await get(f"/v1/clusters/{first}/segments", key=other)
+    out["themes"] = await get("/v1/themes", dimension="prompt")
+    themes = out["themes"][1].get("themes", [])
+    if themes:
+        out["theme"] = await get(f"/v1/themes/{themes[0]['id']}")
+        out["clusters_of_theme"] = await get("/v1/clusters", theme=themes[0]["id"])
+    out["unknown_theme"] = await get("/v1/clusters", theme="th_0000000000000000")
+    out["theme_transitions"] = await get("/v1/journeys/transitions", level="theme")
+    out["bad_level"] = await get("/v1/journeys/transitions", level="galaxy")
     out["topic_of"] = {}
     for event_id in result["ids"]:
         status, body = await get(f"/v1/events/{event_id}")
@@ -253,3 +263,44 @@ def test_topics_carry_a_trend_tag_and_sort_by_growth(pipeline_run):
     assert {t["id"] for t in by_growth["clusters"]} == {t["id"] for t in body["clusters"]}
     status, bad = pipeline_run["http"]["bad_sort"]
     assert status == 400 and bad["code"] == "INVALID_REQUEST" and bad["field"] == "sort"
+
+
+def test_themes_over_topics_through_the_api(pipeline_run):
+    http = pipeline_run["http"]
+    status, clusters = http["clusters"]
+    status_t, body = http["themes"]
+    assert status == status_t == 200
+    themes = {t["id"]: t for t in body["themes"]}
+    # Every topic names its theme; every theme lists its topics, with their summed figures.
+    assert {c["theme"] for c in clusters["clusters"]} == set(themes)
+    assert sum(t["total_topics"] for t in themes.values()) == clusters["total_clusters"]
+    assert sum(t["size"] for t in themes.values()) == sum(c["size"] for c in clusters["clusters"])
+    for t in themes.values():
+        assert t["trend"] == "new" and t["counts"]["hourly"]
+    status, one = http["theme"]
+    assert status == 200 and one["theme"]["id"] in themes
+    status, only = http["clusters_of_theme"]
+    assert status == 200 and {c["theme"] for c in only["clusters"]} == {only["theme"]}
+    status, missing = http["unknown_theme"]
+    assert status == 404 and missing["code"] == "NOT_FOUND"
+    status, flows = http["theme_transitions"]
+    assert status == 200 and flows["level"] == "theme"
+    for row in flows["transitions"]:
+        assert {row["from"], row["to"]} <= set(themes)
+    status, bad = http["bad_level"]
+    assert status == 400 and bad["field"] == "level"
+
+
+def test_a_topic_breaks_down_by_segment(pipeline_run):
+    http = pipeline_run["http"]
+    status, body = http["segments"]
+    assert status == 200
+    [platform] = body["segments"]
+    assert platform["key"] == "platform"
+    # Counted as the events arrived: each of the topic's events sent with a platform (the
+    # late one had none) once, under its value.
+    with_platform = [t for t in http["topic_of"].values() if t == body["cluster_id"]]
+    assert platform["events"] == len(with_platform) > 0
+    assert {v["value"] for v in platform["values"]} <= {"ios", "web"}
+    assert sum(v["share"] for v in platform["values"]) == pytest.approx(1, abs=1e-3)
+    assert http["segments_other_key"][0] == 404

@@ -68,3 +68,14 @@ def test_rising_cooling_fading_and_steady_follow_the_two_windows():
     assert trend(_two_windows(300, 310), born, NOW).tag == "steady"
     # Doubling from 2 to 4 events is not beyond chance.
     assert trend(_two_windows(2, 4), born, NOW).tag == "steady"
+
+
+def test_a_topic_born_late_in_an_hour_does_not_spike_the_next_hour():
+    # First seen at half past: 9 events in that half hour is 18 an hour, so 40 in the
+    # next hour is no spike (a whole-hour baseline of 9 would call it one, p ~ 1e-13).
+    born = (NOW - 1) * HOUR + 30 * 60
+    assert trend({NOW - 1: 9, NOW: 40}, born, NOW).tag == "new"
+    # Ten times the rate is.
+    assert trend({NOW - 1: 9, NOW: 180}, born, NOW).tag == "spiking"
+    # Minutes of history are no baseline at all.
+    assert trend({NOW - 1: 1, NOW: 50}, NOW * HOUR - 60, NOW).tag == "new"

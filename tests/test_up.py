@@ -45,6 +45,9 @@ class Up:
     def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
         self.port, self.kafka_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # Its warnings (dead letters, stale owners, failed batches) explain a failed test.
+        self.log_path = Path(data_dir).parent / f"up-{self.port}.log"
+        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -59,7 +62,7 @@ class Up:
                 str(self.kafka_port),
             ],
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=self._log,
             text=True,
             env={
                 **os.environ,
@@ -74,6 +77,9 @@ class Up:
             self.banner.append(line.rstrip("\n"))
             if line.startswith("  Data:"):
                 break
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def read_key(self) -> str:
         for line in self.proc.stdout:
@@ -97,7 +103,10 @@ class Up:
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         self.proc.send_signal(sig)
-        return self.proc.wait(timeout=30)
+        try:
+            return self.proc.wait(timeout=30)
+        finally:
+            self._log.close()
 
 
 def _gone(pids: list[int], timeout: float = 10) -> bool:

@@ -5,6 +5,7 @@ with `up`."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -69,6 +70,9 @@ def test_two_embedding_processes_share_the_work(tmp_path):
         assert "  Model:  2 embedding processes" in up.banner
         children = _children(up.proc.pid)
         assert len(children) == 2
+        # The model yields the cores to the API and the broker (worker.model_nice: 10).
+        base = os.getpriority(os.PRIO_PROCESS, up.proc.pid)
+        assert [os.getpriority(os.PRIO_PROCESS, c) for c in children] == [min(base + 10, 19)] * 2
 
         _wait_stored(up.url, key, _send(up.url, key, "activate", 40))
 

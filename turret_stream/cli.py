@@ -1,4 +1,5 @@
-"""The `turret-stream` command line: up, api, worker, keys, replay, export, dead-letters."""
+"""The `turret-stream` command line: up, api, worker, keys, replay, export, dead-letters,
+alerts."""
 
 from __future__ import annotations
 
@@ -457,3 +458,12 @@ def labels_relabel_cmd(
         if bar is not None:
             bar.__exit__(None, None, None)
     click.echo(summary.line())
+
+
+def _register_alerts() -> None:
+    from turret_stream.alerts_cli import alerts_group
+
+    main.add_command(alerts_group)
+
+
+_register_alerts()

@@ -12,7 +12,9 @@ Layout, under ``<data_dir>/journal/``:
   by the worker and flushed in the store (written atomically: tmp file, fsync, rename).
 
 Writes are group-committed: appends that arrive while an fsync runs wait for the next
-one together, so concurrent requests share one fsync. A record is durable when
+one together, so concurrent requests share one fsync. The writes and fsyncs run in the
+journal's own thread, never on the event loop and never queued behind other work in the
+loop's shared thread pool (the worker's store calls). A record is durable when
 :meth:`Journal.append` returns. On open, a torn or corrupt tail (a crash in the middle
 of a write) is detected by its length or CRC and cut off; everything before it is kept.
 
@@ -29,6 +31,7 @@ import struct
 import threading
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -123,6 +126,7 @@ class Journal:
         self._confirmed = 0
         self._queue: list[tuple[int, bytes, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._writer: ThreadPoolExecutor | None = None  # the one thread that writes
         # _write and confirm run in worker threads; they share the segment list.
         self._thread_lock = threading.Lock()
         self.fsyncs = 0  # group commits done (for metrics and tests)
@@ -198,8 +202,11 @@ class Journal:
     async def _flush_queue(self) -> None:
         while self._queue:
             batch, self._queue = self._queue, []
+            if self._writer is None:
+                self._writer = ThreadPoolExecutor(1, thread_name_prefix="journal")
+            frames = [(seq, frame) for seq, frame, _ in batch]
             try:
-                await asyncio.to_thread(self._write, [(seq, frame) for seq, frame, _ in batch])
+                await asyncio.get_running_loop().run_in_executor(self._writer, self._write, frames)
             except Exception as exc:
                 error = JournalError(f"journal write failed: {exc}")
                 for _, _, done in batch:
@@ -282,6 +289,9 @@ class Journal:
     async def close(self) -> None:
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
         if self._file is not None:
             self._file.flush()
             if self.fsync:

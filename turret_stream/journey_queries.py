@@ -2,11 +2,13 @@
 
 Aggregates (transitions, paths, entries, drop-offs, flows) come from the cells the
 sessions actor keeps (``journey_aggregates``): O(cells), never truncated. Where a
-dimension has no cells (no sessions actor with aggregates has run on it) or a segment
-filter names a key that is not an enum segment, they are computed from the stored events
-as before: events are scrolled in pages and at most ``max_events`` are read; a response
-says ``truncated: true`` when that cap was hit. That computation from stored events is
-also the test oracle of the aggregates. One session's journey and a user's sessions read
+dimension has no cells (no sessions actor with aggregates has run on it), a segment
+filter names a key that is not an enum segment, or the request asks for themes
+(``level=theme``: each event counts in its topic's theme, ``clustering/themes.py``; or
+``theme=``: one theme's topics only), they are computed from the stored events: events
+are scrolled in pages and at most ``max_events`` are read; a response says
+``truncated: true`` when that cap was hit. That computation from stored events is also
+the test oracle of the aggregates. One session's journey and a user's sessions read
 that session's or user's events only (``session_id`` / ``user_id`` are indexed).
 """
 
@@ -43,17 +45,22 @@ PAGE_SIZE = 1000
 @dataclass(frozen=True)
 class JourneyFilter:
     """What a request narrows the events to. ``segments``: metadata key -> value, all of
-    which must hold (``segment=platform:mobile``)."""
+    which must hold (``segment=platform:mobile``); ``theme``: only the events of that
+    theme's topics. ``level``: journeys between ``topic``s or ``theme``s."""
 
     since: float | None = None
     until: float | None = None
     segments: tuple[tuple[str, str], ...] = ()
+    theme: str | None = None
+    level: str = "topic"
 
     def echo(self) -> dict[str, Any]:
         return {
             "since": _iso(self.since),
             "until": _iso(self.until),
             "segments": [f"{k}:{v}" for k, v in self.segments],
+            "theme": self.theme,
+            "level": self.level,
         }
 
 
@@ -92,6 +99,22 @@ def _memo(topic_map: TopicMap) -> Callable[[int], str | None]:
         return cache[mc]
 
     return topic_of
+
+
+def _theme_of(
+    topic_map: TopicMap, topic_of: Callable[[int], str | None], neutral: frozenset[str]
+) -> Callable[[int], str | None]:
+    """Journeys between themes: an event counts in its topic's theme. An event in a neutral
+    topic keeps its topic (neutral: it never moves a journey, at either level); a topic
+    without a theme yet (a map written before themes) stands for itself."""
+
+    def theme_of(mc: int) -> str | None:
+        topic = topic_of(mc)
+        if topic is None or topic in neutral:
+            return topic
+        return topic_map.theme_of(topic) or topic
+
+    return theme_of
 
 
 def _step_view(step: Step, number: int, with_ids: bool) -> dict[str, Any]:
@@ -138,7 +161,7 @@ class JourneyQueries:
 
     # -- loading --------------------------------------------------------------------------
 
-    def _filter(self, flt: JourneyFilter, **exact: str) -> Filter | None:
+    def _filter(self, flt: JourneyFilter, **exact: Any) -> Filter | None:
         must: dict[str, Any] = dict(exact)
         for key, value in flt.segments:
             # Quoted: a key may hold '.', '[', '*' or spaces, which a bare path would read
@@ -166,6 +189,11 @@ class JourneyQueries:
         ``session_id``), at most ``max_events`` of them."""
         names = self.queries.dimension(project, dimension)
         loaded = Loaded(names)
+        if flt.theme is not None:
+            members = self._theme_members(names, flt.theme)
+            if not members:
+                return loaded
+            exact = {**exact, "mc": members}
         store_filter = self._filter(flt, **exact)
         if store_filter is None or not self.store.has_collection(names.events):
             return loaded
@@ -179,11 +207,20 @@ class JourneyQueries:
                 )
         return loaded
 
-    def _journeys(self, loaded: Loaded) -> list[SessionJourney]:
+    def _theme_members(self, names: DimensionNames, theme: str) -> list[int]:
+        """The micro-clusters of a theme's topics (a merged theme's id names its successor;
+        an unknown one is NotFound)."""
+        topic_map = self.queries.topic_map(names)
+        current = self.queries.live_theme(topic_map, theme)
+        return sorted(mc for t in topic_map.theme_topics(current) for mc in topic_map.members(t))
+
+    def _journeys(self, loaded: Loaded, level: str = "topic") -> list[SessionJourney]:
         topic_map = self.queries.topic_map(loaded.names)
         topic_of = _memo(topic_map)
         minimum = self.settings.min_switch_events
         neutral = topic_map.neutral if self.settings.neutral_topics else frozenset()
+        if level == "theme":
+            topic_of = _theme_of(topic_map, topic_of, neutral)
         return [
             session_journey(events, topic_of, minimum, neutral)
             for events in by_session(loaded.events).values()
@@ -213,7 +250,7 @@ class JourneyQueries:
         if not loaded.events and not self._exists(loaded.names, session_id=session_id):
             raise NotFound(f"No session '{session_id}' in this project")
         body = self._envelope(project, loaded, flt)
-        journeys = self._journeys(loaded)
+        journeys = self._journeys(loaded, flt.level)
         if journeys:
             body.update(_session_view(journeys[0], with_ids=True))
         else:  # the session exists, but none of its events pass the filters
@@ -226,7 +263,9 @@ class JourneyQueries:
         loaded = self.load(project, dimension, flt, user_id=user_id)
         if not loaded.events and not self._exists(loaded.names, user_id=user_id):
             raise NotFound(f"No user '{user_id}' in this project")
-        journeys = sorted(self._journeys(loaded), key=lambda j: (j.first_at, j.session_id))
+        journeys = sorted(
+            self._journeys(loaded, flt.level), key=lambda j: (j.first_at, j.session_id)
+        )
         return {
             **self._envelope(project, loaded, flt),
             "user_id": user_id,
@@ -242,13 +281,17 @@ class JourneyQueries:
     ) -> tuple[dict[str, Any], JourneyStats]:
         """The common envelope (with totals) and the aggregates of the filtered sessions."""
         now = time.time() if now is None else now
-        from_cells = self._from_cells(project, dimension, flt, now)
+        # The cells are kept per topic; theme journeys are computed from the events.
+        by_topic = flt.level == "topic" and flt.theme is None
+        from_cells = self._from_cells(project, dimension, flt, now) if by_topic else None
         if from_cells is not None:
             loaded, stats = from_cells
         else:
             loaded = self.load(project, dimension, flt)
             stats = aggregate(
-                self._journeys(loaded), now=now, dropoff_timeout_s=self.settings.dropoff_timeout_s
+                self._journeys(loaded, flt.level),
+                now=now,
+                dropoff_timeout_s=self.settings.dropoff_timeout_s,
             )
         body = self._envelope(project, loaded, flt)
         body["source"] = "aggregates" if from_cells is not None else "events"
@@ -332,10 +375,16 @@ class JourneyQueries:
         topic and the number of the step (of ``steps``, a ``session`` answer) they fall in;
         ``step`` is null for events before the first step or between steps (noise)."""
         names = self.queries.dimension(project, dimension)
-        store_filter = self._filter(flt, session_id=session_id)
+        exact: dict[str, Any] = {"session_id": session_id}
+        if flt.theme is not None:
+            exact["mc"] = self._theme_members(names, flt.theme)
+            if not exact["mc"]:
+                return []
+        store_filter = self._filter(flt, **exact)
         if store_filter is None or not self.store.has_collection(names.events):
             return []
-        topic_of = _memo(self.queries.topic_map(names))
+        topic_map = self.queries.topic_map(names)
+        topic_of = _memo(topic_map)
         step_of = {eid: s["step"] for s in steps for eid in s.get("event_ids", ())}
         payloads: list[dict[str, Any]] = []
         for page in self._pages(names, store_filter):
@@ -350,6 +399,7 @@ class JourneyQueries:
                 "name": p.get("name"),
                 "text": p.get("text"),
                 "topic": topic_of(p["mc"]),
+                "theme": topic_map.theme_of(topic_of(p["mc"])),
                 "step": step_of.get(p["event_id"]),
             }
             for p in payloads

@@ -68,11 +68,20 @@ def validate_project_name(name: str) -> str:
     return name
 
 
+# Keys answered from memory at most (a bound on what many keys can grow).
+_MAX_CACHED = 10_000
+
+
 class KeyStore:
     """The one owner of the keys database of a data dir."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, cache_s: float = 0.0) -> None:
+        """``cache_s``: how long ``authenticate`` may answer a key it accepted from memory
+        (a revocation by another process then takes effect within that time)."""
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._cache_s = cache_s
+        # sha256 of a key -> (its info, until when it may be answered from here).
+        self._accepted: dict[str, tuple[ApiKeyInfo, float]] = {}
         # Autocommit; WAL so the CLI can write while the API reads.
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -116,6 +125,7 @@ class KeyStore:
             "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE key_id = ?",
             (time.time(), key_id),
         )
+        self._accepted.clear()
         if cur.rowcount == 0:
             raise KeyStoreError(f"no API key with id {key_id!r}")
         row = self._db.execute(
@@ -129,15 +139,27 @@ class KeyStore:
         match = _KEY_FORMAT.match(key or "")
         if match is None:
             return None
+        digest = _hash(key or "")
+        now = time.monotonic()
+        cached = self._accepted.get(digest)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        # One indexed query, but the /track path's largest cost: kept briefly in memory.
         row = self._db.execute(
             "SELECT key_id, project, created_at, revoked_at, key_hash FROM api_keys "
             "WHERE key_id = ?",
             (match.group(1),),
         ).fetchone()
-        if row is None or not hmac.compare_digest(row[4], _hash(key or "")):
+        if row is None or not hmac.compare_digest(row[4], digest):
             return None
         info = ApiKeyInfo(*row[:4])
-        return info if info.active else None
+        if not info.active:
+            return None
+        if self._cache_s > 0:
+            if len(self._accepted) >= _MAX_CACHED:
+                self._accepted.clear()
+            self._accepted[digest] = (info, now + self._cache_s)
+        return info
 
     def revoked(self, key_ids: Iterable[str]) -> set[str]:
         """Those of ``key_ids`` that are revoked or no longer exist: one indexed query, so

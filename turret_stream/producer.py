@@ -62,6 +62,9 @@ class EventPublisher:
         self.progress = progress
         self.pipeline = pipeline or PipelineSettings()
         self.refused_behind = 0  # /track requests shed by back-pressure
+        # Loop time of the latest /track request (accepted or shed): checkpoints wait
+        # for a quiet moment (stack.py).
+        self.last_request_at = 0.0
         self._producer: AIOKafkaProducer | None = None
         self._topic_ready = False
         self._lock = asyncio.Lock()
@@ -96,6 +99,7 @@ class EventPublisher:
 
     def check_capacity(self) -> None:
         """PipelineBehind when the pipeline lags more than the configured bound."""
+        self.last_request_at = asyncio.get_running_loop().time()
         if self.progress is None:
             return
         lag = self.progress.lag

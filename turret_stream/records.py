@@ -135,3 +135,33 @@ class DeadLetter(faust.Record, serializer="json", namespace="turret.DeadLetter")
     error: str
     event: str
     failed_at: float
+
+
+class TopicEvent(faust.Record, serializer="json", namespace="turret.TopicEvent"):
+    """Something happened to a topic, told by the actor that made it happen: the cluster
+    owner (``topic_created``, ``topic_merged``, ``topic_split``, ``topic_spiking``) or the
+    labeller (``topic_labelled``). Published on <prefix>.topic_events keyed by
+    project:dimension, so one dimension's events stay in order; read by the live feed
+    and the alert agent."""
+
+    # Unique per event (deliveries and clients can recognise a repeat).
+    id: str
+    kind: str
+    project: str
+    dimension: str
+    topic: str
+    label: str | None
+    size: int
+    examples: list[str]
+    # Wall-clock seconds when it happened, and the newest event time it is about.
+    at: float
+    event_time: float | None = None
+    # topic_merged: the topic that absorbed this one; topic_split: the one it left.
+    merged_into: str | None = None
+    split_from: str | None = None
+    # topic_spiking: events this hour, the mean hourly baseline, the Poisson tail.
+    this_hour: int | None = None
+    baseline_per_hour: float | None = None
+    p_value: float | None = None
+    # topic_created: when the topic's first event was seen (event time).
+    first_seen: float | None = None

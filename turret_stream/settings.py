@@ -9,11 +9,12 @@ defaults; a test keeps the two in step.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -37,6 +38,11 @@ class HttpSettings(_Section):
     # idle keep-alive connection is closed after it too (slow or half-sent requests: 408
     # or a closed connection, never a socket held forever).
     read_timeout_s: float = Field(10.0, gt=0)
+    # An accepted API key is answered from memory this long (0: every request reads the
+    # keys database, the largest cost of a /track request); a key revoked by another
+    # process (the CLI) is refused within this, and its sockets closed within
+    # live.key_recheck_s.
+    auth_cache_s: float = Field(0.5, ge=0, le=60)
 
 
 class KafkaSettings(_Section):
@@ -81,6 +87,11 @@ class KafkaSettings(_Section):
     def dead_letters_topic(self) -> str:
         return f"{self.topic_prefix}.dead_letters"
 
+    @property
+    def topic_events_topic(self) -> str:
+        """Topics born, merged, split, labelled or spiking (keyed project:dimension)."""
+        return f"{self.topic_prefix}.topic_events"
+
 
 class WorkerSettings(_Section):
     # Faust application id, also the Kafka consumer group.
@@ -96,6 +107,9 @@ class WorkerSettings(_Section):
     # Processes that run the embedding model for this worker (a pool; 1 = in the worker
     # itself); 0 picks one per core, at most 8. `up --workers N` sets it.
     embed_processes: int = Field(0, ge=0)
+    # Niceness added to the model processes (0-19): the model uses idle cores but yields
+    # them to the API and the broker, so a backlog does not slow /track (0 = equal terms).
+    model_nice: int = Field(10, ge=0, le=19)
 
 
 class TrackLimits(_Section):
@@ -141,7 +155,7 @@ class EmbeddingSettings(_Section):
     # Output size of a model given by `model_dir` (fastembed needs it to register the model).
     model_dim: int = Field(384, ge=1)
     batch_size: int = Field(64, ge=1)
-    # ONNX Runtime threads; 0 lets it decide.
+    # ONNX Runtime threads; 0: one per core this process may run on (its affinity).
     threads: int = Field(0, ge=0)
     # Texts are cut to this many characters before embedding (the model sees 256 tokens).
     max_chars: int = Field(2000, ge=1)
@@ -186,6 +200,9 @@ class ClusteringSettings(_Section):
     # change, whichever comes first.
     recluster_every_events: int = Field(500, ge=1)
     recluster_interval_s: float = Field(2.0, gt=0)
+    # At most this share of the owner's time goes to reclustering: after one that took
+    # t seconds, the next waits at least t * (1 - share) / share, whatever the above say.
+    recluster_max_share: float = Field(0.25, gt=0, le=1)
     # Micro-clusters fetched per neighbour search.
     search_limit: int = Field(32, ge=2)
     # Redelivered events are recognised (and skipped) exactly among at least this many
@@ -194,6 +211,16 @@ class ClusteringSettings(_Section):
     # The per-batch log of a dimension's state is compacted into a checkpoint once it is
     # larger than the last checkpoint and than this (KiB).
     checkpoint_min_kb: int = Field(1024, ge=1)
+    # Themes (clustering/themes.py): at each reclustering, topics are grouped by average
+    # linkage on the cosine distance between their centres, cut at this distance (lower:
+    # more, tighter themes).
+    theme_distance: float = Field(0.6, gt=0, le=2)
+    # Hysteresis of that grouping: two topics of one theme are taken this much closer than
+    # they are, two of different themes this much farther apart (0: regroup from scratch).
+    theme_stickiness: float = Field(0.02, ge=0, le=1)
+    # Enum segment values (key=value) whose events are counted per micro-cluster, for each
+    # topic's breakdown by segment (GET /v1/clusters/{id}/segments); 0 turns counting off.
+    segment_values_max: int = Field(64, ge=0)
 
     def resolution_for(self, micro_clusters: int) -> float:
         if self.resolution <= 1:
@@ -249,6 +276,41 @@ class LiveSettings(_Section):
     key_recheck_s: float = Field(0.5, gt=0, le=60)
 
 
+class AlertSettings(_Section):
+    # Webhook URLs may only name hosts matching one of these patterns ("*" any host,
+    # "*.example.com" its subdomains, or an exact name or address).
+    allowed_hosts: list[str] = ["*"]
+    # Resolved addresses must be public (not loopback, private, link-local -- which holds
+    # cloud metadata services --, multicast, reserved) unless inside one of these networks
+    # (CIDR, e.g. "10.0.0.0/8" for an internal receiver; tests add "127.0.0.1/32").
+    allowed_networks: list[str] = []
+    # Plain http:// URLs (https:// always allowed).
+    allow_http: bool = True
+    max_rules_per_project: int = Field(100, ge=1)
+    # Deliveries waiting to be sent; beyond, new ones are dropped (and logged) rather than
+    # slowing the pipeline.
+    queue_size: int = Field(1000, ge=1)
+    # Deliveries in flight at once (one slow receiver cannot hold up the others).
+    concurrency: int = Field(4, ge=1)
+    timeout_s: float = Field(5.0, gt=0)
+    # Attempts per delivery, waiting backoff_s, 2x, 4x, ... between them (at most
+    # backoff_max_s).
+    max_attempts: int = Field(5, ge=1, le=20)
+    backoff_s: float = Field(1.0, gt=0)
+    backoff_max_s: float = Field(300.0, gt=0)
+    # Delivery log entries kept per project (oldest dropped first).
+    log_keep: int = Field(1000, ge=10)
+    # How often rules on counts (new topics per hour, segment shares) are evaluated.
+    check_interval_s: float = Field(30.0, gt=0)
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks_are_cidr(cls, value: list[str]) -> list[str]:
+        for net in value:
+            ipaddress.ip_network(net, strict=False)  # ValueError names the bad entry
+        return value
+
+
 class LabelSettings(_Section):
     # Topics are named by the offline c-TF-IDF labeller always, and by a local Ollama model
     # when `ollama_host` is set (e.g. http://127.0.0.1:11434; include the port).
@@ -267,11 +329,17 @@ class LabelSettings(_Section):
     ollama_backoff_s: float = Field(1.0, ge=0)
     max_prompt_chars: int = Field(3000, ge=400)
     # Candidate names per answer; the one that identifies its topic best may win.
-    llm_candidates: int = Field(3, ge=1, le=5)
+    llm_candidates: int = Field(5, ge=1, le=5)
+    # The best candidate replaces the offline name when its identification margin is at
+    # least the offline name's minus this (README "Topic labels" says why it is not 0).
+    llm_margin_tolerance: float = Field(0.02, ge=0, le=1)
     # Nearest topics whose names the prompt shows, to name this one apart from them.
     llm_neighbours: int = Field(5, ge=0, le=8)
-    # How often the labeller looks for topics to (re)name.
+    # How often the labeller looks for topics to (re)name ...
     interval_s: float = Field(5.0, gt=0)
+    # ... and at most this share of the time: after a scan that took t seconds, the next
+    # starts no sooner than t / share seconds after it started.
+    max_share: float = Field(0.1, gt=0, le=1)
     # A labelled topic is renamed once it has grown this many times over ...
     relabel_growth: float = Field(2.0, gt=1)
     # ... or its centre moved: cosine to the centre it was named at below this.
@@ -304,7 +372,13 @@ class PipelineSettings(_Section):
     journal_fsync: bool = True
     journal_segment_bytes: int = Field(16 * 1024 * 1024, ge=4096)
     # How often processed events are confirmed (store flushed, journal truncated).
-    checkpoint_interval_s: float = Field(2.0, gt=0)
+    checkpoint_interval_s: float = Field(5.0, gt=0)
+    # A due checkpoint waits until /track has had no request for `checkpoint_quiet_s`,
+    # for at most `checkpoint_max_delay_s`: the in-process store's flush holds the GIL
+    # (tens of ms per written collection), which would stall every request in flight.
+    # Waiting costs only journal disk and replay time after a crash (0 = never wait).
+    checkpoint_quiet_s: float = Field(0.5, ge=0)
+    checkpoint_max_delay_s: float = Field(10.0, ge=0)
     # On SIGTERM, wait at most this long for the worker to finish what was accepted; the
     # rest stays in the journal for the next start.
     drain_timeout_s: float = Field(10.0, ge=0)
@@ -336,6 +410,7 @@ class Settings(BaseSettings):
     journeys: JourneySettings = JourneySettings()
     live: LiveSettings = LiveSettings()
     labels: LabelSettings = LabelSettings()
+    alerts: AlertSettings = AlertSettings()
     startup: StartupSettings = StartupSettings()
     pipeline: PipelineSettings = PipelineSettings()
 

@@ -14,7 +14,8 @@ from aiohttp import web
 
 from turret_stream.broker import EmbeddedBroker
 from turret_stream.embedding import Embedder, open_embedder
-from turret_stream.embedding.pool import PooledEmbedder, cores
+from turret_stream.embedding.base import cores
+from turret_stream.embedding.pool import PooledEmbedder
 from turret_stream.http.app import create_app
 from turret_stream.http.keys import WorkerProbe
 from turret_stream.http.server import ApiRunner
@@ -57,12 +58,13 @@ def embed_processes(settings: Settings) -> int:
 
 def open_worker_embedder(settings: Settings) -> Embedder:
     """The worker's model: in this process, or in a pool of ``embed_processes`` processes
-    sharing the cores (``embedding.threads`` each, or an equal share)."""
+    sharing the cores (``embedding.threads`` each, or an equal share), at the lower CPU
+    priority ``worker.model_nice``."""
     processes = embed_processes(settings)
     if processes == 1:
         return open_embedder(settings.embedding)
     threads = settings.embedding.threads or max(1, cores() // processes)
-    return PooledEmbedder(settings.embedding, processes, threads)
+    return PooledEmbedder(settings.embedding, processes, threads, settings.worker.model_nice)
 
 
 @contextlib.asynccontextmanager
@@ -159,7 +161,7 @@ async def running_stack(
             checkpoints = asyncio.create_task(_checkpoint_loop(stack, stop_checkpoints))
             exits.push_async_callback(_stop_loop, stop_checkpoints, checkpoints)
         if api:
-            stack.keystore = KeyStore(settings.keys_db_path)
+            stack.keystore = KeyStore(settings.keys_db_path, settings.http.auth_cache_s)
             exits.callback(stack.keystore.close)
             probe = _worker_running(stack.topology) if stack.topology else None
             app = create_app(
@@ -182,19 +184,49 @@ async def running_stack(
         yield stack
 
 
-async def _checkpoint(stack: RunningStack) -> None:
+async def _checkpoint(stack: RunningStack, stop: asyncio.Event | None = None) -> None:
     """Confirm in the journal what the worker has stored: flush the store first, so that a
-    confirmed event is on disk there before it leaves the journal."""
+    confirmed event is on disk there before it leaves the journal. With ``stop`` (the
+    periodic checkpoint, not the one at shutdown), one collection at a time, each after a
+    quiet moment on /track (``_quiet_moment``)."""
     journal, progress = stack.journal, stack.progress
     assert journal is not None
     if progress is None:
         return  # no worker here to confirm anything: replay it all next time
+    # Everything up to ``upto`` was written to the store before the flushes below start.
     upto = progress.confirmed_seq()
     if upto <= journal.confirmed:
         return
     if stack.store is not None:
-        await asyncio.to_thread(stack.store.flush)
+        if stop is None:
+            await asyncio.to_thread(stack.store.flush)
+        else:
+            give_up = (
+                asyncio.get_running_loop().time() + stack.settings.pipeline.checkpoint_max_delay_s
+            )
+            for name in await asyncio.to_thread(stack.store.written_since_flush):
+                await _quiet_moment(stack, stop, give_up)
+                await asyncio.to_thread(stack.store.flush, [name])
     await asyncio.to_thread(journal.confirm, upto)
+
+
+async def _quiet_moment(stack: RunningStack, stop: asyncio.Event, give_up: float) -> None:
+    """Return once /track has had no request for ``pipeline.checkpoint_quiet_s``, or at
+    loop time ``give_up``, or on stop. The edge store's flush holds the GIL (measured:
+    35-105 ms per written collection, README *Durability and back-pressure*), so a flush
+    in the middle of traffic stalls every request in flight."""
+    p = stack.settings.pipeline
+    publisher = stack.publisher
+    if publisher is None or p.checkpoint_quiet_s <= 0:
+        return
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        now = loop.time()
+        quiet_until = publisher.last_request_at + p.checkpoint_quiet_s
+        if now >= quiet_until or now >= give_up:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), min(quiet_until, give_up) - now)
 
 
 async def _checkpoint_loop(stack: RunningStack, stop: asyncio.Event) -> None:
@@ -204,7 +236,7 @@ async def _checkpoint_loop(stack: RunningStack, stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), interval)
             return
         try:
-            await _checkpoint(stack)
+            await _checkpoint(stack, stop)
         except Exception:
             log.exception("journal checkpoint failed; retrying in %ss", interval)
 

@@ -10,6 +10,9 @@
       -> <prefix>.assignments (key project:session_id)   where each event landed
            -> agents.sessions.follow       owns each session's row (turret-sessions table)
       -> <prefix>.transitions (key project:session_id)   topic changes, for the live feed
+    agents.cluster.cluster (topics born, split, merged, spiking) and the labeller (named):
+      -> <prefix>.topic_events (key project:dimension)   read by the live feed and
+           -> agents.alerts.alert            matches alert rules, sends webhooks
     embed and cluster agents, on an event or text that fails twice alone:
       -> <prefix>.dead_letters (key project)
            -> agents.dead_letters.store_dead_letters   owns the dead-letter store
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 
 import faust
 
+from turret_stream.agents.alerts import Alerts, register_alerts_agent
 from turret_stream.agents.cluster import Owners, register_cluster_agent
 from turret_stream.agents.dead_letters import register_dead_letters_agent
 from turret_stream.agents.embed import register_embed_agent
@@ -48,6 +52,7 @@ from turret_stream.records import (
     DeadLetter,
     EmbeddedText,
     TopicAssignment,
+    TopicEvent,
     TrackedEvent,
     Transition,
     WorkerHeartbeat,
@@ -70,6 +75,8 @@ class Topology:
     transition_listeners: list[Callable[[Transition], None]]
     labeller: Labeller
     dead_letters: faust.TopicT
+    topic_events: faust.TopicT | None = None
+    alerts: Alerts | None = None
 
 
 def topic_names(settings: Settings) -> list[str]:
@@ -81,6 +88,7 @@ def topic_names(settings: Settings) -> list[str]:
         k.assignments_topic,
         k.transitions_topic,
         k.dead_letters_topic,
+        k.topic_events_topic,
     ]
 
 
@@ -129,7 +137,10 @@ def build_topology(
     stats = register_ingest_agent(app, events)
     register_embed_agent(app, events, texts, embedder, settings, dead, progress)
     owners = Owners(store, settings, embedder.dim)
-    register_cluster_agent(app, texts, assignments, owners, dead, progress)
+    topic_events = app.topic(
+        k.topic_events_topic, key_type=bytes, value_type=TopicEvent, partitions=k.partitions
+    )
+    register_cluster_agent(app, texts, assignments, owners, dead, progress, topic_events)
     register_dead_letters_agent(app, dead, DeadLetterStore(store), progress)
     transitions = app.topic(
         k.transitions_topic, key_type=bytes, value_type=Transition, partitions=k.partitions
@@ -147,7 +158,8 @@ def build_topology(
         journeys=journey_owner(store, settings.journeys),
     )
     labeller = Labeller(store, settings.labels, make_ollama(settings.labels), embedder)
-    register_labeller(app, labeller)
+    register_labeller(app, labeller, topic_events)
+    alerts = register_alerts_agent(app, topic_events, store, settings.alerts)
     workers = app.topic(k.workers_topic, key_type=bytes, value_type=WorkerHeartbeat, partitions=1)
     register_heartbeat(app, workers, worker.liveness_interval_s)
     return Topology(
@@ -162,4 +174,6 @@ def build_topology(
         listeners,
         labeller,
         dead,
+        topic_events,
+        alerts,
     )

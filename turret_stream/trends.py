@@ -7,8 +7,11 @@ ends with the current hour, the *previous* one is the 24 hours before it.
 
 Tags, first match wins:
 
-- ``spiking``: the current hour's count is improbable under the topic's baseline, the mean
-  hourly count of the ``BASELINE_HOURS`` (7 days, or since the topic was born) before it:
+- ``spiking``: the current hour's count is improbable under the topic's baseline, its
+  hourly rate over the ``BASELINE_HOURS`` (7 days) before the current hour, or since its
+  first event if younger (the time observed, to the minute: a topic first seen at 10:50
+  has ten minutes of baseline in that hour; no test before ``MIN_BASELINE_HOURS``, half
+  an hour, of history):
   Poisson upper tail ``P(X >= count) < SPIKE_P`` (1e-6, a bound on false alarms across
   every topic and hour of a busy product: about one in 40 years of 100 topics), and at
   least ``SPIKE_MIN_EVENTS`` (5) events, so that a first event after a silent week is no
@@ -36,6 +39,7 @@ WINDOW_HOURS = 24
 BASELINE_HOURS = 7 * 24
 SPIKE_P = 1e-6
 SPIKE_MIN_EVENTS = 5
+MIN_BASELINE_HOURS = 0.5
 CHANGE_P = 0.01
 TAGS = ("spiking", "new", "rising", "fading", "cooling", "steady")
 
@@ -54,23 +58,58 @@ def _sum(hours: Mapping[int, int], first: int, last: int) -> int:
     return sum(c for h, c in hours.items() if first <= h <= last)
 
 
+def _baseline(
+    hours: Mapping[int, int], first_seen: float | None, now_hour: int
+) -> tuple[float, float]:
+    """The hourly rate before ``now_hour`` and the hours it was observed over: from the
+    topic's first event (at most BASELINE_HOURS back) to the start of the current hour.
+    A topic first seen at 10:50 has ten minutes of baseline in that hour, not a whole one
+    (counting whole hours would make every young topic "spike" the hour after its birth)."""
+    start = float((now_hour - BASELINE_HOURS) * HOUR)
+    if first_seen is not None:
+        start = max(start, first_seen)
+    exposure = (now_hour * HOUR - start) / HOUR
+    if exposure <= 0:
+        return 0.0, 0.0
+    return _sum(hours, int(start // HOUR), now_hour - 1) / exposure, exposure
+
+
+def _spike_p(this_hour: int, baseline: float, baseline_hours: float) -> float:
+    """The Poisson upper tail of this hour's count (1.0 when the test does not apply)."""
+    if this_hour < SPIKE_MIN_EVENTS or baseline_hours < MIN_BASELINE_HOURS:
+        return 1.0
+    return float(poisson.sf(this_hour - 1, max(baseline, 1.0 / baseline_hours)))
+
+
+@dataclass(frozen=True)
+class Spike:
+    this_hour: int
+    baseline_per_hour: float
+    p_value: float
+
+
+def spike(hours: Mapping[int, int], first_seen: float | None, now_hour: int) -> Spike | None:
+    """The ``spiking`` test alone (the same as ``trend``'s), for the cluster owner that
+    evaluates it as counts arrive: a Spike when this hour's count is improbable."""
+    this_hour = hours.get(now_hour, 0)
+    if this_hour < SPIKE_MIN_EVENTS:
+        return None  # the common case, without summing the baseline
+    baseline, baseline_hours = _baseline(hours, first_seen, now_hour)
+    p = _spike_p(this_hour, baseline, baseline_hours)
+    return Spike(this_hour, round(baseline, 4), p) if p < SPIKE_P else None
+
+
 def trend(hours: Mapping[int, int], first_seen: float | None, now_hour: int) -> Trend:
     """The tag of one topic whose hourly counts are ``hours`` (hour index -> events)."""
     current = _sum(hours, now_hour - WINDOW_HOURS + 1, now_hour)
     previous = _sum(hours, now_hour - 2 * WINDOW_HOURS + 1, now_hour - WINDOW_HOURS)
     this_hour = hours.get(now_hour, 0)
     born = int(first_seen // HOUR) if first_seen is not None else now_hour - BASELINE_HOURS
-    baseline_from = max(now_hour - BASELINE_HOURS, born)
-    baseline_hours = now_hour - baseline_from  # the hours before the current one
-    baseline = _sum(hours, baseline_from, now_hour - 1) / baseline_hours if baseline_hours else 0
+    baseline, baseline_hours = _baseline(hours, first_seen, now_hour)
     growth = round((current - previous) / previous, 4) if previous else None
 
     tag = "steady"
-    if (
-        this_hour >= SPIKE_MIN_EVENTS
-        and baseline_hours > 0
-        and poisson.sf(this_hour - 1, max(baseline, 1.0 / baseline_hours)) < SPIKE_P
-    ):
+    if _spike_p(this_hour, baseline, baseline_hours) < SPIKE_P:
         tag = "spiking"
     elif now_hour - born < WINDOW_HOURS:
         tag = "new"

@@ -30,7 +30,14 @@ from turret_stream.dimensions import FieldTypeTracker
 from turret_stream.fencing import FencedStore, Lease, StaleOwner
 from turret_stream.poison import PoisonEvent, carry_problem
 from turret_stream.progress import PipelineProgress
-from turret_stream.records import DeadLetter, EmbeddedText, TopicAssignment, event_key
+from turret_stream.records import (
+    DeadLetter,
+    EmbeddedText,
+    TopicAssignment,
+    TopicEvent,
+    dimension_key,
+    event_key,
+)
 from turret_stream.settings import Settings
 from turret_stream.storage import VectorStore
 
@@ -58,6 +65,7 @@ class Owners:
         self.stale_refused = 0
         # Tests and the pipeline benchmark watch assignments as they happen.
         self.listeners: list[Callable[[TopicAssignment], None]] = []
+        self.topic_listeners: list[Callable[[TopicEvent], None]] = []
 
     def get(self, project: str, dimension: str) -> DimensionOwner:
         owner = self._owners.get((project, dimension))
@@ -217,6 +225,11 @@ class Owners:
         finally:
             self._lock.release()
 
+    def take_topic_events(self) -> list[TopicEvent]:
+        """The topic events of the owners' committed batches since the last call."""
+        with self._lock:
+            return [e for owner in self._owners.values() for e in owner.take_topic_events()]
+
     def clear(self) -> None:
         """Forget in-memory owners (after a rebalance a dimension may have moved to
         another worker; if it comes back, its owner is restored from the store)."""
@@ -232,7 +245,21 @@ def register_cluster_agent(
     owners: Owners,
     dead: faust.TopicT,
     progress: PipelineProgress | None = None,
+    topic_events: faust.TopicT | None = None,
 ) -> None:
+    async def announce() -> list:
+        """Send the owners' topic events (keyed project:dimension, in order)."""
+        if topic_events is None:
+            owners.take_topic_events()
+            return []
+        events = await asyncio.to_thread(owners.take_topic_events)
+        sent = []
+        for e in events:
+            sent.append(await topic_events.send(key=dimension_key(e.project, e.dimension), value=e))
+            for listener in owners.topic_listeners:
+                listener(e)
+        return sent
+
     @app.on_partitions_revoked.connect
     async def forget_owners(app: faust.App, revoked: object, **_: object) -> None:
         await asyncio.to_thread(owners.clear)
@@ -243,6 +270,7 @@ def register_cluster_agent(
     @app.timer(tick, name="turret.recluster")
     async def recluster_idle() -> None:
         await asyncio.to_thread(owners.tick)
+        await asyncio.gather(*await announce())
 
     @app.agent(texts, name="turret.cluster")
     async def cluster(stream: faust.StreamT[EmbeddedText]) -> None:
@@ -259,6 +287,7 @@ def register_cluster_agent(
                 letters.append(dead_letters.from_text(item, exc))
             for letter in letters:
                 sent.append(await dead.send(key=letter.project.encode(), value=letter))
+            sent += await announce()
             # Delivered before take() acknowledges the batch's texts.
             await asyncio.gather(*sent)
             if progress is not None:

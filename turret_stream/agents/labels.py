@@ -1,7 +1,11 @@
 """The labeller: names topics off the hot path.
 
 A Faust timer that runs on the leader worker only (one labeller per deployment) looks at
-every text dimension every ``labels.interval_s``. A topic is (re)named when it has no
+every text dimension every ``labels.interval_s``, and names its topics, then its themes
+(``clustering/themes.py``) by the same rules, each level told apart from its own peers (a
+theme's texts are the events nearest its centre among its topics'). A theme of one topic
+is not named: it shows its topic's label. A topic is (re)named
+when it has no
 label yet, has grown ``relabel_growth`` times since it was named, or its centre moved
 (cosine to the centre it was named at below ``relabel_min_similarity``); a topic a person
 named is never touched. The offline c-TF-IDF label is written at once; when Ollama is
@@ -24,11 +28,13 @@ import faust
 import numpy as np
 
 from turret_stream.catalog import DimensionNames, dimension_names
+from turret_stream.clustering.topic_events import TopicView, new_event
 from turret_stream.embedding import Embedder
 from turret_stream.labels.book import Label, LabelBook
 from turret_stream.labels.fallback import TopicLabel, label_topics
 from turret_stream.labels.naming import Decision, decide
 from turret_stream.queries import Queries
+from turret_stream.records import TopicEvent, dimension_key
 from turret_stream.settings import LabelSettings
 from turret_stream.storage import Filter, VectorStore
 
@@ -42,6 +48,7 @@ class LlmJob:
     examples: list[str]
     basis: dict[str, Any]
     fallback: TopicLabel | None = None
+    level: str = "topic"  # or "theme"
 
     @property
     def size(self) -> int:
@@ -82,6 +89,23 @@ class Labeller:
         self.progress: dict[str, LlmProgress] = {}
         self._queue: dict[tuple[str, str], LlmJob] = {}
         self._worker: asyncio.Task | None = None
+        # When the last scan started and what it cost (see scan_if_due).
+        self._scanned_at = float("-inf")
+        self._scan_cost = 0.0
+        # topic_labelled events, published by the labeller's timer (register_labeller).
+        self.topic_events: list[TopicEvent] = []
+
+    def _labelled(
+        self, names: DimensionNames, topic: str, name: str, size: int, examples: list[str]
+    ) -> None:
+        view = TopicView(size=size, label=name, examples=examples, hours={}, first_seen=None)
+        self.topic_events.append(
+            new_event(names.project, names.dimension, "topic_labelled", topic, view)
+        )
+
+    def take_topic_events(self) -> list[TopicEvent]:
+        events, self.topic_events = self.topic_events, []
+        return events
 
     def _due(self, record: Any, auto: dict[str, Any] | None) -> bool:
         if not auto or not auto.get("name"):
@@ -96,8 +120,21 @@ class Labeller:
         cos = float(np.dot(old, new) / (np.linalg.norm(old) * np.linalg.norm(new) or 1.0))
         return cos < self.settings.relabel_min_similarity
 
-    def _texts(self, names: DimensionNames, topic: str, centre: list[float]) -> list[str]:
-        members = self.queries.topic_map(names).members(topic)
+    def _records(self, names: DimensionNames, level: str) -> list[Any]:
+        if level == "theme":
+            return self.queries.theme_records(names)
+        return self.queries._topic_records(names, with_vectors=True)
+
+    def _members(self, names: DimensionNames, level: str, topic: str) -> list[int]:
+        topic_map = self.queries.topic_map(names)
+        if level == "theme":
+            return [mc for t in topic_map.theme_topics(topic) for mc in topic_map.members(t)]
+        return topic_map.members(topic)
+
+    def _texts(
+        self, names: DimensionNames, topic: str, centre: list[float], level: str = "topic"
+    ) -> list[str]:
+        members = self._members(names, level, topic)
         if not members:
             return []
         hits = self.store.search(
@@ -111,19 +148,29 @@ class Labeller:
     def scan_dimension(
         self, names: DimensionNames, now: float, *, force: bool = False
     ) -> list[LlmJob]:
-        """Write fallback labels for the topics that need one (all but a person's with
-        ``force``); return the LLM's work, largest topic first."""
-        records = self.queries._topic_records(names, with_vectors=True)
+        """Write fallback labels for the topics, then the themes, that need one (all but a
+        person's with ``force``); return the LLM's work, largest first."""
+        jobs = self._scan_level(names, now, "topic", force)
+        jobs += self._scan_level(names, now, "theme", force)
+        jobs.sort(key=lambda j: -j.size)
+        return jobs
+
+    def _scan_level(
+        self, names: DimensionNames, now: float, level: str, force: bool
+    ) -> list[LlmJob]:
+        records = self._records(names, level)
         if not records:
             return []
         ids = [r.id for r in records]
         auto = self.book.automatic(names, ids)
         manual = self.book.manual_topics(names, ids)
         due = [r for r in records if r.id not in manual and (force or self._due(r, auto.get(r.id)))]
+        if level == "theme":
+            due = [r for r in due if len(r.payload["topics"]) > 1]
         if not due:
             return []
         # Every topic's texts: a label says what sets a topic apart from its neighbours.
-        texts = {r.id: self._texts(names, r.id, r.vector) for r in records if r.vector}
+        texts = {r.id: self._texts(names, r.id, r.vector, level) for r in records if r.vector}
         labels = label_topics({t: x for t, x in texts.items() if x}, representatives=texts)
         jobs = []
         for record in due:
@@ -134,8 +181,22 @@ class Labeller:
             label = Label(made.name, made.description, "fallback", now)
             self.book.set_automatic(names, record.id, label, basis)
             examples = texts.get(record.id, [])[: self.settings.llm_examples]
-            jobs.append(LlmJob(names, record.id, examples, basis, made))
-        jobs.sort(key=lambda j: -j.size)
+            before = auto.get(record.id) or {}
+            if level == "topic" and before.get("name") != made.name:
+                self._labelled(names, record.id, made.name, basis["size"], examples)
+            jobs.append(LlmJob(names, record.id, examples, basis, made, level))
+        return jobs
+
+    def scan_if_due(self) -> list[LlmJob]:
+        """``scan``, unless the last one was so recent that scanning now would take the
+        labeller over ``labels.max_share`` of the time: the offline labels of a large
+        dimension cost seconds, and they run on the worker's cores."""
+        share = self.settings.max_share
+        if time.monotonic() - self._scanned_at < self._scan_cost / share:
+            return []
+        self._scanned_at = time.monotonic()
+        jobs = self.scan()
+        self._scan_cost = time.monotonic() - self._scanned_at
         return jobs
 
     def scan(self) -> list[LlmJob]:
@@ -226,6 +287,7 @@ class Labeller:
             others=others,
             neighbours=neighbours,
             taken=taken,
+            tolerance=self.settings.llm_margin_tolerance,
         )
         if decision.failed:
             return decision  # the fallback label written by the scan stays as it is
@@ -241,12 +303,14 @@ class Labeller:
             decision.note(),
         )
         await asyncio.to_thread(self.book.set_automatic, job.names, job.topic, label, job.basis)
+        if job.level == "topic" and decision.name != job.fallback.name:
+            self._labelled(job.names, job.topic, decision.name, job.size, job.examples)
         return decision
 
     def _context(self, job: LlmJob) -> tuple[np.ndarray, np.ndarray, list[str], list[str]] | None:
         """The topic's centre, the other topics' centres, the nearest ones' current names
         (nearest first) and every other topic's current name."""
-        records = [r for r in self.queries._topic_records(job.names, with_vectors=True) if r.vector]
+        records = [r for r in self._records(job.names, job.level) if r.vector]
         mine = next((r for r in records if r.id == job.topic), None)
         if mine is None or self.book.manual_topics(job.names, [job.topic]):
             return None
@@ -280,10 +344,17 @@ def make_ollama(settings: LabelSettings) -> Any:
     )
 
 
-def register_labeller(app: faust.App, labeller: Labeller) -> None:
+def register_labeller(
+    app: faust.App, labeller: Labeller, topic_events: faust.TopicT | None = None
+) -> None:
     @app.timer(labeller.settings.interval_s, on_leader=True, name="turret.labels")
     async def name_topics() -> None:
-        jobs = await asyncio.to_thread(labeller.scan)
+        jobs = await asyncio.to_thread(labeller.scan_if_due)
         # The LLM answers in its own time, in one background task; the next scan does not
-        # wait for it.
+        # wait for it (its names are announced at the next tick).
         labeller.enqueue(jobs)
+        for event in labeller.take_topic_events():
+            if topic_events is not None:
+                await topic_events.send(
+                    key=dimension_key(event.project, event.dimension), value=event
+                )

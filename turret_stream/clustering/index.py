@@ -41,6 +41,17 @@ class CentreIndex(ABC):
     @abstractmethod
     def centre(self, mc_id: int) -> np.ndarray: ...
 
+    def centres(self, mc_ids: Iterable[int]) -> dict[int, np.ndarray]:
+        """The centres of those of ``mc_ids`` the index holds (one read per id here; a
+        store-backed index reads them in one go)."""
+        out = {}
+        for mc_id in mc_ids:
+            try:
+                out[mc_id] = self.centre(mc_id)
+            except KeyError:
+                continue
+        return out
+
 
 class ExactIndex(CentreIndex):
     """All centres in one numpy matrix, searched exhaustively.

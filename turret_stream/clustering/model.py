@@ -1,15 +1,16 @@
 """TopicModel: everything that clusters one (project, dimension), in one object.
 
-It owns a DBSTREAM instance (micro-clusters), the topic registry (stable topic ids) and
-the reclustering policy. It does no I/O of its own: centres live in the CentreIndex it is
+It owns a DBSTREAM instance (micro-clusters), the topic registry (stable topic ids), the
+theme registry (topics grouped into themes at each reclustering, ``themes.py``) and the
+reclustering policy. It does no I/O of its own: centres live in the CentreIndex it is
 given, and its owner (the cluster agent) persists what ``take_dirty()`` reports, as the
 records this class and its parts make (``clock_record``, ``communities_record``,
-``DBSTREAM.micro_cluster_record``, ``TopicRegistry.to_record``).
+``DBSTREAM.micro_cluster_record``, ``TopicRegistry.to_record``, ``ThemeRegistry.to_record``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ import numpy as np
 from turret_stream.clustering.dbstream import DBSTREAM
 from turret_stream.clustering.index import CentreIndex
 from turret_stream.clustering.macro import micro_cluster_graph, partition
+from turret_stream.clustering.themes import ThemeRegistry, group_topics
 from turret_stream.clustering.topics import TopicChange, TopicRegistry
 from turret_stream.settings import ClusteringSettings
 
@@ -39,6 +41,7 @@ class TopicModel:
         *,
         engine: DBSTREAM | None = None,
         registry: TopicRegistry | None = None,
+        themes: ThemeRegistry | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine or DBSTREAM(
@@ -52,9 +55,17 @@ class TopicModel:
             search_limit=settings.search_limit,
         )
         self.registry = registry or TopicRegistry()
+        self.themes = themes or ThemeRegistry()
+        # Each micro-cluster's theme before the last reclustering (regroup_themes' start).
+        self._themes_before: dict[int, str] = {}
+        self.theme_changes: list[TopicChange] = []
         self._since_recluster = 0
         self._last_change: float | None = None
         self._last_recluster: float | None = None
+        # Seconds the last reclustering cost, with what its owner wrote for it (the owner
+        # sets it): the next one waits long enough that reclustering takes at most
+        # ``recluster_max_share`` of the time (a bigger dimension reclusters less often).
+        self.recluster_cost = 0.0
         # Community of each micro-cluster at the last reclustering (Leiden's start).
         self._communities: dict[int, int] = {}
         self._touched: set[int] = set()
@@ -86,10 +97,16 @@ class TopicModel:
     def recluster_due(self, now: float) -> bool:
         if self._since_recluster == 0:
             return False
+        last = self._last_recluster
+        if last is None:
+            return True
+        since = now - last
+        share = self.settings.recluster_max_share
+        if since < self.recluster_cost * (1 - share) / share:
+            return False
         if self._since_recluster >= self.settings.recluster_every_events:
             return True
-        last = self._last_recluster
-        return last is None or now - last >= self.settings.recluster_interval_s
+        return since >= self.settings.recluster_interval_s
 
     def recluster(self, now: float) -> list[TopicChange]:
         s = self.settings
@@ -103,10 +120,42 @@ class TopicModel:
         )
         self._communities = {mc: i for i, c in enumerate(communities) for mc in c}
         size = {mc: m.count for mc, m in self.engine.micro_clusters.items()}
+        self._themes_before = self.themes.by_micro_cluster(self.registry.mapping)
         changes = self.registry.update(communities, size, now, s.min_topic_events)
         self._since_recluster = 0
         self._last_recluster = now
         return changes
+
+    def regroup_themes(self, centres: Mapping[str, np.ndarray], now: float) -> list[TopicChange]:
+        """Group the topics of the last reclustering into themes by their ``centres``
+        (``themes.py``; its owner keeps the centres, :meth:`topic_centres` computes
+        them); theme ids follow by overlap with the themes before that reclustering."""
+        s = self.settings
+        members = self.topics()
+        live = {t: c for t, c in centres.items() if t in members}
+        # Each surviving topic's theme before, for the grouping's hysteresis.
+        groups = group_topics(
+            live, s.theme_distance, previous=self.themes.of_topic, stickiness=s.theme_stickiness
+        )
+        # A topic without a centre known (none yet) is a theme of its own.
+        grouped = {t for g in groups for t in g}
+        groups += [{t} for t in members if t not in grouped]
+        size = {mc: m.count for mc, m in self.engine.micro_clusters.items()}
+        self.theme_changes = self.themes.update(groups, members, self._themes_before, size, now)
+        return self.theme_changes
+
+    def topic_centres(self, members: dict[str, set[int]]) -> dict[str, np.ndarray]:
+        """Each topic's centre: its micro-clusters' centres weighted by their events (not
+        normalised; a topic with no centre known gets none)."""
+        index = self.engine.index
+        centres = index.centres({mc for m in members.values() for mc in m})
+        live = self.engine.micro_clusters
+        out = {}
+        for topic, mcs in members.items():
+            vecs = [centres[m] * live[m].count for m in mcs if m in centres and m in live]
+            if vecs:
+                out[topic] = np.sum(vecs, axis=0)
+        return out
 
     def topic_of(self, mc: int) -> str | None:
         """The topic of an event assigned to ``mc``, as of now (following cleanups)."""
@@ -142,6 +191,7 @@ class TopicModel:
         absorbed: dict[int, int | None],
         communities: Iterable[list[int]],
         registry: TopicRegistry,
+        themes: ThemeRegistry | None = None,
     ) -> TopicModel:
         """Replace the learned state by records read back (in any order)."""
         self.engine.load_records(clock["engine"], micro_clusters, absorbed)
@@ -149,6 +199,7 @@ class TopicModel:
         self._last_recluster = clock["last_recluster"]
         self._communities = {int(mc): int(c) for mc, c in communities}
         self.registry = registry
+        self.themes = themes or ThemeRegistry()
         self._touched, self._removed = set(), set()
         return self
 

@@ -3,7 +3,9 @@
 The cluster agent keeps one per (project, metadata key) it is assigned. The owner types
 the key from its values, clusters its texts, keeps every event in the event store with
 its vector and micro-cluster, maintains one point per topic with its figures and the
-dimension's topic map (``topic_map.py``), and after every batch writes what the batch
+dimension's topic map (``topic_map.py``, with the topics' themes: ``themes.py``), counts
+each topic's events per enum segment value (``platform=mobile``) as they arrive, and after
+every batch writes what the batch
 changed of its learned state (``owner_state.py``: one log record per batch, compacted
 into checkpoints), so a restarted or moved worker resumes from it, even after a kill
 in the middle of a batch.
@@ -11,10 +13,11 @@ in the middle of a batch.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import Counter, OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,11 +28,14 @@ from turret_stream.clustering.context import SessionContext, neutral_topics
 from turret_stream.clustering.model import TopicModel
 from turret_stream.clustering.owner_state import Changes, OwnerStateStore, State
 from turret_stream.clustering.store_index import StoreIndex
+from turret_stream.clustering.themes import ThemeRegistry
+from turret_stream.clustering.topic_events import EXAMPLES, TopicAnnouncer, TopicView
 from turret_stream.clustering.topic_map import TopicMap, TopicMapStore
 from turret_stream.clustering.topics import TopicChange, TopicRegistry
-from turret_stream.dimensions import FieldTypeTracker
+from turret_stream.dimensions import FieldTypeTracker, classify_value
 from turret_stream.faults import crash_point
-from turret_stream.records import EmbeddedText, TopicAssignment, decode_vector
+from turret_stream.labels.book import LabelBook
+from turret_stream.records import EmbeddedText, TopicAssignment, TopicEvent, decode_vector
 from turret_stream.settings import Settings
 from turret_stream.storage import Filter, Point, VectorStore
 
@@ -41,6 +47,37 @@ KEEP_HOURS, KEEP_DAYS = 7 * 24, 90
 # often: it is statistics, and rewriting it at every reclustering would cost more than
 # relearning a minute of it after a crash.
 CONTEXT_SAVE_INTERVAL_S = 60.0
+# Which metadata keys are enum segments is each key's own owner's decision, read from the
+# catalog, re-read at most this often; a key the catalog does not know yet is typed by its
+# value as a new key's first events are routed (``dimensions.classify_value``).
+SEGMENT_TYPES_TTL_S = 5.0
+
+# One segment value of an event: (metadata key, value as text: True is "true").
+Segment = tuple[str, str]
+
+
+# A topic sums its micro-clusters' counts as they are: no cap of its own.
+NO_CAP = 1 << 62
+
+
+def _add_segments(
+    counts: Counter[Segment], segments: Iterable[Segment], cap: int
+) -> tuple[Segment, ...]:
+    """Count ``segments`` into ``counts``, keeping at most ``cap`` distinct values (a value
+    first seen once the cap is reached is not counted: bounded state per micro-cluster).
+    Returns the values counted."""
+    counted = []
+    for seg in segments:
+        if seg in counts or len(counts) < cap:
+            counts[seg] += 1
+            counted.append(seg)
+    return tuple(counted)
+
+
+def _merge_segments(counts: Counter[Segment], other: Counter[Segment], cap: int) -> None:
+    for seg, n in other.items():
+        if seg in counts or len(counts) < cap:
+            counts[seg] += n
 
 
 @dataclass
@@ -52,23 +89,31 @@ class McStats:
     last: float
     hours: Counter[int] = field(default_factory=Counter)
     days: Counter[int] = field(default_factory=Counter)
+    # Events per enum segment value (at most ``clustering.segment_values_max`` values).
+    segments: Counter[Segment] = field(default_factory=Counter)
 
-    def add(self, t: float) -> None:
+    def add(self, t: float, segments: Iterable[Segment] = (), cap: int = 0) -> tuple[Segment, ...]:
+        """Count one event at ``t``; returns the segment values counted (see the cap)."""
         self.first = min(self.first, t)
         self.last = max(self.last, t)
         self.hours[int(t // HOUR)] += 1
         self.days[int(t // DAY)] += 1
+        counted = _add_segments(self.segments, segments, cap)
         self._prune()
+        return counted
 
-    def merge(self, other: McStats) -> None:
+    def merge(self, other: McStats, cap: int = 0) -> None:
         self.first = min(self.first, other.first)
         self.last = max(self.last, other.last)
         self.hours.update(other.hours)
         self.days.update(other.days)
+        _merge_segments(self.segments, other.segments, cap)
         self._prune()
 
     def copy(self) -> McStats:
-        return McStats(self.first, self.last, Counter(self.hours), Counter(self.days))
+        return McStats(
+            self.first, self.last, Counter(self.hours), Counter(self.days), Counter(self.segments)
+        )
 
     def _prune(self) -> None:
         newest_hour, newest_day = int(self.last // HOUR), int(self.last // DAY)
@@ -78,12 +123,17 @@ class McStats:
             del self.days[d]
 
     def to_record(self) -> list[Any]:
-        return [self.first, self.last, list(self.hours.items()), list(self.days.items())]
+        record = [self.first, self.last, list(self.hours.items()), list(self.days.items())]
+        if self.segments:
+            record.append([[k, v, n] for (k, v), n in self.segments.items()])
+        return record
 
     @classmethod
     def from_record(cls, data: list[Any]) -> McStats:
-        first, last, hours, days = data
-        return cls(first, last, Counter(dict(hours)), Counter(dict(days)))
+        first, last, hours, days = data[:4]
+        # Records written before segments were counted have four fields.
+        segments = Counter({(k, v): n for k, v, n in data[4]}) if len(data) > 4 else Counter()
+        return cls(first, last, Counter(dict(hours)), Counter(dict(days)), segments)
 
 
 @dataclass
@@ -96,11 +146,12 @@ class TopicFigures:
     micro_clusters: int = 0
     stats: McStats | None = None
 
-    def add_event(self, t: float) -> None:
+    def add_event(self, t: float, segments: Iterable[Segment] = ()) -> None:
+        """``segments``: the values its micro-cluster counted."""
         self.size += 1
         if self.stats is None:
             self.stats = McStats(t, t)
-        self.stats.add(t)
+        self.stats.add(t, segments, NO_CAP)
 
     def add_micro_cluster(self, count: int, stats: McStats | None) -> None:
         self.micro_clusters += 1
@@ -109,7 +160,7 @@ class TopicFigures:
             if self.stats is None:
                 self.stats = stats.copy()
             else:
-                self.stats.merge(stats)
+                self.stats.merge(stats, NO_CAP)
 
 
 @dataclass
@@ -171,6 +222,11 @@ class DimensionOwner:
         # Each assignment carries its event's enum segments (for the journey aggregates).
         self.enum_keys = EnumKeys(catalog)
         self.last_persist = PersistCost()
+        self.announcer = TopicAnnouncer(project, key)
+        self._label_book = LabelBook(store)
+        # Topic events of committed batches, taken and published by the cluster agent.
+        self.topic_events: list[TopicEvent] = []
+        self._last_event_time: float | None = None
         self._load()
 
     # -- state ----------------------------------------------------------------------------
@@ -195,10 +251,18 @@ class DimensionOwner:
         self._seen_batches: deque[tuple[int, int]] = deque()
         self.stats: dict[int, McStats] = {}
         self.figures: dict[str, TopicFigures] = {}
+        self._key_types: tuple[float, dict[str, str]] = (float("-inf"), {})
+        # Each topic's centre as last written, with the members and size it was computed
+        # from: between reclusterings a batch's touched topics are rewritten in one upsert
+        # with these, and a reclustering recomputes only the centres of topics whose
+        # members changed or that grew by a tenth (reading micro-cluster centres back
+        # from the store was most of a reclustering's cost).
+        self._centres: dict[str, tuple[np.ndarray, frozenset[int], int]] = {}
         journeys = settings.journeys
         self.context = SessionContext(journeys.context_sessions)
         self.neutral: frozenset[str] = frozenset()
         self._context_saved_at = float("-inf")
+        self._batch_texts: dict[int, list[str]] = {}
         state = self.records.load()
         if state.header is not None:
             self._restore(state)
@@ -231,7 +295,12 @@ class DimensionOwner:
         registry.assigned_since = dict(state.assigned)
         model = self._ensure_model()
         model.load_records(
-            h["clock"], state.micro_clusters.values(), state.absorbed, state.communities, registry
+            h["clock"],
+            state.micro_clusters.values(),
+            state.absorbed,
+            state.communities,
+            registry,
+            ThemeRegistry.from_record(base.get("themes") if base else None),
         )
         self.communities = state.communities
         self.stats = {mc: McStats.from_record(v) for mc, v in state.stats.items()}
@@ -278,7 +347,9 @@ class DimensionOwner:
         out: list[TopicAssignment] = []
         points: list[Point] = []
         fresh: list[str] = []
-        placed_in: dict[int, list[float]] = {}
+        placed_in: dict[int, list[tuple[float, tuple[Segment, ...]]]] = {}
+        cap = self.settings.clustering.segment_values_max
+        self._batch_texts = {}
         for item in items:
             if item.event_id in self.seen:
                 continue
@@ -295,8 +366,14 @@ class DimensionOwner:
             stats = self.stats.get(placed.mc)
             if stats is None:
                 stats = self.stats[placed.mc] = McStats(item.received_at, item.received_at)
-            stats.add(item.received_at)
-            placed_in.setdefault(placed.mc, []).append(item.received_at)
+            segments = self._segments(item.metadata) if cap else ()
+            counted = stats.add(item.received_at, segments, cap)
+            placed_in.setdefault(placed.mc, []).append((item.received_at, counted))
+            texts = self._batch_texts.setdefault(placed.mc, [])
+            if len(texts) < EXAMPLES:
+                texts.append(item.text)
+            if self._last_event_time is None or item.received_at > self._last_event_time:
+                self._last_event_time = item.received_at
             self.context.observe(item.session_id, placed.mc)
             self.events += 1
             points.append(Point(item.event_id, vector, event_payload(item, placed.mc)))
@@ -334,7 +411,28 @@ class DimensionOwner:
             raise
         return True
 
-    def _commit(self, fresh: list[str], placed_in: dict[int, list[float]], now: float) -> None:
+    def _segments(self, metadata: dict[str, Any]) -> tuple[Segment, ...]:
+        """The event's enum segment values (keys the catalog types ``enum``)."""
+        read_at, types = self._key_types
+        clock = time.monotonic()
+        if clock - read_at >= SEGMENT_TYPES_TTL_S:
+            types = {d.key: d.type for d in self.catalog.dimensions(self.project)}
+            self._key_types = (clock, types)
+        out = []
+        for key, value in metadata.items():
+            if key == self.key or value is None:
+                continue
+            kind = types.get(key) or classify_value(value, self.settings.dimensions)
+            if kind == "enum":
+                out.append((key, value if isinstance(value, str) else json.dumps(value)))
+        return tuple(out)
+
+    def _commit(
+        self,
+        fresh: list[str],
+        placed_in: dict[int, list[tuple[float, tuple[Segment, ...]]]],
+        now: float,
+    ) -> None:
         """Persist what this batch changed (see owner_state.py for the protocol)."""
         started = time.perf_counter()
         seq = self.seq + 1
@@ -346,24 +444,30 @@ class DimensionOwner:
         model = self.model
         if model is not None:
             assert self.index is not None
-            for mc, times in placed_in.items():
+            cap = self.settings.clustering.segment_values_max
+            for mc, placed in placed_in.items():
                 topic = model.topic_of(mc)
                 if topic is not None:
                     figures = self.figures.setdefault(topic, TopicFigures())
-                    for t in times:
-                        figures.add_event(t)
+                    for t, segments in placed:
+                        figures.add_event(t, segments)
                     touched_topics.add(topic)
             reclustered = model.recluster_due(now)
             if reclustered:
                 topic_changes = model.recluster(now)
                 self._update_neutral()
+                # Themes group the topics by their centres (those written for the topic
+                # points, recomputed only where stale: not a read of every centre).
+                self._refresh_centres()
+                model.regroup_themes({t: c[0] for t, c in self._centres.items()}, now)
             touched, removed = model.take_dirty()
             stats_dirty = set(placed_in)
             for mc in removed:  # absorbed micro-clusters hand their counts to their new home
                 gone = self.stats.pop(mc, None)
                 home = model.engine.resolve(mc)
                 if gone is not None and home is not None:
-                    self.stats.setdefault(home, McStats(gone.first, gone.last)).merge(gone)
+                    home_stats = self.stats.setdefault(home, McStats(gone.first, gone.last))
+                    home_stats.merge(gone, cap)
                     stats_dirty.add(home)
             engine = model.engine
             live = engine.micro_clusters
@@ -379,7 +483,11 @@ class DimensionOwner:
             changes.absorbed = {mc: engine.absorbed.get(mc) for mc in removed}
             if reclustered:
                 base = TopicMap.base_record(
-                    seq, model.registry.to_record(), engine.absorbed, self.neutral
+                    seq,
+                    model.registry.to_record(),
+                    engine.absorbed,
+                    self.neutral,
+                    model.themes.to_record(),
                 )
                 written += self.topic_maps.write_base(self.names, base)
                 changes.communities = self.communities = model.communities_record()
@@ -420,12 +528,74 @@ class DimensionOwner:
             elif touched_topics:
                 self._write_topics(only=touched_topics)
         crash_point("topics")
+        if model is not None:
+            self._announce(topic_changes, touched_topics, placed_in)
         self._save_catalog()
         if self.records.compaction_due():
             written += self.records.checkpoint(self._whole_state())
         self.last_persist = PersistCost(
             written, time.perf_counter() - started, reclustered, log_bytes, len(changes.centres)
         )
+        if reclustered and model is not None:
+            model.recluster_cost = self.last_persist.seconds
+
+    def _announce(
+        self,
+        changes: Sequence[TopicChange],
+        touched: set[str],
+        placed_in: dict[int, list[tuple[float, tuple[Segment, ...]]]],
+    ) -> None:
+        """Queue the topic events of a committed batch (births, splits, merges, spikes)."""
+        events = self.announcer.changes(changes, self._describe, self._last_event_time)
+        if placed_in:
+            newest = max(t for placed in placed_in.values() for t, _ in placed)
+            counted = {
+                t: (f.stats.hours, f.stats.first)
+                for t in touched
+                if (f := self.figures.get(t)) is not None and f.stats is not None
+            }
+            events += self.announcer.counts(counted, newest, self._describe)
+        self.topic_events.extend(events)
+
+    def _describe(self, topics: Sequence[str]) -> dict[str, TopicView]:
+        assert self.model is not None
+        labels = self._label_book.labels(self.names, list(topics))
+        members = self.model.topics()
+        batch: dict[str, list[str]] = {}
+        for mc, texts in self._batch_texts.items():
+            topic = self.model.topic_of(mc)
+            if topic is not None:
+                batch.setdefault(topic, []).extend(texts)
+        out = {}
+        for topic in topics:
+            f = self.figures.get(topic)
+            stats = f.stats if f is not None else None
+            label = labels.get(topic)
+            out[topic] = TopicView(
+                size=f.size if f is not None else 0,
+                label=label.name if label is not None else None,
+                examples=self._examples(batch.get(topic, []), members.get(topic)),
+                hours=stats.hours if stats is not None else {},
+                first_seen=stats.first if stats is not None else None,
+            )
+        return out
+
+    def _examples(self, batch: list[str], mcs: set[int] | None) -> list[str]:
+        """The batch's texts of the topic first (what is happening now), then stored ones."""
+        out = list(dict.fromkeys(batch))[:EXAMPLES]
+        if len(out) < EXAMPLES and mcs:
+            records, _ = self.store.scroll(
+                self.names.events, filter=Filter(must={"mc": sorted(mcs)}), limit=2 * EXAMPLES
+            )
+            for r in records:
+                text = r.payload.get("text", "")
+                if text not in out and len(out) < EXAMPLES:
+                    out.append(text)
+        return out
+
+    def take_topic_events(self) -> list[TopicEvent]:
+        events, self.topic_events = self.topic_events, []
+        return events
 
     def _save_catalog(self) -> None:
         self.catalog.save_dimension(
@@ -555,29 +725,27 @@ class DimensionOwner:
         self._write_topics(retired=retired)
 
     def _write_topics(self, only: set[str] | None = None, retired: Sequence = ()) -> None:
+        """Write topic points: all of them (``only`` None: after a reclustering or a
+        restart; centres recomputed where ``_centre_current`` says so), or the ``only``
+        topics' figures, in one upsert with their centres as last written (a topic
+        without one yet gets its payload set alone)."""
         assert self.model is not None and self.index is not None
-        members = self.model.topics()
-        if only is not None:
-            members = {t: m for t, m in members.items() if t in only}
+        registry = self.model.registry
+        created = registry.created_at()
         points = []
-        with_centre = only is None  # centres are recomputed at reclustering only
-        centres = (
-            self.index.centres({mc for m in members.values() for mc in m}) if with_centre else {}
-        )
-        created = self.model.registry.created_at()
-        for topic, mcs in members.items():
-            payload = self._topic_payload(topic, created.get(topic))
-            if with_centre:
-                vecs = [
-                    centres[m] * self.model.engine.micro_clusters[m].count
-                    for m in mcs
-                    if m in centres
-                ]
-                centre = np.sum(vecs, axis=0) if vecs else np.zeros(self.dim)
-                norm = np.linalg.norm(centre)
-                points.append(Point(topic, centre / norm if norm else centre + 1e-6, payload))
-            else:
-                self.store.set_payload(self.names.topics, [topic], payload)
+        if only is None:
+            members = self._refresh_centres()
+            for topic in members:
+                payload = self._topic_payload(topic, created.get(topic))
+                points.append(Point(topic, self._centres[topic][0], payload))
+        else:
+            for topic in sorted(only):  # topics of placed events: live ones
+                payload = self._topic_payload(topic, created.get(topic))
+                known = self._centres.get(topic)
+                if known is not None:
+                    points.append(Point(topic, known[0], payload))
+                else:
+                    self.store.set_payload(self.names.topics, [topic], payload)
         if points:
             self.store.upsert(self.names.topics, points)
         for change in retired:
@@ -587,6 +755,32 @@ class DimensionOwner:
                 [change.topic],
                 {"status": status, "merged_into": change.other, "updated_at": change.at},
             )
+
+    def _refresh_centres(self) -> dict[str, frozenset[int]]:
+        """Recompute the centres ``_centre_current`` says are stale, forget those of gone
+        topics; returns each live topic's micro-clusters."""
+        assert self.model is not None and self.index is not None
+        members = {t: frozenset(m) for t, m in self.model.topics().items()}
+        stale = [t for t, m in members.items() if not self._centre_current(t, m)]
+        centres = self.index.centres({mc for t in stale for mc in members[t]})
+        mcs = self.model.engine.micro_clusters
+        for topic in stale:
+            topic_mcs = members[topic]
+            vecs = [centres[m] * mcs[m].count for m in topic_mcs if m in centres]
+            centre = np.sum(vecs, axis=0) if vecs else np.zeros(self.dim)
+            norm = np.linalg.norm(centre)
+            centre = centre / norm if norm else centre + 1e-6
+            self._centres[topic] = (centre, topic_mcs, self._size(topic))
+        self._centres = {t: c for t, c in self._centres.items() if t in members}
+        return members
+
+    def _size(self, topic: str) -> int:
+        figures = self.figures.get(topic)
+        return figures.size if figures else 0
+
+    def _centre_current(self, topic: str, members: frozenset[int]) -> bool:
+        known = self._centres.get(topic)
+        return known is not None and known[1] == members and self._size(topic) <= 1.1 * known[2]
 
     def _topic_payload(self, topic: str, created: float | None) -> dict[str, Any]:
         f = self.figures.get(topic) or TopicFigures()
@@ -601,6 +795,8 @@ class DimensionOwner:
             "last_seen": s.last if s else None,
             "hours": sorted(s.hours.items()) if s else [],
             "days": sorted(s.days.items()) if s else [],
+            # Events per enum segment value: [key, value, events] (segments.py reads them).
+            "segments": sorted([k, v, n] for (k, v), n in s.segments.items()) if s else [],
             "created_at": created,
             "neutral": topic in self.neutral,
             "updated_at": time.time(),

@@ -3,8 +3,9 @@
 Everything the read side needs to put an event (which stores its micro-cluster) in a
 topic, and nothing else: live micro-cluster -> topic, absorbed micro-cluster -> the one
 that took its events, merged or retired topic -> its successor, neutral topics (journeys do
-not switch on them), when each topic was born. Labels are the label book's
-(``labels/book.py``), read beside it.
+not switch on them), when each topic was born, and each topic's theme (``themes.py``:
+theme -> its topics, merged themes' successors, when each theme was born). Labels are the
+label book's (``labels/book.py``), read beside it.
 
 Written by the dimension's owner only, in two records of the ``topic_maps`` collection so
 that a batch writes little:
@@ -58,6 +59,28 @@ class TopicMap:
     successor: Mapping[str, str | None] = field(default_factory=dict)
     neutral: frozenset[str] = frozenset()
     created: Mapping[str, float] = field(default_factory=dict)
+    # topic -> its theme; merged or retired theme -> successor; theme -> when born.
+    themes: Mapping[str, str] = field(default_factory=dict)
+    theme_successor: Mapping[str, str | None] = field(default_factory=dict)
+    theme_created: Mapping[str, float] = field(default_factory=dict)
+
+    def theme_of(self, topic: str | None) -> str | None:
+        return None if topic is None else self.themes.get(topic)
+
+    def theme_topics(self, theme: str) -> list[str]:
+        """The live topics of ``theme``."""
+        return sorted(t for t, th in self.themes.items() if th == theme)
+
+    def current_theme(self, theme: str) -> str | None:
+        """A theme id as of now: merged themes resolve to the theme that absorbed them."""
+        seen: set[str] = set()
+        while theme in self.theme_successor and theme not in seen:
+            seen.add(theme)
+            nxt = self.theme_successor[theme]
+            if nxt is None:
+                return None
+            theme = nxt
+        return theme
 
     def resolve(self, mc: int | None) -> int | None:
         """The live micro-cluster holding ``mc``'s events (following absorptions)."""
@@ -97,8 +120,10 @@ class TopicMap:
         registry: Mapping[str, Any],
         absorbed: Mapping[int, int | None],
         neutral: Iterable[str],
+        themes: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """A whole map. ``registry`` is ``TopicRegistry.to_record()``; absorption chains
+        """A whole map. ``registry`` is ``TopicRegistry.to_record()``, ``themes``
+        ``ThemeRegistry.to_record()``; absorption chains
         are resolved here (and absorptions that lead nowhere dropped), so the base stays
         as small as the live state."""
         flat = TopicMap(absorbed=absorbed)
@@ -115,6 +140,7 @@ class TopicMap:
             "successor": registry["successor"],
             "history": registry["history"],
             "neutral": sorted(neutral),
+            "themes": themes,
         }
 
     @staticmethod
@@ -142,6 +168,9 @@ class TopicMap:
         absorbed: dict[int, int | None] = {}
         successor: dict[str, str | None] = {}
         created: dict[str, float] = {}
+        themes: dict[str, str] = {}
+        theme_successor: dict[str, str | None] = {}
+        theme_created: dict[str, float] = {}
         if base is not None:
             mapping = {int(mc): t for t, mcs in base["topics"].items() for mc in mcs}
             absorbed = {int(k): v for k, v in base["absorbed"]}
@@ -149,6 +178,15 @@ class TopicMap:
             for kind, topic, at, _ in base["history"]:
                 if kind in ("born", "split"):
                     created.setdefault(topic, at)
+            # Bases written before themes existed have none: themes come at the next
+            # reclustering.
+            theme_record = base.get("themes")
+            if theme_record:
+                themes = {t: th for th, ts in theme_record["themes"].items() for t in ts}
+                theme_successor = dict(theme_record["successor"])
+                for kind, theme, at, _ in theme_record["history"]:
+                    if kind in ("born", "split"):
+                        theme_created.setdefault(theme, at)
         for mc, topic in head["assigned"]:
             if topic is None:
                 mapping.pop(int(mc), None)
@@ -162,6 +200,9 @@ class TopicMap:
             successor=successor,
             neutral=frozenset(head["neutral"]),
             created=created,
+            themes=themes,
+            theme_successor=theme_successor,
+            theme_created=theme_created,
         )
 
 

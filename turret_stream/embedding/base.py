@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import numpy as np
 
 from turret_stream.errors import TurretError
+
+
+def cores() -> int:
+    """Cores this process may run on (its affinity, not the machine's count): what a
+    container's cpuset or ``taskset`` allows, which ONNX Runtime's default ignores."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 class EmbeddingModelError(TurretError):

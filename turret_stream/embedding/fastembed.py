@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from turret_stream.embedding import default_model
-from turret_stream.embedding.base import Embedder, EmbeddingModelError, normalize_rows
+from turret_stream.embedding.base import Embedder, EmbeddingModelError, cores, normalize_rows
 from turret_stream.settings import EmbeddingSettings
 
 if TYPE_CHECKING:
@@ -56,7 +56,9 @@ class FastEmbedder(Embedder):
         settings = settings or EmbeddingSettings()
         self._batch_size = settings.batch_size
         self._max_chars = settings.max_chars
-        threads = settings.threads or None  # 0 means "ONNX Runtime decides"
+        # 0: one per core this process may use (ONNX Runtime's own default counts the
+        # machine's cores, and oversubscribes a process pinned to a few of them).
+        threads = settings.threads or cores()
         if settings.model_dir:
             directory = Path(settings.model_dir).expanduser().resolve()
             self.model_id = directory.name

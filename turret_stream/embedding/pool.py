@@ -10,6 +10,11 @@ mostly wait on each other (measured: README, *Performance*).
 
 A child dies with its parent (PR_SET_PDEATHSIG); if one dies on its own, the pool is
 rebuilt and the batch embedded again, so a crash costs a retry, never an event.
+
+The children run at a lower CPU priority (``worker.model_nice``): the model can use every
+idle cycle, but it never takes a core from the process that answers ``/track`` (the broker
+and the API), so a backlog costs the API no latency (README, *Durability and
+back-pressure*).
 """
 
 from __future__ import annotations
@@ -36,16 +41,11 @@ log = logging.getLogger(__name__)
 _model: Embedder | None = None  # the model of this pool process
 
 
-def cores() -> int:
-    """Cores this process may run on (its affinity, not the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def _start_child(settings: EmbeddingSettings) -> None:
-    """Initializer of a pool process: die with the parent, load the model once."""
+def _start_child(settings: EmbeddingSettings, nice: int) -> None:
+    """Initializer of a pool process: die with the parent, yield the CPU to it, load the
+    model once."""
+    if nice:
+        os.nice(nice)  # also the ONNX Runtime threads it starts below
     if sys.platform == "linux":
         with contextlib.suppress(Exception):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PDEATHSIG
@@ -63,12 +63,16 @@ def _embed_run(texts: list[str]) -> np.ndarray:
 
 
 class PooledEmbedder(Embedder):
-    """``processes`` model processes, each with ``threads`` ONNX threads."""
+    """``processes`` model processes, each with ``threads`` ONNX threads, at ``nice``
+    (added to this process's niceness)."""
 
-    def __init__(self, settings: EmbeddingSettings, processes: int, threads: int) -> None:
+    def __init__(
+        self, settings: EmbeddingSettings, processes: int, threads: int, nice: int = 0
+    ) -> None:
         from turret_stream.embedding.fastembed import FastEmbedder
 
         self.processes = processes
+        self.nice = nice
         self._child_settings = settings.model_copy(update={"threads": threads})
         # Loaded here too: the model's id and size, and a clear error at start (not in a
         # child) when the model cannot be loaded.
@@ -84,7 +88,7 @@ class PooledEmbedder(Embedder):
             # Not fork: the parent runs threads (Kafka, the event loop's helpers).
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_child,
-            initargs=(self._child_settings,),
+            initargs=(self._child_settings, self.nice),
         )
         # Start every child now (each loads the model), not on the first batch.
         for f in [executor.submit(os.getpid) for _ in range(self.processes)]:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from turret_stream.embedding import Embedder, open_embedder
+from turret_stream.http.alert_handlers import run_alert_api, setup_alert_api
 from turret_stream.http.guards import json_errors, request_guard
 from turret_stream.http.keys import (
     EMBEDDER,
@@ -66,7 +67,7 @@ def create_app(
     app[RATE_LIMITER] = RateLimiter(settings.rate_limit)
     app[WORKER_PROBE] = worker_probe or heartbeat_probe(settings)
     own_keystore = keystore is None
-    app[KEYSTORE] = keystore or KeyStore(settings.keys_db_path)
+    app[KEYSTORE] = keystore or KeyStore(settings.keys_db_path, settings.http.auth_cache_s)
     own_publisher = publisher is None
     app[PUBLISHER] = publisher or EventPublisher(settings.bootstrap_servers, settings.kafka)
     own_store = store is None
@@ -101,6 +102,8 @@ def create_app(
 
     app.cleanup_ctx.append(resources)
     app.cleanup_ctx.append(run_live_feed)
+    setup_alert_api(app)
+    app.cleanup_ctx.append(run_alert_api)
     # Sockets close on shutdown, before aiohttp waits for the handlers still running.
     app.on_shutdown.append(close_live_clients)
     setup_routes(app)

@@ -51,15 +51,15 @@ def _topic_ids(value: Any, found: set[str]) -> set[str]:
 async def _labelled(
     request: web.Request, project: str, fn: Callable[..., dict[str, Any]], *args: Any
 ) -> web.Response:
-    """Run a journey query and add ``labels``: topic id -> its label (null while unnamed)
-    for every topic the answer names, so a client needs no request per topic."""
-    book = request.app[QUERIES].labels
+    """Run a journey query and add ``labels``: topic (or theme) id -> its label (null while
+    unnamed) for every one the answer names, so a client needs no request per topic."""
+    queries = request.app[QUERIES]
 
     def answer() -> dict[str, Any]:
         body = fn(project, *args)
         ids = sorted(_topic_ids(body, set()))
         names = dimension_names(project, body["dimension"])
-        found = book.labels(names, ids)
+        found = queries.labels_of(names, ids)
         body["labels"] = {t: found[t].name if t in found else None for t in ids}
         return body
 
@@ -105,7 +105,11 @@ def _journey_filter(request: web.Request) -> JourneyFilter:
         if _UNQUOTABLE.search(key):
             raise invalid("segment", "a key must not contain '\"', '\\' or control characters")
         segments.append((key, value))
-    return JourneyFilter(since, until, tuple(segments))
+    theme = _str_param(request, "theme")
+    level = request.query.get("level", "topic")
+    if level not in ("topic", "theme"):
+        raise invalid("level", f"must be 'topic' or 'theme', got {level[:40]!r}")
+    return JourneyFilter(since, until, tuple(segments), theme, level)
 
 
 async def session_journey(request: web.Request) -> web.Response:

@@ -1,10 +1,13 @@
-"""GET /v1/live: a WebSocket feed of journey transitions.
+"""GET /v1/live: a WebSocket feed of journey transitions and topic events.
 
 Three pieces; the feed and the hub exist once per API process:
 
-- ``TransitionsFeed`` reads the transitions topic with its own consumer, without a group
-  (every API process sees every transition) and from the end of the log (a live feed, not
-  a replay), and hands each transition to the hub.
+- ``TransitionsFeed`` reads the transitions topic and the topic events topic with its own
+  consumer, without a group (every API process sees every message) and from the end of
+  the log (a live feed, not a replay), and hands each message to the hub. Topic events
+  (``topic_created``, ``topic_merged``, ``topic_split``, ``topic_labelled``,
+  ``topic_spiking``) are published by the actors that make them happen (the cluster
+  owner, the labeller); this side only forwards them.
 - ``LiveHub`` indexes the subscribed clients by project and their most selective filter,
   so a transition costs O(matching clients). It never waits for a client: each one has a
   bounded queue drained by its own sender task, and a client whose queue is full is closed
@@ -38,7 +41,7 @@ from turret_stream.http.handlers import authenticate
 from turret_stream.http.keys import KEYSTORE, LIVE_FEED, LIVE_HUB, SETTINGS
 from turret_stream.keys import ApiKeyInfo, KeyStore
 from turret_stream.producer import ensure_topic
-from turret_stream.records import Transition
+from turret_stream.records import TopicEvent, Transition
 from turret_stream.settings import LiveSettings, Settings, TrackLimits
 
 log = logging.getLogger(__name__)
@@ -57,7 +60,10 @@ FEED_STOP_ATTEMPTS = 10
 # Heartbeats are queued to this many clients between yields to the event loop.
 HEARTBEAT_CHUNK = 256
 
-FILTERS = ("dimension", "session_id", "user_id")
+FILTERS = ("dimension", "session_id", "user_id", "events")
+# events=: what a socket receives. Topic events concern no session: a socket filtered by
+# session_id or user_id gets transitions only.
+EVENT_CHOICES = ("all", "transitions", "topics")
 KEY_IN_URL_MESSAGE = (
     "API keys are not accepted in the URL: URLs end up in access logs, proxies and browser "
     f'history. Send the key as a WebSocket subprotocol (["{PROTOCOL}", key]), in the '
@@ -85,6 +91,10 @@ _FIELDS = tuple(Transition._options.fields)
 _DEFAULTS: dict[str, Any] = dict(Transition._options.defaults)
 _REQUIRED = tuple(name for name in _FIELDS if name not in _DEFAULTS)
 _MATCHED = ("project", "dimension", "session_id", "user_id")
+_TOPIC_FIELDS = tuple(TopicEvent._options.fields)
+_TOPIC_DEFAULTS: dict[str, Any] = dict(TopicEvent._options.defaults)
+_TOPIC_REQUIRED = tuple(name for name in _TOPIC_FIELDS if name not in _TOPIC_DEFAULTS)
+_TOPIC_KINDS = ("topic_created", "topic_merged", "topic_split", "topic_labelled", "topic_spiking")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +102,15 @@ class Filters:
     dimension: str | None = None
     session_id: str | None = None
     user_id: str | None = None
+    events: str = "all"
+
+    @property
+    def transitions(self) -> bool:
+        return self.events != "topics"
+
+    @property
+    def topics(self) -> bool:
+        return self.events != "transitions" and self.session_id is None and self.user_id is None
 
     def matches(self, transition: Mapping[str, Any]) -> bool:
         return (
@@ -111,7 +130,27 @@ class Filters:
         return ("all", "")
 
     def as_dict(self) -> dict[str, str]:
-        return {name: value for name in FILTERS if (value := getattr(self, name)) is not None}
+        out = {name: value for name in FILTERS if (value := getattr(self, name)) is not None}
+        if out.get("events") == "all":
+            del out["events"]
+        return out
+
+
+def decode_topic_event(value: bytes | None) -> dict[str, Any] | None:
+    """A topic event as a live message (``type`` is its kind), or None when the message
+    is not one."""
+    try:
+        data = json.loads(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(data, dict) or any(name not in data for name in _TOPIC_REQUIRED):
+        return None
+    if data["kind"] not in _TOPIC_KINDS or not all(
+        isinstance(data[name], str) for name in ("project", "dimension", "topic")
+    ):
+        return None
+    event = {name: data.get(name, _TOPIC_DEFAULTS.get(name)) for name in _TOPIC_FIELDS}
+    return {"type": event.pop("kind"), **event}
 
 
 def decode_transition(value: bytes | None) -> dict[str, Any] | None:
@@ -246,6 +285,8 @@ class LiveHub:
         self._connections: set[LiveClient] = set()
         self._subscribed: set[LiveClient] = set()
         self._index: dict[tuple[str, str, str], set[LiveClient]] = {}
+        # Clients taking topic events, by (project, dimension filter or None).
+        self._topic_index: dict[tuple[str, str | None], set[LiveClient]] = {}
         self._by_key: dict[str, set[LiveClient]] = {}
         self._shutting_down = False
         self.delivered = 0
@@ -291,7 +332,10 @@ class LiveHub:
         )
         client.start()
         self._subscribed.add(client)
-        self._index.setdefault((project, *filters.bucket()), set()).add(client)
+        if filters.transitions:
+            self._index.setdefault((project, *filters.bucket()), set()).add(client)
+        if filters.topics:
+            self._topic_index.setdefault((project, filters.dimension), set()).add(client)
         return True
 
     async def release(self, client: LiveClient) -> None:
@@ -309,12 +353,15 @@ class LiveHub:
             same_key.discard(client)
             if not same_key:
                 del self._by_key[client.key_id]
-        key = (client.project, *client.filters.bucket())
-        bucket = self._index.get(key)
-        if bucket is not None:
-            bucket.discard(client)
-            if not bucket:
-                del self._index[key]
+        for index, key in (
+            (self._index, (client.project, *client.filters.bucket())),
+            (self._topic_index, (client.project, client.filters.dimension)),
+        ):
+            bucket = index.get(key)
+            if bucket is not None:
+                bucket.discard(client)
+                if not bucket:
+                    del index[key]
 
     def _offer(self, client: LiveClient, message: str) -> None:
         if client.offer(message):
@@ -339,6 +386,22 @@ class LiveHub:
         if not targets:
             return 0
         message = json.dumps({"type": "transition", **transition})
+        for client in targets:
+            self._offer(client, message)
+        self.delivered += len(targets)
+        return len(targets)
+
+    def publish_topic_event(self, event: Mapping[str, Any]) -> int:
+        """Queue a topic event (decoded by ``decode_topic_event``) for the clients of its
+        project that take topic events (of its dimension, or of all); returns how many."""
+        project = event["project"]
+        targets = [
+            *self._topic_index.get((project, None), ()),
+            *self._topic_index.get((project, event["dimension"]), ()),
+        ]
+        if not targets:
+            return 0
+        message = json.dumps(event)
         for client in targets:
             self._offer(client, message)
         self.delivered += len(targets)
@@ -417,6 +480,11 @@ class TransitionsFeed:
     def topic(self) -> str:
         return self._settings.kafka.transitions_topic
 
+    @property
+    def topics(self) -> tuple[str, str]:
+        k = self._settings.kafka
+        return (k.transitions_topic, k.topic_events_topic)
+
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="live-transitions-feed")
 
@@ -451,10 +519,13 @@ class TransitionsFeed:
             self._delay = min(self._delay * 2, FEED_RETRY_MAX_S)
 
     def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
-        partitions = consumer.partitions_for_topic(self.topic)
-        if not partitions:
-            raise RuntimeError(f"topic {self.topic} has no partitions yet")
-        return [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        out = []
+        for topic in self.topics:
+            partitions = consumer.partitions_for_topic(topic)
+            if not partitions:
+                raise RuntimeError(f"topic {topic} has no partitions yet")
+            out += [TopicPartition(topic, p) for p in sorted(partitions)]
+        return out
 
     async def _consume(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -468,9 +539,10 @@ class TransitionsFeed:
             # Created here if the worker has not yet: a consumer cannot wait for a topic
             # without a group, and its partitions must be known to read from their end.
             k = self._settings.kafka
-            await ensure_topic(
-                self._settings.bootstrap_servers, self.topic, k.partitions, k.replication_factor
-            )
+            for topic in self.topics:
+                await ensure_topic(
+                    self._settings.bootstrap_servers, topic, k.partitions, k.replication_factor
+                )
             await consumer.start()  # its bootstrap metadata now includes the topic
             partitions = self._partitions(consumer)
             # Assigned, not subscribed: no group, and positions are known before `ready`.
@@ -480,7 +552,7 @@ class TransitionsFeed:
                 await consumer.position(tp)
             self.ready.set()
             self._delay = FEED_RETRY_MIN_S
-            log.info("live feed reading %s (%d partitions)", self.topic, len(partitions))
+            log.info("live feed reading %s (%d partitions)", self.topics, len(partitions))
             while True:
                 batch = await consumer.getmany(timeout_ms=1000)
                 for records in batch.values():
@@ -494,6 +566,19 @@ class TransitionsFeed:
             await consumer.stop()
 
     def _deliver(self, record: Any) -> None:
+        if record.topic != self.topic:
+            event = decode_topic_event(record.value)
+            if event is not None:
+                self._hub.publish_topic_event(event)
+                return
+            self.skipped += 1
+            log.warning(
+                "live feed: skipped a message that is not a topic event (%s[%d] offset %d)",
+                record.topic,
+                record.partition,
+                record.offset,
+            )
+            return
         transition = decode_transition(record.value)
         if transition is None:
             self.skipped += 1
@@ -552,6 +637,11 @@ def parse_filters(query: Mapping[str, str], limits: TrackLimits) -> Filters:
             raise invalid(name, f"unknown parameter; the filters are {', '.join(FILTERS)}")
         if name in values:
             raise invalid(name, "given more than once")
+        if name == "events":
+            if value not in EVENT_CHOICES:
+                raise invalid(name, f"must be one of {', '.join(EVENT_CHOICES)}")
+            values[name] = value
+            continue
         limit = limits.max_metadata_key_chars if name == "dimension" else limits.max_id_chars
         if not 0 < len(value) <= limit:
             raise invalid(name, f"must be 1-{limit} characters")

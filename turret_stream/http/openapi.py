@@ -18,6 +18,7 @@ from turret_stream.http.limits import (
     MAX_QUERY_CHARS,
     MAX_TOP_PATHS,
 )
+from turret_stream.http.openapi_alerts import alert_paths, alert_schemas
 from turret_stream.settings import Settings
 
 # Paths the document must cover; anything else the app serves is a browser page.
@@ -374,6 +375,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "style": "form",
             "explode": True,
         },
+        *_THEME_JOURNEY_FILTERS,
     ]
     cluster_id = _path("cluster_id", "A topic id (`tp_...`).")
     body_errors = {
@@ -394,10 +396,12 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         },
         "components": {
             "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
-            "schemas": _schemas(settings),
+            "schemas": {**_schemas(settings), **alert_schemas()},
         },
         "paths": {
             **_dashboard_paths(),
+            **_theme_paths(dimension, cluster_id),
+            **alert_paths(settings),
             "/track": {
                 "post": {
                     "summary": "Track one event",
@@ -490,6 +494,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                             {"type": "string", "enum": ["size", "growth"], "default": "size"},
                             "Largest first, or fastest growing first.",
                         ),
+                        _query("theme", {"type": "string"}, "Only the topics of this theme."),
                     ],
                 )
             },
@@ -554,8 +559,13 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             },
             "/v1/live": {
                 "get": {
-                    "summary": "WebSocket feed of the project's journey transitions",
-                    "description": "Key: `X-API-Key` header, subprotocols "
+                    "summary": "WebSocket feed of the project's journey transitions and "
+                    "topic events",
+                    "description": "Messages: `transition`; topic events `topic_created`, "
+                    "`topic_merged`, `topic_split`, `topic_labelled`, `topic_spiking` (id, "
+                    "project, dimension, topic, label, size, examples, at, event_time, and "
+                    "merged_into / split_from / this_hour, baseline_per_hour, p_value); "
+                    "`heartbeat`. Key: `X-API-Key` header, subprotocols "
                     '`["turret.v1", key]`, or a first message `{"type": "auth", '
                     '"api_key": ...}`; never the URL. Close codes: 4001 invalid or revoked '
                     "key, 4008 client too slow, 4029 too many sockets for the key, 1013 "
@@ -579,6 +589,12 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                             "user_id",
                             {"type": "string", "minLength": 1, "maxLength": limits.max_id_chars},
                             "Only this user's transitions.",
+                        ),
+                        _query(
+                            "events",
+                            {"enum": ["all", "transitions", "topics"], "default": "all"},
+                            "`topics`: topic events alone; `transitions`: transitions alone. "
+                            "Sockets filtered by session_id or user_id get transitions only.",
                         ),
                     ],
                     "responses": {
@@ -658,11 +674,76 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
     }
 
 
+_THEME_JOURNEY_FILTERS = [
+    _query(
+        "theme",
+        {"type": "string"},
+        "Only the events of this theme's topics (a merged theme's id names its successor).",
+    ),
+    _query(
+        "level",
+        {"type": "string", "enum": ["topic", "theme"], "default": "topic"},
+        "Journeys between topics, or between themes (an event counts in its topic's theme).",
+    ),
+]
+
+
+def _theme_paths(dimension: dict[str, Any], cluster_id: dict[str, Any]) -> dict[str, Any]:
+    """Themes (the level above topics) and a topic's breakdown by segment."""
+    obj = {"type": "object"}
+    sort = _query(
+        "sort",
+        {"type": "string", "enum": ["size", "growth"], "default": "size"},
+        "Largest first, or fastest growing first.",
+    )
+    return {
+        "/v1/themes": {
+            "get": _read(
+                "Themes of a dimension (groups of related topics), largest first: size, "
+                "share, label, trend tag and growth from their topics' summed counts, "
+                "their largest topics",
+                _ok("The themes.", obj),
+                [dimension, _query("limit", _int(1, MAX_LIMIT, 50), "Themes to return."), sort],
+            )
+        },
+        "/v1/themes/{theme_id}": {
+            "get": _read(
+                "One theme with all its topics (a merged theme's id answers its successor, "
+                "with requested_id)",
+                _ok("The theme.", obj),
+                [_path("theme_id", "A theme id (`th_...`)."), dimension],
+            )
+        },
+        "/v1/themes/{theme_id}/label": {
+            "put": {
+                **_read(
+                    "Name a theme by hand (automation never overwrites it)",
+                    _ok("The label now in force.", obj),
+                    [_path("theme_id", "A live theme id (`th_...`)."), dimension],
+                ),
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("LabelRequest")}},
+                },
+            }
+        },
+        "/v1/clusters/{cluster_id}/segments": {
+            "get": _read(
+                "A topic's events by enum segment value against the project's, and the "
+                "values it over-represents (one-sided binomial test, Bonferroni-adjusted "
+                "p_value < 0.01, lift >= 1.2)",
+                _ok("The breakdown.", obj),
+                [cluster_id, dimension],
+            )
+        },
+    }
+
+
 def _dashboard_paths() -> dict[str, Any]:
     """The endpoints added for the dashboard (journey flows, the project's dimensions)."""
     journey_filters = [
         {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
-        for name in ("dimension", "since", "until", "segment")
+        for name in ("dimension", "since", "until", "segment", "theme", "level")
     ]
     ok = {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}
     unauthorized = _error([ErrorCode.INVALID_API_KEY], "Missing or unknown key.")

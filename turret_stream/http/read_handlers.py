@@ -60,10 +60,42 @@ async def list_clusters(request: web.Request) -> web.Response:
     dimension = _str_param(request, "dimension")
     limit = _int_param(request, "limit", 50, 1, MAX_LIMIT)
     examples = _int_param(request, "examples", 3, 0, 20)
+    sort = _sort_param(request)
+    theme = _str_param(request, "theme")
+    return await _run(
+        request.app[QUERIES].clusters, project, dimension, limit, examples, sort, theme
+    )
+
+
+def _sort_param(request: web.Request) -> str:
     sort = request.query.get("sort", "size")
     if sort not in ("size", "growth"):
         raise invalid("sort", f"must be 'size' or 'growth', got {sort[:40]!r}")
-    return await _run(request.app[QUERIES].clusters, project, dimension, limit, examples, sort)
+    return sort
+
+
+async def list_themes(request: web.Request) -> web.Response:
+    """The level above topics: GET /v1/themes (largest first, or ``sort=growth``)."""
+    project = authenticate(request).project
+    dimension = _str_param(request, "dimension")
+    limit = _int_param(request, "limit", 50, 1, MAX_LIMIT)
+    sort = _sort_param(request)
+    return await _run(request.app[QUERIES].themes, project, dimension, limit, sort)
+
+
+async def get_theme(request: web.Request) -> web.Response:
+    project = authenticate(request).project
+    dimension = _str_param(request, "dimension")
+    theme = request.match_info["theme_id"]
+    return await _run(request.app[QUERIES].themes, project, dimension, 1, "size", theme)
+
+
+async def cluster_segments(request: web.Request) -> web.Response:
+    """A topic's share per enum segment value, and the values it over-represents."""
+    project = authenticate(request).project
+    dimension = _str_param(request, "dimension")
+    topic = request.match_info["cluster_id"]
+    return await _run(request.app[QUERIES].cluster_segments, project, topic, dimension)
 
 
 async def get_cluster(request: web.Request) -> web.Response:
@@ -108,6 +140,24 @@ async def set_label(request: web.Request) -> web.Response:
     """A person names a topic; automation never overwrites it."""
     project = authenticate(request).project
     dimension = _str_param(request, "dimension")
+    name, description = await _label_body(request)
+    topic = request.match_info["cluster_id"]
+    return await _run(request.app[QUERIES].set_label, project, topic, dimension, name, description)
+
+
+async def set_theme_label(request: web.Request) -> web.Response:
+    """A person names a theme, as a topic (PUT /v1/themes/{id}/label)."""
+    project = authenticate(request).project
+    dimension = _str_param(request, "dimension")
+    name, description = await _label_body(request)
+    theme = request.match_info["theme_id"]
+    return await _run(
+        request.app[QUERIES].set_theme_label, project, theme, dimension, name, description
+    )
+
+
+async def _label_body(request: web.Request) -> tuple[str, str]:
+    """``name`` and ``description`` of a label request, checked."""
     body = parse_json_body(await read_body(request))
     if not isinstance(body, dict):
         raise ApiError(400, ErrorCode.INVALID_REQUEST, "Request body must be a JSON object")
@@ -121,7 +171,4 @@ async def set_label(request: web.Request) -> web.Response:
         raise invalid(
             "description", f"must be a string of at most {MAX_DESCRIPTION_CHARS} characters"
         )
-    topic = request.match_info["cluster_id"]
-    return await _run(
-        request.app[QUERIES].set_label, project, topic, dimension, name.strip(), description.strip()
-    )
+    return name.strip(), description.strip()

@@ -3,6 +3,7 @@
 from aiohttp import web
 
 from turret_stream.http import (
+    alert_handlers,
     handlers,
     journey_handlers,
     live,
@@ -24,6 +25,10 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/v1/clusters/{cluster_id}", read_handlers.get_cluster)
     app.router.add_put("/v1/clusters/{cluster_id}/label", read_handlers.set_label)
     app.router.add_get("/v1/clusters/{cluster_id}/events", read_handlers.cluster_events)
+    app.router.add_get("/v1/clusters/{cluster_id}/segments", read_handlers.cluster_segments)
+    app.router.add_get("/v1/themes", read_handlers.list_themes)
+    app.router.add_get("/v1/themes/{theme_id}", read_handlers.get_theme)
+    app.router.add_put("/v1/themes/{theme_id}/label", read_handlers.set_theme_label)
     app.router.add_get("/v1/events/{event_id}", read_handlers.get_event)
     app.router.add_get("/v1/search", read_handlers.search)
     app.router.add_get("/v1/live", live.live)
@@ -34,4 +39,12 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/v1/journeys/entries", journey_handlers.entries)
     app.router.add_get("/v1/journeys/dropoffs", journey_handlers.dropoffs)
     app.router.add_get("/v1/journeys/flows", journey_handlers.flows)
+    app.router.add_get("/v1/alerts", alert_handlers.list_rules)
+    app.router.add_post("/v1/alerts", alert_handlers.create_rule)
+    app.router.add_get("/v1/alerts/deliveries", alert_handlers.deliveries)
+    app.router.add_get("/v1/alerts/{rule_id}", alert_handlers.get_rule)
+    app.router.add_patch("/v1/alerts/{rule_id}", alert_handlers.update_rule)
+    app.router.add_delete("/v1/alerts/{rule_id}", alert_handlers.delete_rule)
+    app.router.add_post("/v1/alerts/{rule_id}/test", alert_handlers.send_test)
+    app.router.add_get("/v1/alerts/{rule_id}/deliveries", alert_handlers.deliveries)
     setup_dashboard(app)

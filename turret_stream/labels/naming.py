@@ -101,15 +101,21 @@ async def decide(
     others: np.ndarray,
     neighbours: Sequence[str],
     taken: Sequence[str] = (),
+    tolerance: float = 0.0,
 ) -> Decision:
     """Ask ``ollama`` for candidates and pick this topic's name (see the module docstring).
 
     ``centre``: the topic's centre; ``others``: the other topics' centres (rows);
     ``neighbours``: the current names of the nearest topics, nearest first (shown to the
-    model); ``taken``: every other topic's current name in the dimension.
+    model); ``taken``: every other topic's current name in the dimension; ``tolerance``:
+    how much lower than the fallback's margin the best candidate's may be and still win.
     """
-    answer = await ollama.label(list(texts), neighbours=list(neighbours))
-    return await asyncio.to_thread(choose, embedder, answer, fallback, centre, others, taken)
+    answer = await ollama.label(
+        list(texts), neighbours=list(neighbours), terms=list(fallback.terms)
+    )
+    return await asyncio.to_thread(
+        choose, embedder, answer, fallback, centre, others, taken, tolerance
+    )
 
 
 def choose(
@@ -119,6 +125,7 @@ def choose(
     centre: np.ndarray,
     others: np.ndarray,
     taken: Sequence[str] = (),
+    tolerance: float = 0.0,
 ) -> Decision:
     """The name a topic gets, given the model's ``answer`` (an OllamaLabel or None)."""
     [kept] = margins(embedder, [fallback.name], centre, others)
@@ -150,13 +157,13 @@ def choose(
             **common,
         )
     best = max(scored, key=lambda s: s.margin)
-    if best.margin >= base.margin:
+    if best.margin >= base.margin - tolerance:
         return Decision(
             best.name,
             answer.description or fallback.description,
             "llm",
-            f"{best.name!r} identifies the topic at least as well as {base.name!r} "
-            f"(margin {best.margin:.3f} >= {base.margin:.3f})",
+            f"{best.name!r} identifies the topic as well as {base.name!r} "
+            f"(margin {best.margin:.3f} >= {base.margin:.3f} - tolerance {tolerance:g})",
             candidates=scored,
             **common,
         )
@@ -165,7 +172,7 @@ def choose(
         fallback.description,
         "fallback",
         f"the best candidate {best.name!r} identifies the topic worse than {base.name!r} "
-        f"(margin {best.margin:.3f} < {base.margin:.3f})",
+        f"(margin {best.margin:.3f} < {base.margin:.3f} - tolerance {tolerance:g})",
         candidates=scored,
         **common,
     )

@@ -266,6 +266,11 @@ class VectorStore(ABC):
     key ``_id`` is reserved (the store keeps the caller's id there).
     """
 
+    # True when no other process can write to this store while this object is open (the
+    # in-process engine holds a lock on its directory): what this process last wrote is
+    # then what the store holds, and fencing need not read its leases back (fencing.py).
+    exclusive: bool = False
+
     @abstractmethod
     def create_collection(
         self,
@@ -354,8 +359,14 @@ class VectorStore(ABC):
         """The exact number of points matching ``filter``."""
 
     @abstractmethod
-    def flush(self) -> None:
-        """Make what was written durable (a no-op where writes are durable already)."""
+    def flush(self, collections: Sequence[str] | None = None) -> None:
+        """Make what was written durable (a no-op where writes are durable already): to
+        ``collections`` only, or to every collection."""
+
+    def written_since_flush(self) -> list[str]:
+        """The collections a ``flush`` would have work to do for (all, unless the store
+        keeps track)."""
+        return self.list_collections()
 
     @abstractmethod
     def close(self) -> None:

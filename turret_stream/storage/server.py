@@ -254,8 +254,11 @@ class ServerStore(VectorStore):
             )
         return result.count
 
-    def flush(self) -> None:
+    def flush(self, collections: Sequence[str] | None = None) -> None:
         """Nothing to do: every write waited for the server's acknowledgement."""
+
+    def written_since_flush(self) -> list[str]:
+        return []  # nothing for a flush to do
 
     def close(self) -> None:
         with self._guard:

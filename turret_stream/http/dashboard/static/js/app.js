@@ -103,9 +103,15 @@ function parseHash() {
   return { view: view || "topics", rest: rest.map(decodeURIComponent), query: new URLSearchParams(query) };
 }
 
+// Each route renders into a page of its own: a render still awaiting data when the user
+// moves on (a reload's first view, then a click) writes into its own page, which is no
+// longer shown, instead of over the newer view.
+let generation = 0;
+
 async function route() {
   if (!ctx) return;
   runCleanup();
+  const mine = ++generation;
   const { view, rest, query } = parseHash();
   const module = VIEWS[view] || topics;
   for (const link of document.querySelectorAll("#nav a")) {
@@ -114,12 +120,19 @@ async function route() {
   }
   const container = $("view");
   container.dataset.view = view;
-  clear(container, loading());
+  const page = h("div", { class: "page" });
+  clear(container, page);
+  clear(page, loading());
   try {
-    cleanup = (await module.render(ctx, container, { rest, query })) || null;
+    const done = (await module.render(ctx, page, { rest, query })) || null;
+    if (mine !== generation) {
+      if (done) done(); // superseded while it rendered: close what it opened
+      return;
+    }
+    cleanup = done;
   } catch (error) {
-    if (error.status === 401) return; // refused() already sent the user to sign in
-    clear(container, failure(error, route));
+    if (mine !== generation || error.status === 401) return; // 401: refused() sent the user to sign in
+    clear(page, failure(error, route));
   }
 }
 

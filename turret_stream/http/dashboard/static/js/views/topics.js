@@ -1,5 +1,6 @@
-// Topics: a dimension's topics, largest first, with trend, examples and search; one
-// topic's page with its events and a rename form.
+// Topics: a dimension's topics, largest first, with trend, theme, examples and search
+// (a theme filter narrows the list to one theme's topics); one topic's page with its
+// events and a rename form.
 import { ApiError } from "../api.js";
 import { clear, failure, fmt, h, loading, trackHint } from "../dom.js";
 import { series, sparkline } from "../sparkline.js";
@@ -27,6 +28,12 @@ export async function render(ctx, container, { rest, query }) {
   }
   const dimension = ctx.textDimensions.includes(query.get("dimension")) ? query.get("dimension") : ctx.textDimensions[0];
   const trend = query.get("trend") === "daily" ? "daily" : "hourly";
+  const theme = query.get("theme") || "";
+  const themePicker = h(
+    "select",
+    { id: "theme-filter", onchange: (e) => (location.hash = viewHash("topics", { dimension, trend, theme: e.target.value || null })) },
+    h("option", { value: "" }, "All themes"),
+  );
   const list = h("div", { id: "topic-list", class: "topic-grid" }, loading("Loading topics..."));
   const summary = h("p", { id: "topic-summary", class: "muted" });
   const results = h("div", { id: "search-results" });
@@ -49,7 +56,7 @@ export async function render(ctx, container, { rest, query }) {
     "Trend ",
     h(
       "select",
-      { id: "trend", onchange: (e) => (location.hash = viewHash("topics", { dimension, trend: e.target.value })) },
+      { id: "trend", onchange: (e) => (location.hash = viewHash("topics", { dimension, trend: e.target.value, theme: theme || null })) },
       h("option", { value: "hourly", selected: trend === "hourly" }, "48 hours"),
       h("option", { value: "daily", selected: trend === "daily" }, "30 days"),
     ),
@@ -57,7 +64,8 @@ export async function render(ctx, container, { rest, query }) {
   clear(
     container,
     h("div", { class: "view-head" }, h("h1", {}, "Topics"),
-      dimensionPicker(ctx, dimension, (d) => (location.hash = viewHash("topics", { dimension: d, trend }))), trendToggle),
+      dimensionPicker(ctx, dimension, (d) => (location.hash = viewHash("topics", { dimension: d, trend }))), trendToggle,
+      h("label", { class: "inline" }, "Theme ", themePicker)),
     searchForm,
     results,
     summary,
@@ -66,12 +74,28 @@ export async function render(ctx, container, { rest, query }) {
   let stopped = false;
   const load = async (first) => {
     try {
-      const answer = await ctx.api.get("/v1/clusters", { dimension, limit: 100, examples: 3 });
+      const [answer, themes] = await Promise.all([
+        ctx.api.get("/v1/clusters", { dimension, limit: 100, examples: 3, ...(theme ? { theme } : {}) }),
+        ctx.api.get("/v1/themes", { dimension, limit: 100 }),
+      ]);
       if (stopped) return;
+      const themeLabels = new Map(themes.themes.map((t) => [t.id, t.label || `Unnamed theme ${t.id}`]));
+      // Rebuilt only when the themes changed: a refresh must not close an open menu.
+      const options = themes.themes.map((t) => [t.id, `${themeLabels.get(t.id)} (${t.total_topics})`]);
+      if (JSON.stringify(options) !== themePicker.dataset.options) {
+        themePicker.dataset.options = JSON.stringify(options);
+        clear(
+          themePicker,
+          h("option", { value: "" }, "All themes"),
+          options.map(([id, text]) => h("option", { value: id, selected: id === answer.theme }, text)),
+        );
+      }
       summary.textContent = `${fmt.int(answer.total_events)} events in "${answer.dimension}" · ${answer.total_clusters} topics · ${fmt.int(answer.unassigned_events)} not in a topic yet`;
       if (!answer.clusters.length) clear(list, trackHint("No topics yet: a topic forms once a few similar texts arrive"));
-      else clear(list, answer.clusters.map((t) => topicCard(t, dimension, trend)));
+      else clear(list, answer.clusters.map((t) => topicCard(t, dimension, trend, themeLabels)));
     } catch (error) {
+      // A theme merged away or gone: show every topic again.
+      if (!stopped && theme && error.status === 404) return void (location.hash = viewHash("topics", { dimension, trend }));
       if (!stopped && (first || error.status !== 0)) clear(list, failure(error, () => load(true)));
       else if (!stopped) summary.textContent = `${error.message} (retrying)`;
     }
@@ -92,7 +116,7 @@ function trendBadge(topic) {
   return h("span", { class: `badge trend ${topic.trend}`, title: `Trend: ${topic.trend}${growth}` }, topic.trend);
 }
 
-function topicCard(topic, dimension, trend) {
+function topicCard(topic, dimension, trend, themeLabels) {
   const values = trend === "daily" ? series(topic.counts.daily, "day", 30) : series(topic.counts.hourly, "hour", 48);
   const href = viewHash(`topics/${encodeURIComponent(topic.id)}`, { dimension });
   return h(
@@ -114,6 +138,7 @@ function topicCard(topic, dimension, trend) {
       h("span", { class: "share-bar", "aria-hidden": "true" }, h("span", { style: `width:${Math.max(2, topic.share * 100)}%` })),
       sparkline(values, { label: trend === "daily" ? "last 30 days" : "last 48 hours" }),
     ),
+    topic.theme ? h("p", { class: "muted theme" }, "Theme: ", h("a", { href: viewHash("topics", { dimension, trend, theme: topic.theme }) }, themeLabels.get(topic.theme) || topic.theme)) : null,
     topic.description ? h("p", { class: "muted description" }, topic.description) : null,
     h("ul", { class: "examples" }, (topic.examples || []).map((e) => h("li", {}, e.text))),
     h("a", { class: "open", href }, "Open topic →"),
