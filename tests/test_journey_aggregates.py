@@ -115,6 +115,22 @@ def test_a_replayed_or_late_event_is_refused_for_a_rebuild():
     assert (runs.events, runs.runs) == (2, [[1, 2, 10.0, 20.0]])
 
 
+def test_the_last_event_redelivered_with_a_time_an_ulp_later_counts_once():
+    # A path rebuilt from the event store after a restart held its last event's time an
+    # ulp early (the store's float round trip); the redelivered assignment carries the
+    # exact time. Found by the kill -9 test: the event was counted twice.
+    stamped = 1796017087.0144045  # one ulp from a microsecond tie
+    from_store = SessionRuns.from_events(
+        [
+            JourneyEvent("e1", "s", "u", 1796017086.5, 1),
+            JourneyEvent("e2", "s", "u", stamped - 2.4e-7, 2),
+        ],
+        lambda _: {},
+    )
+    assert not from_store.add(stamped, "e2", 2, None)
+    assert from_store.events == 2
+
+
 def test_sessions_with_changing_segments_are_mixed_and_combinations_are_capped():
     book = JourneyBook(1, max_segment_keys=2)
     topic = {1: "A"}.get

@@ -74,12 +74,16 @@ class SessionRuns:
     verified: bool = False
 
     def add(self, ts: float, event_id: str, mc: int, segments: Mapping[str, Any] | None) -> bool:
-        """Append one event; False (nothing changed) when it is not after the last one in
-        journey order (a replay or a late event: the caller rebuilds from the store).
-        Times are kept to the microsecond: a redelivered event can come back with its
-        time rounded so (the journal keeps microseconds), and must still be recognised."""
+        """Append one event; False (nothing changed) when it is the last one again or not
+        after it in journey order (a replay or a late event: the caller rebuilds from the
+        store). Times are kept to the microsecond, as the API stamps them: the event store
+        gives back a float of 17 significant digits an ulp off (README *Known limits*), so
+        a path rebuilt from the store can hold its last event's time 1 us early, and that
+        event redelivered is recognised by its id, not by its time."""
         ts = round(ts, 6)
-        if self.events and (ts, event_id) <= (self.last_at, self.last_id):
+        if self.events and (
+            event_id == self.last_id or (ts, event_id) <= (self.last_at, self.last_id)
+        ):
             return False
         seg = dict(segments or {})
         if self.segments is None:
