@@ -5,6 +5,7 @@ sessions actor's owner on a real store filled by a real DimensionOwner."""
 from __future__ import annotations
 
 import random
+import zlib
 from collections import Counter
 
 import pytest
@@ -148,3 +149,69 @@ def test_sessions_with_changing_segments_are_mixed_and_combinations_are_capped()
         "~mixed",
         "~other",
     ]
+
+
+def test_idle_sessions_leave_memory_and_every_figure_stays_exact(tmp_path):
+    """With eviction on, sessions idle for the drop-off timeout leave the owner's memory
+    (their contributions stay in the cells); a session that comes back, a topic map
+    change and a restart still give the oracle's figures. Real edge store."""
+    from turret_stream.catalog import dimension_names
+    from turret_stream.clustering.topic_map import TopicMap, TopicMapStore
+    from turret_stream.journey_owner import JourneyOwner
+    from turret_stream.records import TopicAssignment
+    from turret_stream.storage import Point
+    from turret_stream.storage.edge import EdgeStore
+
+    store = EdgeStore(tmp_path / "qdrant")
+    names = dimension_names("p", "prompt")
+    store.create_collection(names.events, 1, "dot", indexes={"session_id": "keyword"})
+    maps = TopicMapStore(store)
+    (first, n1), (second, n2) = MAPS
+    maps.write_head(names, TopicMap.head_record(0, 1, first, {}, n1))
+    events = corpus(11, sessions=80)  # gaps of up to 1,900 s: sessions come back
+
+    def owner() -> JourneyOwner:
+        return JourneyOwner(store, 1, map_check_s=0.0, idle_after_s=600.0)
+
+    def cells(o: JourneyOwner) -> JourneyStats:
+        stats, users = JourneyStats(), Counter()
+        for slot in o.slots.values():
+            for cell in slot.book.cells.values():
+                _add_cell(stats, users, cell)
+        stats.users = len(users)
+        return stats
+
+    def oracle(mapping, neutral) -> JourneyStats:
+        journeys = [
+            session_journey(evs, mapping.get, 1, neutral) for evs in by_session(events).values()
+        ]
+        return aggregate(journeys, now=0.0, dropoff_timeout_s=1.0)
+
+    def in_memory(o: JourneyOwner) -> int:
+        return sum(len(slot.book.sessions) for slot in o.slots.values())
+
+    live = owner()
+    for k, e in enumerate(sorted(events, key=lambda e: (e.ts, e.event_id))):
+        payload = {"event_id": e.event_id, "session_id": e.session_id, "user_id": e.user_id}
+        store.upsert(names.events, [Point(e.event_id, [1.0], {**payload, "ts": e.ts, "mc": e.mc})])
+        a = TopicAssignment(
+            project="p", dimension="prompt", mc=e.mc, topic=None, received_at=e.ts, **payload
+        )
+        live.observe(zlib.crc32(e.session_id.encode()) % 2, a)
+        if k % 15 == 0:
+            live.flush(force=True)  # written sessions idle for 600 s leave memory
+    live.catch_up()
+    sessions = len(by_session(events))
+    assert in_memory(live) < sessions / 2
+    assert answers(cells(live)) == answers(oracle(first, n1))
+    # A merge and a neutral flag: evicted sessions are re-derived from their stored rows.
+    maps.write_head(names, TopicMap.head_record(0, 2, second, {}, n2))
+    live.catch_up()
+    assert answers(cells(live)) == answers(oracle(second, n2))
+    # A restart reads every stored session and keeps only the active ones.
+    again = owner()
+    for partition in (0, 1):
+        again._slot(partition, names)
+    assert in_memory(again) < sessions / 2
+    assert answers(cells(again)) == answers(oracle(second, n2))
+    store.close()

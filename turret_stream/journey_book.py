@@ -24,7 +24,7 @@ readers sum cells in O(cells), never O(events).
 from __future__ import annotations
 
 import math
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -364,6 +364,13 @@ class JourneyBook:
     segment_keys: set[str] = field(default_factory=set)
     dirty_cells: set[CellKey] = field(default_factory=set)
     dirty_sessions: set[str] = field(default_factory=set)
+    # Evicted sessions (idle, out of memory, their contributions still in the cells)
+    # re-derived under a new map and not yet written: session id -> (runs, contribution).
+    dirty_evicted: dict[str, tuple[SessionRuns, Contribution]] = field(default_factory=dict)
+    # Latest event time seen (the partition's clock for idleness) and the order of the
+    # sessions' last activity (oldest first) for ``evict_idle``.
+    clock: float = 0.0
+    activity: OrderedDict[str, float] = field(default_factory=OrderedDict)
 
     def _segments(self, runs: SessionRuns) -> str:
         if runs.segments == MIXED or runs.segments is None:
@@ -399,16 +406,89 @@ class JourneyBook:
         cell.apply(c, sign)
         self.dirty_cells.add(c.key)
 
-    def put(self, runs: SessionRuns, topic_of: TopicOf, neutral: Container[str]) -> None:
-        """The session ``runs`` changed: swap its old contribution for its new one."""
+    def put(
+        self,
+        runs: SessionRuns,
+        topic_of: TopicOf,
+        neutral: Container[str],
+        evicted: Contribution | None = None,
+    ) -> None:
+        """The session ``runs`` changed: swap its old contribution for its new one.
+        ``evicted``: the contribution the cells hold for a session evicted from memory
+        (``evicted_contribution``), which comes back with a new event."""
         sid = runs.session_id
         self.sessions[sid] = runs
-        old = self.contributions.get(sid)
+        old = self.contributions.get(sid, evicted)
+        self.dirty_evicted.pop(sid, None)
         if old is not None:
             self._apply(old, -1)
         new = self.contributions[sid] = self.contribution(runs, topic_of, neutral)
         self._apply(new, 1)
         self.dirty_sessions.add(sid)
+        self.clock = max(self.clock, runs.last_at)
+        self.activity[sid] = runs.last_at
+        self.activity.move_to_end(sid)
+
+    # -- bounded memory: idle sessions leave, their contributions stay in the cells -------
+
+    def evict_idle(self, idle_after_s: float, candidates: Iterable[str] | None = None) -> int:
+        """Drop from memory the sessions idle for ``idle_after_s`` of event time (before
+        ``clock``) whose rows are written (not dirty); their contributions stay in the
+        cells and their paths in the store. Without ``candidates``: oldest activity
+        first, stopping at the first session still active (events arrive about in time
+        order). Returns how many left."""
+        before = self.clock - idle_after_s
+        gone = 0
+        if candidates is not None:
+            for sid in candidates:
+                last_at = self.activity.get(sid)
+                if last_at is not None and last_at < before and sid not in self.dirty_sessions:
+                    self._evict(sid)
+                    gone += 1
+            return gone
+        while self.activity:
+            sid, last_at = next(iter(self.activity.items()))
+            if last_at >= before or sid in self.dirty_sessions:
+                break
+            self._evict(sid)
+            gone += 1
+        return gone
+
+    def _evict(self, sid: str) -> None:
+        del self.activity[sid]
+        self.sessions.pop(sid, None)
+        self.contributions.pop(sid, None)
+
+    def order_activity(self) -> None:
+        """Oldest activity first (after a restore, which reads sessions in store order)."""
+        self.activity = OrderedDict(sorted(self.activity.items(), key=lambda kv: kv[1]))
+
+    def evicted_contribution(self, session_id: str) -> Contribution | None:
+        """What the cells hold for an evicted session, if it was re-derived since its row
+        was last written (else the caller reads the stored member)."""
+        pending = self.dirty_evicted.get(session_id)
+        return pending[1] if pending is not None else None
+
+    def rederive_evicted(
+        self,
+        runs: SessionRuns,
+        stored: Contribution,
+        topic_of: TopicOf,
+        neutral: Container[str],
+    ) -> bool:
+        """An evicted session, read back from the store with the contribution the cells
+        hold for it (``stored``), re-derived under a new map; True if it changed."""
+        sid = runs.session_id
+        if sid in self.sessions:
+            return False  # it came back meanwhile: the in-memory pass covers it
+        old = self.evicted_contribution(sid) or stored
+        new = self.contribution(runs, topic_of, neutral)
+        if new == old:
+            return False
+        self._apply(old, -1)
+        self._apply(new, 1)
+        self.dirty_evicted[sid] = (runs, new)
+        return True
 
     def rederive(
         self, topic_of: TopicOf, neutral: Container[str], version: Any, batch: int = 2000
@@ -451,6 +531,8 @@ class JourneyBook:
             for s in self.dirty_sessions
             if s in self.sessions
         ]
+        sessions.extend(self.dirty_evicted.values())
         self.dirty_cells.clear()
         self.dirty_sessions.clear()
+        self.dirty_evicted.clear()
         return cells, sessions

@@ -20,7 +20,6 @@ they were last derived under; ``caught_up`` says when all are derived under the 
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -68,6 +67,8 @@ class JourneyOwner:
     flush_interval_s: float = 1.0
     rederive_interval_s: float = 10.0
     map_check_s: float = 0.5
+    # Sessions idle this long (event time) leave memory once written; None: never.
+    idle_after_s: float | None = None
     slots: dict[tuple[int, str], _Slot] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -97,24 +98,31 @@ class JourneyOwner:
         book = JourneyBook(self.min_switch_events, self.max_segment_keys)
         topic_map = self.maps.get(names)
         neutral = self._neutral(topic_map)
-        unchanged = []
-        for runs, member in self.rows.sessions(names, partition):
-            book.put(runs, topic_map.topic_of, neutral)
-            new = json.loads(json.dumps(book.contributions[runs.session_id].to_member()))
-            if new == member:
-                unchanged.append(runs.session_id)
+        seen = 0
+        for page in self.rows.session_pages(names, partition):
+            for runs, stored in page:
+                book.put(runs, topic_map.topic_of, neutral)
+                if book.contributions[runs.session_id] == stored:
+                    book.dirty_sessions.discard(runs.session_id)  # rewrite only what changed
+            seen += len(page)
+            if self.idle_after_s is not None:
+                # Idle against the clock so far is idle against the final one too.
+                book.evict_idle(self.idle_after_s, [runs.session_id for runs, _ in page])
+        book.order_activity()
+        if self.idle_after_s is not None:
+            book.evict_idle(self.idle_after_s)
         book.version = topic_map.version
-        book.dirty_sessions.difference_update(unchanged)  # rewrite only what changed
         # Every rebuilt cell is dirty (rewritten at the next flush); stored cells the
         # rebuild has no more are deleted then (readers meanwhile see the old rows).
         book.dirty_cells.update(self.rows.cell_keys(names, partition))
         slot = _Slot(names, partition, book, topic_map, checked_at=time.monotonic())
         slot.pending = bool(book.dirty_cells)
-        if book.sessions:
+        if seen:
             log.info(
-                "journeys %s p%d: restored %d sessions in %.2f s",
+                "journeys %s p%d: restored %d sessions (%d active kept in memory) in %.2f s",
                 names.slug,
                 partition,
+                seen,
                 len(book.sessions),
                 time.perf_counter() - started,
             )
@@ -146,10 +154,19 @@ class JourneyOwner:
             # store, which holds every event placed so far. Assignments in flight when a
             # worker died can be lost (the embedded broker keeps its log in memory) while
             # their events are stored; this is where they come back.
+            evicted = None
+            if runs is None:
+                # Evicted while idle (or never seen): the cells may still count it.
+                evicted = book.evicted_contribution(a.session_id) or (
+                    self.rows.stored_contribution(names, slot.partition, a.session_id)
+                )
             runs = self._from_store(names, a) or SessionRuns(a.session_id, a.user_id)
             runs.verified = True
             runs.add(a.received_at, a.event_id, a.mc, a.segments)  # unless stored already
-        elif not runs.add(a.received_at, a.event_id, a.mc, a.segments):
+            book.put(runs, topic_map.topic_of, self._neutral(topic_map), evicted)
+            slot.pending = True
+            return
+        if not runs.add(a.received_at, a.event_id, a.mc, a.segments):
             rebuilt = self._from_store(names, a)
             if rebuilt is None:
                 return
@@ -206,7 +223,10 @@ class JourneyOwner:
         topic_map = slot.topic_map
         slot.stale = False
         done = 0
-        steps = slot.book.rederive(topic_map.topic_of, self._neutral(topic_map), topic_map.version)
+        book = slot.book
+        neutral = self._neutral(topic_map)
+        # The version is set once the evicted sessions are re-derived too.
+        steps = book.rederive(topic_map.topic_of, neutral, book.version)
         while True:
             with self.lock:
                 step = next(steps, None)
@@ -214,6 +234,23 @@ class JourneyOwner:
                 break
             done = step
             yield done
+        if self.idle_after_s is not None:
+            # Sessions evicted from memory: read back a page at a time, under the lock
+            # (a session coming back meanwhile is re-derived in memory instead).
+            pages = self.rows.session_pages(slot.names, slot.partition)
+            while True:
+                with self.lock:
+                    page = next(pages, None)
+                    if page is None:
+                        break
+                    for runs, stored in page:
+                        if runs.session_id in book.sessions or stored is None:
+                            continue
+                        book.rederive_evicted(runs, stored, topic_map.topic_of, neutral)
+                        done += 1
+                yield done
+        with self.lock:
+            book.version = topic_map.version
         slot.rederived_at = time.monotonic()
         slot.rederive_took = time.perf_counter() - started
         slot.pending = True
@@ -245,6 +282,8 @@ class JourneyOwner:
                 slot.names, slot.partition, version, slot.seq, cells, sessions
             )
             slot.flushed_at, slot.pending = now, False
+            if self.idle_after_s is not None:
+                slot.book.evict_idle(self.idle_after_s)
         return written
 
     def forget(self, partitions: set[int]) -> None:
@@ -280,4 +319,5 @@ def journey_owner(store: VectorStore, settings: JourneySettings) -> JourneyOwner
         max_segment_keys=settings.aggregate_segment_combinations,
         flush_interval_s=settings.aggregate_flush_s,
         rederive_interval_s=settings.aggregate_rederive_s,
+        idle_after_s=settings.dropoff_timeout_s if settings.aggregate_evict_idle else None,
     )

@@ -146,16 +146,36 @@ class JourneyStore:
             for r in self._scan(CELLS, flt)
         ]
 
-    def sessions(
+    def session_pages(
         self, names: DimensionNames, partition: int
-    ) -> Iterator[tuple[SessionRuns, list[Any] | None]]:
-        """The partition's sessions, each with its stored member."""
+    ) -> Iterator[list[tuple[SessionRuns, Contribution | None]]]:
+        """The partition's stored sessions, a page at a time, each with the contribution
+        its member row holds (None: no member row): memory bounded by a page."""
         flt = Filter(must={"slug": names.slug, "partition": partition})
-        members = {r.id: r.payload["member"] for r in self._scan(MEMBERS, flt)}
-        for r in self._scan(SESSIONS, flt):
-            member = members.get(r.id)
-            runs = SessionRuns.from_payload(json.loads(r.payload["data"]))
-            yield runs, (json.loads(member) if member is not None else None)
+        offset = None
+        while self.store.has_collection(SESSIONS):
+            records, offset = self.store.scroll(SESSIONS, filter=flt, limit=PAGE, offset=offset)
+            members = {
+                r.id: _contribution(r.payload)
+                for r in self.store.retrieve(MEMBERS, [r.id for r in records])
+                if r.payload.get("partition") == partition
+            }
+            yield [
+                (SessionRuns.from_payload(json.loads(r.payload["data"])), members.get(r.id))
+                for r in records
+            ]
+            if offset is None:
+                return
+
+    def stored_contribution(
+        self, names: DimensionNames, partition: int, session_id: str
+    ) -> Contribution | None:
+        """The contribution a session's member row holds, if it was written by
+        ``partition`` (what that partition's cells count for the session)."""
+        found = self.store.retrieve(MEMBERS, [f"{names.slug}/{session_id}"])
+        if not found or found[0].payload.get("partition") != partition:
+            return None
+        return _contribution(found[0].payload)
 
     # -- read side ----------------------------------------------------------------------
 
@@ -197,3 +217,10 @@ class JourneyStore:
             yield from records
             if offset is None:
                 return
+
+
+def _contribution(payload: Mapping[str, Any]) -> Contribution:
+    """A member row back to the contribution it was written from (its cell key included)."""
+    c = Contribution.from_member(payload["session_id"], json.loads(payload["member"]))
+    key = CellKey(payload["start_hour"], payload["end_hour"], payload["segments"])
+    return Contribution(key, c.user_id, c.session_id, c.events, c.first_at, c.last_at, c.derived)

@@ -261,6 +261,11 @@ class JourneySettings(_Section):
     # After a topic map change (merge, split, neutral flag, late topic), older sessions
     # are re-derived under the new map at most this often (new events use it at once).
     aggregate_rederive_s: float = Field(10.0, ge=0, le=86_400)
+    # Sessions idle for dropoff_timeout_s (event time) leave the owner's memory once
+    # written; their contributions stay in the cells and their paths in the store (read
+    # back for a re-derivation or when the session comes back). Off: every session's
+    # path stays in memory (faster re-derivations, memory grows with history).
+    aggregate_evict_idle: bool = True
 
 
 class LiveSettings(_Section):
