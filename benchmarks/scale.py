@@ -56,7 +56,7 @@ from turret_stream.agents.sessions import IdleSessions, advance
 from turret_stream.catalog import Catalog
 from turret_stream.clustering.owner import DimensionOwner
 from turret_stream.journey_book import derive
-from turret_stream.journey_owner import JourneyOwner
+from turret_stream.journey_owner import JourneyOwner, journey_owner
 from turret_stream.journey_queries import JourneyFilter, JourneyQueries
 from turret_stream.queries import Queries
 from turret_stream.records import EmbeddedText, encode_vector
@@ -151,11 +151,13 @@ def live_vs_history(books: JourneyOwner, live: dict[str, Counter], done: int) ->
     for slot in books.slots.values():
         topic_map = slot.topic_map
         neutral = topic_map.neutral if books.neutral_topics else frozenset()
-        for sid, runs in slot.book.sessions.items():
-            path = derive(runs, topic_map.topic_of, books.min_switch_events, neutral).path
-            moves = Counter(pairwise(path))
-            history_moves += sum(moves.values())
-            sent += sum((moves & live.get(sid, Counter())).values())
+        # Every stored session (idle ones are no longer in the books' memory).
+        for page in books.rows.session_pages(slot.names, slot.partition):
+            for runs, _ in page:
+                path = derive(runs, topic_map.topic_of, books.min_switch_events, neutral).path
+                moves = Counter(pairwise(path))
+                history_moves += sum(moves.values())
+                sent += sum((moves & live.get(runs.session_id, Counter())).values())
     live_moves = sum(sum(c.values()) for c in live.values())
     print(
         f"{done:>9} live vs history: history shows {history_moves} moves, the live feed sent "
@@ -196,16 +198,13 @@ def main() -> None:
     stream = Stream(args.topics, args.sessions)
     journeys = settings.journeys
 
-    def journey_owner(store: EdgeStore) -> JourneyOwner:
-        return JourneyOwner(
-            store,
-            journeys.min_switch_events,
-            neutral_topics=journeys.neutral_topics,
-            flush_interval_s=journeys.aggregate_flush_s,
-            rederive_interval_s=journeys.aggregate_rederive_s,
-        )
+    def books_of(store: EdgeStore) -> JourneyOwner:
+        # As the worker builds it (idle sessions leave memory: journeys.aggregate_evict_idle).
+        made = journey_owner(store, journeys)
+        assert made is not None
+        return made
 
-    books = journey_owner(store)
+    books = books_of(store)
     book_seconds = 0.0
     rederives: list[float] = []
     live: dict[str, Counter] = {}  # session -> live moves (from, to)
@@ -292,7 +291,9 @@ def main() -> None:
         print(
             f"{done:>9} journeys: {book_seconds / done * 1000:.3f} ms/event (all events so far),"
             f" catch-up after the last map change {catch_up:.2f} s ({sessions_held} sessions),"
-            f" re-derivations {len(rederives)}, largest {max(rederives, default=0):.2f} s",
+            f" re-derivations {len(rederives)}, largest {max(rederives, default=0):.2f} s;"
+            # Before the reads below: the computation from events leaves its heap behind.
+            f" RSS {rss_mb()[0]:.0f} MB (anonymous {rss_mb()[1]:.0f} MB)",
             flush=True,
         )
         live_vs_history(books, live, done)
@@ -343,7 +344,7 @@ def main() -> None:
         owner = DimensionOwner(store, catalog, "bench", "prompt", settings, DIM)
         restart = time.perf_counter() - started
         started = time.perf_counter()
-        books = journey_owner(store)
+        books = books_of(store)
         for partition in (0, 1):
             books._slot(partition, owner.names)  # what the first event after a restart does
         books.flush(force=True)
@@ -352,7 +353,8 @@ def main() -> None:
             f"{done:>9} restart {restart:.1f} s + journey books {books_restart:.1f} s"
             f"   RSS {rss_mb()[0]:.0f} MB"
             f" (anonymous {rss_mb()[1]:.0f} MB)   "
-            f"session rows held {len(rows)} (of {len(distinct_sessions)} sessions seen)",
+            f"session rows held {len(rows)} (of {len(distinct_sessions)} sessions seen), "
+            f"journey books hold {sum(len(s.book.sessions) for s in books.slots.values())}",
             flush=True,
         )
     store.close()
