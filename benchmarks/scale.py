@@ -17,10 +17,19 @@ it prints:
   and centres included) and centres moved per batch, next to the comparator: the whole
   learned state serialised as one blob, what every batch wrote before (JSON + zlib of
   every micro-cluster record, stats, topic map and the seen ids);
-- p50/p95 of the read API's work behind ``/v1/clusters``, ``/v1/journeys/transitions``,
-  ``/paths``, ``/dropoffs`` and one session's journey (the query functions the handlers
-  call, without HTTP), and whether the answer was truncated;
-- restart: closing and reopening the store and restoring the owner;
+- the journey aggregates kept by the sessions actor (``journey_owner``): its cost per
+  event (compact paths, cells, writes), the time to catch up after the topic map's last
+  change (re-deriving every session), and the largest re-derivation during the run;
+- p50/p95 of the read API's work behind ``/v1/clusters``, ``/v1/journeys/transitions``
+  (also with a segment filter and with a time window cut mid-hour), ``/paths``,
+  ``/dropoffs``, ``/flows``, one session's journey and one user's sessions (the query
+  functions the handlers call, without HTTP), the source they answered from and whether
+  the answer was truncated; next to them, the comparator: ``/transitions`` computed from
+  stored events as before (once, up to 100k events);
+- live vs history (issue 10 step 4): of the moves history shows today (every session's
+  journey under today's topic map), the share the live feed sent, and the live moves
+  history no longer shows (topics merged or re-formed since);
+- restart: closing and reopening the store and restoring the owner and the journey books;
 - RSS of the process (and its anonymous part: most of RSS is the store's mapped files),
   and the number of session rows held.
 
@@ -37,6 +46,8 @@ import statistics
 import tempfile
 import time
 import zlib
+from collections import Counter
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +55,8 @@ import numpy as np
 from turret_stream.agents.sessions import IdleSessions, advance
 from turret_stream.catalog import Catalog
 from turret_stream.clustering.owner import DimensionOwner
+from turret_stream.journey_book import derive
+from turret_stream.journey_owner import JourneyOwner, journey_owner
 from turret_stream.journey_queries import JourneyFilter, JourneyQueries
 from turret_stream.queries import Queries
 from turret_stream.records import EmbeddedText, encode_vector
@@ -131,6 +144,30 @@ def whole_blob(owner: DimensionOwner) -> tuple[int, float]:
     return len(blob), time.perf_counter() - started
 
 
+def live_vs_history(books: JourneyOwner, live: dict[str, Counter], done: int) -> None:
+    """Issue 10 step 4: history's moves (today's map) that the live feed sent, and live
+    moves history no longer shows. Matched per session as multisets of (from, to)."""
+    history_moves = sent = 0
+    for slot in books.slots.values():
+        topic_map = slot.topic_map
+        neutral = topic_map.neutral if books.neutral_topics else frozenset()
+        # Every stored session (idle ones are no longer in the books' memory).
+        for page in books.rows.session_pages(slot.names, slot.partition):
+            for runs, _ in page:
+                path = derive(runs, topic_map.topic_of, books.min_switch_events, neutral).path
+                moves = Counter(pairwise(path))
+                history_moves += sum(moves.values())
+                sent += sum((moves & live.get(runs.session_id, Counter())).values())
+    live_moves = sum(sum(c.values()) for c in live.values())
+    print(
+        f"{done:>9} live vs history: history shows {history_moves} moves, the live feed sent "
+        f"{sent} of them ({sent / max(history_moves, 1):.1%}); live sent {live_moves} moves, "
+        f"{live_moves - sent} of which history no longer shows "
+        f"({(live_moves - sent) / max(live_moves, 1):.1%})",
+        flush=True,
+    )
+
+
 def timed(fn, repeat: int) -> tuple[float, float, object]:
     times, result = [], None
     for _ in range(repeat):
@@ -154,9 +191,23 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="turret-scale-"))
     settings = Settings(data_dir=workdir)
     store = EdgeStore(workdir / "qdrant")
-    owner = DimensionOwner(store, Catalog(store), "bench", "prompt", settings, DIM)
+    catalog = Catalog(store)
+    for key in ("platform", "plan"):  # typed by their own owners in the pipeline
+        catalog.save_dimension("bench", key, "enum", True, {}, 0)
+    owner = DimensionOwner(store, catalog, "bench", "prompt", settings, DIM)
     stream = Stream(args.topics, args.sessions)
     journeys = settings.journeys
+
+    def books_of(store: EdgeStore) -> JourneyOwner:
+        # As the worker builds it (idle sessions leave memory: journeys.aggregate_evict_idle).
+        made = journey_owner(store, journeys)
+        assert made is not None
+        return made
+
+    books = books_of(store)
+    book_seconds = 0.0
+    rederives: list[float] = []
+    live: dict[str, Counter] = {}  # session -> live moves (from, to)
     rows: dict[str, dict] = {}
     idle = IdleSessions(journeys.dropoff_timeout_s)
     # (events, seconds, state log bytes, persist seconds, all bytes, centres)
@@ -186,9 +237,24 @@ def main() -> None:
             for a in placed:
                 key = f"{a.project}:{a.session_id}"
                 row = rows.setdefault(key, {})
-                advance(row.setdefault(a.dimension, {}), a, journeys.min_switch_events)
+                moved = advance(row.setdefault(a.dimension, {}), a, journeys.min_switch_events)
+                if moved is not None and moved.from_topic is not None:
+                    live.setdefault(a.session_id, Counter())[
+                        (moved.from_topic, moved.to_topic)
+                    ] += 1
                 for gone in idle.touch(0, key, a.received_at):
                     rows.pop(gone, None)
+            # The sessions actor's journey books: two partitions, as a worker holding two.
+            started = time.perf_counter()
+            for a in placed:
+                books.observe(zlib.crc32(a.session_id.encode()) % 2, a)
+            for slot in books.rederive_due():
+                began = time.perf_counter()
+                for _ in books.rederive(slot):
+                    pass
+                rederives.append(time.perf_counter() - began)
+            books.flush()
+            book_seconds += time.perf_counter() - started
             sessions_seen.append(batch[-1].session_id)
             distinct_sessions.update(e.session_id for e in batch)
             done += n
@@ -218,37 +284,77 @@ def main() -> None:
         print(header)
         print(line, flush=True)
 
+        started = time.perf_counter()
+        books.catch_up()
+        catch_up = time.perf_counter() - started
+        sessions_held = sum(len(s.book.sessions) for s in books.slots.values())
+        print(
+            f"{done:>9} journeys: {book_seconds / done * 1000:.3f} ms/event (all events so far),"
+            f" catch-up after the last map change {catch_up:.2f} s ({sessions_held} sessions),"
+            f" re-derivations {len(rederives)}, largest {max(rederives, default=0):.2f} s;"
+            # Before the reads below: the computation from events leaves its heap behind.
+            f" RSS {rss_mb()[0]:.0f} MB (anonymous {rss_mb()[1]:.0f} MB)",
+            flush=True,
+        )
+        live_vs_history(books, live, done)
+
         queries = Queries(store)
         jq = JourneyQueries(store, queries=queries, settings=journeys)
+        oracle = JourneyQueries(store, queries=queries, settings=journeys, use_aggregates=False)
         flt = JourneyFilter()
+        web = JourneyFilter(segments=(("platform", "web"),))
+        last = START + done / RATE
+        window = JourneyFilter(since=last - 3 * 3600 - 1234.5, until=last - 600.25)
         session_id = sessions_seen[len(sessions_seen) // 2]
+        user_id = f"u{int(session_id[1:]) % (args.sessions // 2 or 1)}"
         endpoints = {
             "/v1/clusters": lambda q=queries: q.clusters("bench", None, 50, 0),
             "/v1/journeys/transitions": lambda j=jq, f=flt: j.transitions("bench", None, f),
+            "  ?segment=platform:web": lambda j=jq, f=web: j.transitions("bench", None, f),
+            "  ?since&until (3h, mid-hour)": lambda j=jq, f=window: j.transitions("bench", None, f),
             "/v1/journeys/paths": lambda j=jq, f=flt: j.paths("bench", None, f, 10),
             "/v1/journeys/dropoffs": lambda j=jq, f=flt: j.dropoffs("bench", None, f),
+            "/v1/journeys/flows": lambda j=jq, f=flt: j.flows("bench", None, f, 4),
             "/v1/sessions/{id}/journey": lambda j=jq, s=session_id, f=flt: j.session(
                 "bench", s, None, f
             ),
+            "/v1/users/{id}/sessions": lambda j=jq, u=user_id, f=flt: j.user_sessions(
+                "bench", u, None, f
+            ),
         }
+        if done <= 100_000:
+            endpoints["transitions from events (before)"] = lambda j=oracle, f=flt: j.transitions(
+                "bench", None, f
+            )
         for name, call in endpoints.items():
-            p50, p95, body = timed(call, args.repeat)
+            repeat = 1 if "before" in name else args.repeat
+            p50, p95, body = timed(call, repeat)
             truncated = body.get("truncated", False) if isinstance(body, dict) else False
+            source = body.get("source", "-") if isinstance(body, dict) else "-"
             reads.append(
-                f"{done:>9} {name:<28} p50 {p50:>8.1f} ms  p95 {p95:>8.1f} ms"
-                f"  truncated={truncated}"
+                f"{done:>9} {name:<34} p50 {p50:>8.1f} ms  p95 {p95:>8.1f} ms"
+                f"  source={source} truncated={truncated}"
             )
             print(reads[-1], flush=True)
 
         started = time.perf_counter()
         store.close()
         store = EdgeStore(workdir / "qdrant")
-        owner = DimensionOwner(store, Catalog(store), "bench", "prompt", settings, DIM)
+        catalog = Catalog(store)
+        owner = DimensionOwner(store, catalog, "bench", "prompt", settings, DIM)
         restart = time.perf_counter() - started
+        started = time.perf_counter()
+        books = books_of(store)
+        for partition in (0, 1):
+            books._slot(partition, owner.names)  # what the first event after a restart does
+        books.flush(force=True)
+        books_restart = time.perf_counter() - started
         print(
-            f"{done:>9} restart {restart:.1f} s   RSS {rss_mb()[0]:.0f} MB"
+            f"{done:>9} restart {restart:.1f} s + journey books {books_restart:.1f} s"
+            f"   RSS {rss_mb()[0]:.0f} MB"
             f" (anonymous {rss_mb()[1]:.0f} MB)   "
-            f"session rows held {len(rows)} (of {len(distinct_sessions)} sessions seen)",
+            f"session rows held {len(rows)} (of {len(distinct_sessions)} sessions seen), "
+            f"journey books hold {sum(len(s.book.sessions) for s in books.slots.values())}",
             flush=True,
         )
     store.close()

@@ -4,14 +4,18 @@ a real DimensionOwner (real embedding model, no Kafka)."""
 from __future__ import annotations
 
 import time
+import zlib
 from datetime import UTC, datetime
 
 import pytest
 
 from turret_stream.catalog import Catalog
 from turret_stream.clustering.owner import DimensionOwner
+from turret_stream.clustering.topic_map import TopicMapStore
 from turret_stream.embedding import open_embedder
 from turret_stream.http import create_app
+from turret_stream.http.keys import JOURNEYS
+from turret_stream.journey_owner import JourneyOwner
 from turret_stream.journey_queries import JourneyFilter, JourneyQueries
 from turret_stream.journeys import (
     JourneyEvent,
@@ -22,7 +26,7 @@ from turret_stream.journeys import (
 )
 from turret_stream.keys import KeyStore
 from turret_stream.queries import Queries
-from turret_stream.records import EmbeddedText, encode_vector
+from turret_stream.records import EmbeddedText, TopicAssignment, encode_vector
 from turret_stream.settings import Settings
 from turret_stream.storage.edge import EdgeStore
 
@@ -311,18 +315,63 @@ def world(tmp_path_factory):
     store.close()
 
 
+def assignments(store, project: str) -> list[TopicAssignment]:
+    """What the cluster owner told the sessions actor about each stored event, in the
+    order it did (the aggregates derive topics from the topic map, not from ``topic``)."""
+    names = Queries(store).dimension(project, "prompt")
+    found, offset = [], None
+    while True:
+        records, offset = store.scroll(names.events, limit=1000, offset=offset)
+        for r in records:
+            p = r.payload
+            found.append(
+                TopicAssignment(
+                    event_id=p["event_id"],
+                    project=project,
+                    dimension="prompt",
+                    session_id=p["session_id"],
+                    user_id=p["user_id"],
+                    mc=p["mc"],
+                    topic=None,
+                    received_at=p["ts"],
+                    # platform is an enum segment (the embed agent types it so).
+                    segments={"platform": p["metadata"]["platform"]},
+                )
+            )
+        if offset is None:
+            return sorted(found, key=lambda a: (a.received_at, a.event_id))
+
+
+@pytest.fixture(scope="module")
+def aggregated(world):
+    """The sessions actor's journey owner fed every event (on two partitions), caught up."""
+    store = world["store"]
+    owner = JourneyOwner(store, world["settings"].journeys.min_switch_events)
+    for project in ("acme", "other"):
+        for a in assignments(store, project):
+            owner.observe(zlib.crc32(a.session_id.encode()) % 2, a)
+    owner.catch_up()
+    return owner
+
+
 async def always_ready() -> bool:
     return True
 
 
-@pytest.fixture
-async def api(aiohttp_client, world):
+@pytest.fixture(params=["events", "aggregates"])
+async def api(request, aiohttp_client, world):
+    """The API answering aggregates from stored events (the oracle) or from the stream's
+    aggregates: every API test below holds for both."""
     app = create_app(
         world["settings"],
         keystore=world["keystore"],
         worker_probe=always_ready,
         store=world["store"],
     )
+    if request.param == "aggregates":
+        request.getfixturevalue("aggregated")
+    else:
+        app[JOURNEYS].cells = None
     client = await aiohttp_client(app)
 
     async def get(path: str, project: str = "acme", status: int = 200, **params) -> dict:
@@ -331,6 +380,8 @@ async def api(aiohttp_client, world):
         )
         body = await resp.json()
         assert resp.status == status, body
+        if status == 200 and "totals" in body:
+            assert body["source"] == request.param, body["source"]
         return body
 
     return get
@@ -467,9 +518,65 @@ async def test_without_a_key_is_401(aiohttp_client, world):
 
 
 def test_the_scan_cap_truncates(world):
-    capped = JourneyQueries(world["store"], max_events=5)
+    capped = JourneyQueries(world["store"], max_events=5, use_aggregates=False)
     body = capped.transitions("acme", None, JourneyFilter())
     assert body["truncated"] is True and body["totals"]["events"] == 5
     assert (
         JourneyQueries(world["store"]).entries("acme", None, JourneyFilter())["truncated"] is False
     )
+
+
+def test_aggregates_equal_the_oracle_after_a_merge_and_a_neutral_flag(world, aggregated):
+    """Every aggregate endpoint, with and without filters, answers the same from the
+    stream's aggregates as from stored events; after a topic merge and a neutral flag
+    (written as the owner writes them) too, once the owner has caught up."""
+    store, settings = world["store"], world["settings"]
+    P, F = world["P"], world["F"]
+    oracle = JourneyQueries(store, settings=settings.journeys, use_aggregates=False)
+    cells = JourneyQueries(store, settings=settings.journeys)
+    mid = BASE + BLOCK + 130.5  # inside sessions, not on an hour
+    filters = [
+        JourneyFilter(),
+        JourneyFilter(segments=(("platform", "mobile"),)),
+        JourneyFilter(since=mid),
+        JourneyFilter(until=mid),
+        JourneyFilter(since=BASE + 30, until=NOW - 300, segments=(("platform", "web"),)),
+    ]
+
+    def answers(q: JourneyQueries) -> list[dict]:
+        out = []
+        for flt in filters:
+            for body in (
+                q.transitions("acme", None, flt),
+                q.paths("acme", None, flt, 100),
+                q.entries("acme", None, flt),
+                q.dropoffs("acme", None, flt),
+                q.flows("acme", None, flt, 4),
+            ):
+                out.append({k: v for k, v in body.items() if k != "source"})
+        return out
+
+    def sources() -> set[str]:
+        return {cells.transitions("acme", None, f)["source"] for f in filters}
+
+    assert sources() == {"aggregates"}
+    assert answers(cells) == answers(oracle)
+    maps = TopicMapStore(store)
+    names = Queries(store).dimension("acme", "prompt")
+    original = maps.head(names)
+    today = Queries(store).topic_map(names)
+    try:
+        merged = {**original, "seq": original["seq"] + 1}
+        merged["assigned"] = original["assigned"] + [[mc, P] for mc in today.members(F)]
+        maps.write_head(names, merged)
+        assert answers(cells) != answers(oracle)  # the owner has not seen the merge yet
+        aggregated.catch_up()
+        assert answers(cells) == answers(oracle)
+        assert cells.paths("acme", None, JourneyFilter(), 1)["paths"][0]["path"] == [P]
+        neutral = {**original, "seq": original["seq"] + 2, "neutral": [F]}
+        maps.write_head(names, neutral)
+        aggregated.catch_up()
+        assert answers(cells) == answers(oracle)
+    finally:
+        maps.write_head(names, {**original, "seq": original["seq"] + 3})
+        aggregated.catch_up()

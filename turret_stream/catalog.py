@@ -13,6 +13,7 @@ import base64
 import hashlib
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,3 +145,33 @@ class Catalog:
 
 def _state_id(names: DimensionNames, part: str) -> str:
     return f"state:{names.slug}:{part}" if part else f"state:{names.slug}"
+
+
+class EnumKeys:
+    """A project's metadata keys typed ``enum`` (its segments), from the catalog, read at
+    most every ``ttl_s`` per project."""
+
+    def __init__(self, catalog: Catalog, ttl_s: float = 5.0) -> None:
+        self.catalog = catalog
+        self.ttl_s = ttl_s
+        self._cache: dict[str, tuple[float, frozenset[str]]] = {}
+
+    def of(self, project: str) -> frozenset[str]:
+        now = time.monotonic()
+        hit = self._cache.get(project)
+        if hit is not None and now - hit[0] < self.ttl_s:
+            return hit[1]
+        keys = frozenset(d.key for d in self.catalog.dimensions(project) if d.type == "enum")
+        self._cache[project] = (now, keys)
+        return keys
+
+    def segments(self, project: str, metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The enum segments of one event's metadata (scalar values only)."""
+        if not metadata:
+            return {}
+        keys = self.of(project)
+        return {
+            k: v
+            for k, v in metadata.items()
+            if k in keys and isinstance(v, str | int | bool) and not isinstance(v, float)
+        }

@@ -1,13 +1,15 @@
-"""The read side of journeys: loads a dimension's events from the store, groups them by
-session and hands them to the pure functions of ``journeys.py``.
+"""The read side of journeys.
 
-A request can ask for journeys between themes instead of topics (``level=theme``: each
-event counts in its topic's theme, ``clustering/themes.py``) and narrow the events to one
-theme's topics (``theme=``).
-
-Journeys are recomputed per request from the stored events (there is no journey table to
-go stale), so each request's work is bounded: events are scrolled in pages and at most
-``max_events`` are read; a response says ``truncated: true`` when that cap was hit.
+Aggregates (transitions, paths, entries, drop-offs, flows) come from the cells the
+sessions actor keeps (``journey_aggregates``): O(cells), never truncated. Where a
+dimension has no cells (no sessions actor with aggregates has run on it), a segment
+filter names a key that is not an enum segment, or the request asks for themes
+(``level=theme``: each event counts in its topic's theme, ``clustering/themes.py``; or
+``theme=``: one theme's topics only), they are computed from the stored events: events
+are scrolled in pages and at most ``max_events`` are read; a response says
+``truncated: true`` when that cap was hit. That computation from stored events is also
+the test oracle of the aggregates. One session's journey and a user's sessions read
+that session's or user's events only (``session_id`` / ``user_id`` are indexed).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 from turret_stream.catalog import DimensionNames
 from turret_stream.clustering.topic_map import TopicMap
+from turret_stream.journey_aggregates import CellReader
 from turret_stream.journey_flows import step_flows
 from turret_stream.journeys import (
     JourneyEvent,
@@ -147,11 +150,14 @@ class JourneyQueries:
         queries: Queries | None = None,
         settings: JourneySettings | None = None,
         max_events: int = MAX_EVENTS_SCANNED,
+        use_aggregates: bool = True,
     ) -> None:
         self.store = store
         self.queries = queries or Queries(store)
         self.settings = settings or JourneySettings()
         self.max_events = max_events
+        # False: always compute from stored events (the oracle the tests compare with).
+        self.cells = CellReader(store) if use_aggregates else None
 
     # -- loading --------------------------------------------------------------------------
 
@@ -176,7 +182,9 @@ class JourneyQueries:
             if offset is None:
                 return
 
-    def load(self, project: str, dimension: str | None, flt: JourneyFilter, **exact: str) -> Loaded:
+    def load(
+        self, project: str, dimension: str | None, flt: JourneyFilter, **exact: str | list[str]
+    ) -> Loaded:
         """The dimension's events matching the filter (and ``exact`` payload values, e.g.
         ``session_id``), at most ``max_events`` of them."""
         names = self.queries.dimension(project, dimension)
@@ -272,13 +280,21 @@ class JourneyQueries:
         self, project: str, dimension: str | None, flt: JourneyFilter, now: float | None = None
     ) -> tuple[dict[str, Any], JourneyStats]:
         """The common envelope (with totals) and the aggregates of the filtered sessions."""
-        loaded = self.load(project, dimension, flt)
-        stats = aggregate(
-            self._journeys(loaded, flt.level),
-            now=time.time() if now is None else now,
-            dropoff_timeout_s=self.settings.dropoff_timeout_s,
-        )
+        now = time.time() if now is None else now
+        # The cells are kept per topic; theme journeys are computed from the events.
+        by_topic = flt.level == "topic" and flt.theme is None
+        from_cells = self._from_cells(project, dimension, flt, now) if by_topic else None
+        if from_cells is not None:
+            loaded, stats = from_cells
+        else:
+            loaded = self.load(project, dimension, flt)
+            stats = aggregate(
+                self._journeys(loaded, flt.level),
+                now=now,
+                dropoff_timeout_s=self.settings.dropoff_timeout_s,
+            )
         body = self._envelope(project, loaded, flt)
+        body["source"] = "aggregates" if from_cells is not None else "events"
         body["totals"] = {
             "events": stats.events,
             "sessions": stats.sessions,
@@ -287,6 +303,31 @@ class JourneyQueries:
             "transitions": stats.total_transitions,
         }
         return body, stats
+
+    def _from_cells(
+        self, project: str, dimension: str | None, flt: JourneyFilter, now: float
+    ) -> tuple[Loaded, JourneyStats] | None:
+        if self.cells is None:
+            return None
+        names = self.queries.dimension(project, dimension)
+
+        def exact(session_ids: list[str]) -> list[SessionJourney]:
+            events: list[JourneyEvent] = []
+            for i in range(0, len(session_ids), 256):
+                part = self.load(project, dimension, flt, session_id=session_ids[i : i + 256])
+                events.extend(part.events)
+            return self._journeys(Loaded(names, events))
+
+        found = self.cells.stats(
+            names,
+            since=flt.since,
+            until=flt.until,
+            segments=[(k, _segment_values(v)) for k, v in flt.segments],
+            now=now,
+            dropoff_timeout_s=self.settings.dropoff_timeout_s,
+            exact=exact,
+        )
+        return None if found is None else (Loaded(names), found[0])
 
     def transitions(self, project: str, dimension: str | None, flt: JourneyFilter) -> dict:
         body, stats = self.stats(project, dimension, flt)

@@ -8,6 +8,7 @@ a worker restart cannot count a move twice (each event is stored once, by its id
 
 from __future__ import annotations
 
+import heapq
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Callable, Container, Iterable, MutableMapping, Sequence
@@ -213,6 +214,26 @@ def _median(values: Sequence[float]) -> float | None:
     return round(statistics.median(values), 3) if values else None
 
 
+def _binned_median(bins: Counter[float]) -> float | None:
+    """The median of a histogram (value -> count), as ``statistics.median`` would give on
+    the values it counts."""
+    total = sum(bins.values())
+    if total <= 0:
+        return None
+    ranked = sorted(bins.items())
+    wanted = [(total - 1) // 2, total // 2]  # 0-based ranks of the middle value(s)
+    found: list[float] = []
+    seen = 0
+    for value, n in ranked:
+        while wanted and wanted[0] < seen + n:
+            found.append(value)
+            wanted.pop(0)
+        seen += n
+        if not wanted:
+            break
+    return round((found[0] + found[1]) / 2, 3)
+
+
 @dataclass(frozen=True, slots=True)
 class TopicDropoff:
     topic: str
@@ -235,6 +256,9 @@ class JourneyStats:
     sessions_with_topic: int = 0
     transitions: Counter[tuple[str, str]] = field(default_factory=Counter)
     gaps: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    # The same as a histogram (value -> count), when the stats are summed from the
+    # stream's aggregates (``journey_book.gap_bin``); medians read either.
+    gap_bins: dict[tuple[str, str], Counter[float]] = field(default_factory=dict)
     entries: Counter[str] = field(default_factory=Counter)
     paths: Counter[tuple[str, ...]] = field(default_factory=Counter)
     back_and_forth: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -263,7 +287,7 @@ class JourneyStats:
                 "to": b,
                 "count": n,
                 "probability": _ratio(n, out_of[a]),
-                "median_seconds": _median(self.gaps.get((a, b), [])),
+                "median_seconds": self._gap_median((a, b)),
             }
             for (a, b), n in self.transitions.items()
         ]
@@ -286,7 +310,9 @@ class JourneyStats:
         ]
 
     def top_paths(self, top: int) -> list[dict]:
-        ranked = sorted(self.paths.items(), key=lambda kv: (-kv[1], len(kv[0]), kv[0]))
+        ranked = heapq.nsmallest(
+            top, self.paths.items(), key=lambda kv: (-kv[1], len(kv[0]), kv[0])
+        )
         return [
             {"path": list(p), "sessions": n, "share": _ratio(n, self.sessions_with_topic)}
             for p, n in ranked[:top]
@@ -300,8 +326,20 @@ class JourneyStats:
             "pairs": [{"topic": a, "via": b, "sessions": n} for (a, b), n in pairs],
         }
 
+    def _gap_median(self, pair: tuple[str, str]) -> float | None:
+        if pair in self.gap_bins:
+            return _binned_median(self.gap_bins[pair])
+        return _median(self.gaps.get(pair, []))
+
     @property
     def median_seconds_between_steps(self) -> float | None:
+        if self.gap_bins:
+            merged: Counter[float] = Counter()
+            for bins in self.gap_bins.values():
+                merged.update(bins)
+            for gaps in self.gaps.values():
+                merged.update(gaps)
+            return _binned_median(merged)
         return _median([g for gaps in self.gaps.values() for g in gaps])
 
     def dropoff_table(self) -> list[TopicDropoff]:

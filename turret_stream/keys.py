@@ -174,8 +174,7 @@ class KeyStore:
             active = {
                 row[0]
                 for row in self._db.execute(
-                    f"SELECT key_id FROM api_keys WHERE key_id IN ({marks}) "
-                    "AND revoked_at IS NULL",
+                    f"SELECT key_id FROM api_keys WHERE key_id IN ({marks}) AND revoked_at IS NULL",
                     chunk,
                 )
             }

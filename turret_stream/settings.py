@@ -248,6 +248,24 @@ class JourneySettings(_Section):
     # Evidence needed: sessions with two topics or more, and sessions a topic shares.
     neutral_min_sessions: int = Field(50, ge=1)
     neutral_min_topic_sessions: int = Field(5, ge=1)
+    # Journey aggregates kept by the sessions actor (journey_book.py): the journey
+    # endpoints read them in O(hours x segment combinations), never the events. Off: the
+    # endpoints compute from stored events (capped, may answer truncated).
+    aggregates: bool = True
+    # Distinct combinations of enum segment values given their own cells, per dimension
+    # and partition; sessions beyond share one cell, which a segment filter reads event
+    # by event.
+    aggregate_segment_combinations: int = Field(256, ge=1, le=100_000)
+    # How often changed cells and session paths are written for the read side.
+    aggregate_flush_s: float = Field(1.0, gt=0, le=3600)
+    # After a topic map change (merge, split, neutral flag, late topic), older sessions
+    # are re-derived under the new map at most this often (new events use it at once).
+    aggregate_rederive_s: float = Field(10.0, ge=0, le=86_400)
+    # Sessions idle for dropoff_timeout_s (event time) leave the owner's memory once
+    # written; their contributions stay in the cells and their paths in the store (read
+    # back for a re-derivation or when the session comes back). Off: every session's
+    # path stays in memory (faster re-derivations, memory grows with history).
+    aggregate_evict_idle: bool = True
 
 
 class LiveSettings(_Section):

@@ -45,6 +45,7 @@ from turret_stream.agents.sessions import (
 from turret_stream.dead_letters import DeadLetterStore
 from turret_stream.embedding import Embedder
 from turret_stream.faust_app import TurretApp
+from turret_stream.journey_owner import journey_owner
 from turret_stream.labels.book import LabelBook
 from turret_stream.progress import PipelineProgress
 from turret_stream.records import (
@@ -154,6 +155,7 @@ def build_topology(
         listeners=listeners,
         label_of=store_labels(LabelBook(store)),
         idle_after_s=settings.journeys.dropoff_timeout_s,
+        journeys=journey_owner(store, settings.journeys),
     )
     labeller = Labeller(store, settings.labels, make_ollama(settings.labels), embedder)
     register_labeller(app, labeller, topic_events)

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import math
+import random
 import subprocess
 import sys
 import textwrap
@@ -154,6 +155,18 @@ def test_upsert_and_retrieve_keep_ids_payloads_and_order(store: VectorStore) -> 
     with_vec = store.retrieve("ev", ["evt_04"], with_vectors=True)[0]
     assert with_vec.vector == pytest.approx(unit(1.0, 1.0, 0.5, 0.1), abs=1e-6)
     assert store.retrieve("ev", []) == []
+
+
+def test_times_to_the_microsecond_come_back_exactly(store: VectorStore) -> None:
+    # The API stamps events to the microsecond because journeys compare an event's time
+    # in a message with its time read back from the store; a float of 17 significant
+    # digits does not always come back exact (qdrant-edge: one in eight, an ulp off).
+    rng = random.Random(7)
+    times = [round(1_796_017_000 + rng.random() * 1000, 6) for _ in range(500)]
+    store.create_collection("ts", 2, "cosine")
+    store.upsert("ts", [Point(f"e{i}", unit(1.0, 0.0), {"ts": t}) for i, t in enumerate(times)])
+    back = {r.id: r.payload["ts"] for r in store.retrieve("ts", [f"e{i}" for i in range(500)])}
+    assert [back[f"e{i}"] for i in range(500)] == times
 
 
 def test_upsert_replaces_the_whole_point(store: VectorStore) -> None:

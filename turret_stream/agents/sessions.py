@@ -28,6 +28,7 @@ import faust
 
 from turret_stream.catalog import dimension_names
 from turret_stream.clustering.topic_map import TopicMapReader
+from turret_stream.journey_owner import JourneyOwner
 from turret_stream.journeys import JourneyEvent, follow_topic, session_path
 from turret_stream.labels.book import LabelBook
 from turret_stream.records import TopicAssignment, Transition, event_key
@@ -186,6 +187,21 @@ class IdleSessions:
         return idle
 
 
+class FlushBeforeCommit(faust.Sensor):
+    """Writes the journey books before the consumer commits offsets: an event whose
+    offset is committed is in the stored session paths, so a worker killed at any point
+    loses nothing (what it had not committed is redelivered, and a redelivered event
+    makes its session rebuild from the event store: counted once)."""
+
+    def __init__(self, journeys: JourneyOwner) -> None:
+        super().__init__()
+        self.journeys = journeys
+
+    def on_commit_initiated(self, consumer: Any) -> Any:
+        self.journeys.flush(force=True)
+        return None
+
+
 def register_sessions_agent(
     app: faust.App,
     assignments: faust.TopicT,
@@ -195,13 +211,34 @@ def register_sessions_agent(
     listeners: list[Callable[[Transition], None]] | None = None,
     label_of: LabelOf | None = None,
     idle_after_s: float | None = None,
+    journeys: JourneyOwner | None = None,
 ) -> faust.Table:
     """The sessions agent; with ``idle_after_s`` (the drop-off timeout) rows of sessions
-    idle that long are deleted, so the table holds the active sessions only."""
+    idle that long are deleted, so the table holds the active sessions only. With
+    ``journeys`` it also keeps the journey aggregates (``journey_owner``): each event
+    updates its session's compact path and cell; a timer re-derives after topic map
+    changes and writes what changed."""
     sessions = app.Table("turret-sessions", default=dict, partitions=assignments.partitions)
     listeners = listeners if listeners is not None else []
     idle = IdleSessions(idle_after_s) if idle_after_s else None
     indexed = False
+
+    if journeys is not None:
+
+        @app.timer(journeys.flush_interval_s, name="turret.journeys")
+        async def keep_journeys() -> None:
+            for slot in journeys.rederive_due():
+                for _ in journeys.rederive(slot):
+                    await asyncio.sleep(0)  # events and the API go on between batches
+            await asyncio.to_thread(journeys.flush)
+
+        app.sensors.add(FlushBeforeCommit(journeys))
+
+        @app.on_partitions_revoked.connect
+        async def forget_revoked(app: faust.App, revoked: set[Any], **_: Any) -> None:
+            mine = {tp.partition for tp in revoked if tp.topic == assignments.get_topic_name()}
+            if mine:
+                await asyncio.to_thread(journeys.forget, mine)
 
     @app.agent(assignments, name="turret.sessions")
     async def follow(stream: faust.StreamT[TopicAssignment]) -> None:
@@ -221,6 +258,8 @@ def register_sessions_agent(
                 if known is not None:
                     state = {"topic": known[0], "step": known[1]}
             moved = advance(state, a, min_switch)
+            if journeys is not None:
+                await asyncio.to_thread(journeys.observe, partition, a)
             row[a.dimension] = state
             sessions[key] = row
             if idle is not None:

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from turret_stream.catalog import Catalog, DimensionNames, dimension_names
+from turret_stream.catalog import Catalog, DimensionNames, EnumKeys, dimension_names
 from turret_stream.clustering.context import SessionContext, neutral_topics
 from turret_stream.clustering.model import TopicModel
 from turret_stream.clustering.owner_state import Changes, OwnerStateStore, State
@@ -219,6 +219,8 @@ class DimensionOwner:
             store, self.names, settings.clustering.checkpoint_min_kb * 1024
         )
         self.topic_maps = TopicMapStore(store)
+        # Each assignment carries its event's enum segments (for the journey aggregates).
+        self.enum_keys = EnumKeys(catalog)
         self.last_persist = PersistCost()
         self.announcer = TopicAnnouncer(project, key)
         self._label_book = LabelBook(store)
@@ -385,6 +387,7 @@ class DimensionOwner:
                     mc=placed.mc,
                     topic=placed.topic,
                     received_at=item.received_at,
+                    segments=self.enum_keys.segments(item.project, item.metadata),
                     neutral=placed.topic in self.neutral,
                 )
             )

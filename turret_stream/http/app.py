@@ -73,7 +73,12 @@ def create_app(
     own_store = store is None
     app[STORE] = store if store is not None else open_store(settings)
     app[QUERIES] = Queries(app[STORE])
-    app[JOURNEYS] = JourneyQueries(app[STORE], queries=app[QUERIES], settings=settings.journeys)
+    app[JOURNEYS] = JourneyQueries(
+        app[STORE],
+        queries=app[QUERIES],
+        settings=settings.journeys,
+        use_aggregates=settings.journeys.aggregates,
+    )
     loaded: list[Embedder] = [embedder] if embedder is not None else []
 
     def embedder_source() -> Embedder:

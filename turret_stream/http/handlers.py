@@ -104,7 +104,10 @@ async def track(request: web.Request) -> web.Response:
         metadata=body.metadata,
         session_id=body.session_id or ids.uuid("session"),
         user_id=body.user_id or ids.uuid("user"),
-        received_at=time.time(),
+        # To the microsecond: the event store keeps 16 significant digits of a float
+        # exactly but not 17 (qdrant-edge gives some back an ulp off), and journeys match
+        # a redelivered event's time against the stored one.
+        received_at=round(time.time(), 6),
         session_generated=body.session_id is None,
         user_generated=body.user_id is None,
     )

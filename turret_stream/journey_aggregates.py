@@ -1,0 +1,299 @@
+"""The read side of the stream's journey aggregates: sums a dimension's cells
+(``journey_store``) into the ``JourneyStats`` the journey endpoints answer from.
+
+Cost: O(cells) (hours x segment combinations x partitions), plus, for a request with a
+time window or at the drop-off boundary, the sessions of the cells that straddle it
+(their journeys are computed exactly from their stored events, as before). Never
+truncated. Cells are decoded once per written version (cached by row id and sequence).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from turret_stream.catalog import DimensionNames
+from turret_stream.journey_book import (
+    MIXED,
+    OTHER,
+    Cell,
+    Contribution,
+    gap_bin,
+    parse_segments_key,
+    split_pair,
+    split_path,
+)
+from turret_stream.journey_store import CellRow, JourneyStore
+from turret_stream.journeys import JourneyStats, SessionJourney, aggregate
+from turret_stream.storage import VectorStore
+
+HOUR = 3600.0
+MEMBER_CACHE_CELLS = 64
+SUM_CACHE_FILTERS = 16
+# Journeys of the sessions listed: session ids -> their journeys within the filter.
+Exact = Callable[[list[str]], list[SessionJourney]]
+
+
+def _accepted(value: str | list[Any]) -> set[str]:
+    """The ``journey_book._scalar`` texts a segment filter value matches."""
+    values = value if isinstance(value, list) else [value]
+    texts = set()
+    for v in values:
+        if isinstance(v, bool):
+            texts.add("b:" + ("true" if v else "false"))
+        elif isinstance(v, int):
+            texts.add(f"i:{v}")
+        else:
+            texts.add(f"s:{v}")
+    return texts
+
+
+class CellReader:
+    def __init__(self, store: VectorStore) -> None:
+        self.rows = JourneyStore(store)
+        self._decoded: dict[str, tuple[int, Cell]] = {}
+        # Members of cells cut by a window, by row id: (seq, members); a cell's members
+        # change only with its counters, which give it a new seq.
+        self._members: OrderedDict[str, tuple[int, dict[str, list[Any]]]] = OrderedDict()
+        self._sums: OrderedDict[tuple, _Sum] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def answerable(rows: list[CellRow], keys: Iterable[str]) -> bool:
+        """Cells know a session's enum segments only: a filter on a key no cell knows (a
+        key that is not an enum segment) cannot be answered from them."""
+        known: set[str] = set()
+        for row in rows:
+            known.update(parse_segments_key(row.key.segments) or ())
+        return all(k in known for k in keys)
+
+    def _members_of(self, names: DimensionNames, row: CellRow) -> dict[str, list[Any]]:
+        with self._lock:
+            hit = self._members.get(row.row_id)
+            if hit is not None and hit[0] == row.seq:
+                self._members.move_to_end(row.row_id)
+                return hit[1]
+        found = self.rows.members(names, row)
+        with self._lock:
+            self._members[row.row_id] = (row.seq, found)
+            while len(self._members) > MEMBER_CACHE_CELLS:
+                self._members.popitem(last=False)
+        return found
+
+    def _cell(self, row: CellRow) -> Cell:
+        with self._lock:
+            hit = self._decoded.get(row.row_id)
+            if hit is not None and hit[0] == row.seq:
+                return hit[1]
+        cell = Cell.from_payload(json.loads(row.data))
+        with self._lock:
+            self._decoded[row.row_id] = (row.seq, cell)
+        return cell
+
+    def _summed(self, signature: tuple, rows: list[CellRow]) -> tuple[JourneyStats, Counter[str]]:
+        """The sum of ``rows``' cells (a copy, the caller adds to it), kept per filter and
+        brought up to date by retracting and adding only the cells written since: a
+        request costs the cells that changed, not all of them."""
+        with self._lock:
+            entry = self._sums.pop(signature, None)
+        if entry is None:
+            entry = _Sum()
+        wanted = {r.row_id: r for r in rows}
+        for row_id, (seq, cell) in list(entry.cells.items()):
+            row = wanted.get(row_id)
+            if row is None or row.seq != seq:
+                _add_cell(entry.stats, entry.users, cell, -1)
+                del entry.cells[row_id]
+        for row_id, row in wanted.items():
+            if row_id not in entry.cells:
+                cell = self._cell(row)
+                _add_cell(entry.stats, entry.users, cell, 1)
+                entry.cells[row_id] = (row.seq, cell)
+        copy = entry.copy()
+        with self._lock:
+            self._sums[signature] = entry
+            while len(self._sums) > SUM_CACHE_FILTERS:
+                self._sums.popitem(last=False)
+        return copy
+
+    def stats(
+        self,
+        names: DimensionNames,
+        *,
+        since: float | None,
+        until: float | None,
+        segments: list[tuple[str, str | list[Any]]],
+        now: float,
+        dropoff_timeout_s: float,
+        exact: Exact,
+    ) -> tuple[JourneyStats, set[str]] | None:
+        """The aggregates of the filtered sessions, and the topic map versions the cells
+        read were derived under; None when the cells cannot answer (``answerable``)."""
+        rows = self.rows.cell_rows(names)
+        if not rows or not self.answerable(rows, [k for k, _ in segments]):
+            return None
+        wanted = [(k, _accepted(v)) for k, v in segments]
+        idle_before = now - dropoff_timeout_s
+        idle_hour = math.floor(idle_before / HOUR)
+        versions: set[str] = set()
+        boundary: list[CellRow] = []  # cells whose sessions are computed one by one
+        at_idle: list[CellRow] = []  # whole cells at the drop-off boundary hour
+        inside_rows: list[CellRow] = []
+        dropped: Counter[str] = Counter()
+        for row in rows:
+            key = row.key
+            first_from, last_to = key.start_hour * HOUR, (key.end_hour + 1) * HOUR
+            if until is not None and first_from > until:
+                continue
+            if since is not None and last_to <= since:
+                continue
+            segs = parse_segments_key(key.segments)
+            if segs is not None and not all(segs.get(k) in ok for k, ok in wanted):
+                continue
+            inside = (since is None or first_from >= since) and (until is None or last_to <= until)
+            if not inside or (wanted and key.segments in (MIXED, OTHER)):
+                boundary.append(row)
+                continue
+            versions.add(row.version)
+            inside_rows.append(row)
+            if key.end_hour < idle_hour:
+                dropped.update(self._cell(row).ended)
+            elif key.end_hour == idle_hour:
+                at_idle.append(row)
+        signature = (names.slug, since, until, tuple((k, tuple(sorted(ok))) for k, ok in wanted))
+        stats, users = self._summed(signature, inside_rows)
+        stats.dropped.update(dropped)
+        if at_idle:
+            members = {}
+            for row in at_idle:
+                members.update(self._members_of(names, row))
+            for m in members.values():
+                last_at, path = m[1], m[4]
+                if path and last_at < idle_before:
+                    stats.dropped[path[-1]] += 1
+        if boundary:
+            # A session wholly inside the window counts whole, from what its cell keeps
+            # of it; one the window cuts (or, under a segment filter, one whose segments
+            # changed) is computed from its events within the filter.
+            whole = Cell()
+            cut: list[str] = []
+            for row in boundary:
+                versions.add(row.version)
+                by_event = bool(wanted) and row.key.segments in (MIXED, OTHER)
+                for sid, m in self._members_of(names, row).items():
+                    first_at, last_at = m[0], m[1]
+                    if (since is not None and last_at < since) or (
+                        until is not None and first_at > until
+                    ):
+                        continue
+                    inside = (since is None or first_at >= since) and (
+                        until is None or last_at <= until
+                    )
+                    if inside and not by_event:
+                        c = Contribution.from_member(sid, m)
+                        whole.apply(c, 1)
+                        if c.derived.path and last_at < idle_before:
+                            stats.dropped[c.derived.path[-1]] += 1
+                    else:
+                        cut.append(sid)
+            _add_cell(stats, users, whole)
+            _add_exact(stats, users, exact(cut) if cut else [], now, dropoff_timeout_s)
+        stats.users = len(users)
+        return stats, versions
+
+
+@dataclass
+class _Sum:
+    cells: dict[str, tuple[int, Cell]] = field(default_factory=dict)
+    stats: JourneyStats = field(default_factory=JourneyStats)
+    users: Counter[str] = field(default_factory=Counter)
+
+    def copy(self) -> tuple[JourneyStats, Counter[str]]:
+        s = self.stats
+        return (
+            JourneyStats(
+                events=s.events,
+                sessions=s.sessions,
+                sessions_with_topic=s.sessions_with_topic,
+                transitions=Counter(s.transitions),
+                gap_bins={p: Counter(b) for p, b in s.gap_bins.items()},
+                entries=Counter(s.entries),
+                paths=Counter(s.paths),
+                back_and_forth=Counter(s.back_and_forth),
+                back_and_forth_sessions=s.back_and_forth_sessions,
+                visited=Counter(s.visited),
+                ended=Counter(s.ended),
+            ),
+            Counter(self.users),
+        )
+
+
+def _add(counter: Counter, key: Any, n: int) -> None:
+    total = counter.get(key, 0) + n
+    if total:
+        counter[key] = total
+    else:
+        counter.pop(key, None)
+
+
+def _add_cell(stats: JourneyStats, users: Counter[str], cell: Cell, sign: int = 1) -> None:
+    """Add (``sign`` 1) or retract (-1) one cell's counters."""
+    stats.events += sign * cell.events
+    stats.sessions += sign * cell.sessions
+    stats.sessions_with_topic += sign * cell.sessions_with_topic
+    stats.back_and_forth_sessions += sign * cell.back_and_forth_sessions
+    for mine, theirs in (
+        (users, cell.users),
+        (stats.entries, cell.entries),
+        (stats.visited, cell.visited),
+        (stats.ended, cell.ended),
+    ):
+        if sign > 0:
+            mine.update(theirs)
+        else:
+            for key, n in theirs.items():
+                _add(mine, key, -n)
+    for pair, n in cell.transitions.items():
+        _add(stats.transitions, split_pair(pair), sign * n)
+    for pair, bins in cell.gaps.items():
+        mine = stats.gap_bins.setdefault(split_pair(pair), Counter())
+        for b, n in bins.items():
+            _add(mine, b, sign * n)
+        if not mine:
+            del stats.gap_bins[split_pair(pair)]
+    for path, n in cell.paths.items():
+        _add(stats.paths, split_path(path), sign * n)
+    for pair, n in cell.back_and_forth.items():
+        _add(stats.back_and_forth, split_pair(pair), sign * n)
+
+
+def _add_exact(
+    stats: JourneyStats,
+    users: Counter[str],
+    journeys: list[SessionJourney],
+    now: float,
+    dropoff_timeout_s: float,
+) -> None:
+    part = aggregate(journeys, now=now, dropoff_timeout_s=dropoff_timeout_s)
+    stats.events += part.events
+    stats.sessions += part.sessions
+    stats.sessions_with_topic += part.sessions_with_topic
+    users.update(j.user_id for j in journeys)
+    for mine, theirs in (
+        (stats.entries, part.entries),
+        (stats.visited, part.visited),
+        (stats.ended, part.ended),
+        (stats.dropped, part.dropped),
+        (stats.transitions, part.transitions),
+        (stats.paths, part.paths),
+        (stats.back_and_forth, part.back_and_forth),
+    ):
+        mine.update(theirs)
+    stats.back_and_forth_sessions += part.back_and_forth_sessions
+    for pair, gaps in part.gaps.items():
+        stats.gap_bins.setdefault(pair, Counter()).update(gap_bin(g) for g in gaps)

@@ -1,0 +1,323 @@
+"""The sessions actor's journey books: feeds each assignment to its dimension's book on
+the assignment's partition, keeps the books under the newest topic map, and writes what
+changed to the store (``journey_store``) for the read side.
+
+Per (partition, dimension) one ``JourneyBook`` (``journey_book``). Events arrive in order
+per session (the assignments topic is keyed by session); one that does not come after
+the session's last event (a replay after a restart, a late event) makes the owner
+rebuild that session's compact path from its stored events, so a replay never counts
+twice and a late event lands in its place. A session's first event in a process rebuilds
+it from the store too (one filtered read per session and process, as the live actor's
+bootstrap does), which brings back events whose assignments were lost with the embedded
+broker's in-memory log.
+
+When the dimension's topic map changes (merge, split, neutral flag, late topic), new
+events are derived under the new map at once and every older session is re-derived in
+batches (``rederive``; logged with its duration), at most every
+``journeys.rederive_interval_s``. Until then old sessions keep the journeys of the map
+they were last derived under; ``caught_up`` says when all are derived under the newest.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from turret_stream.catalog import DimensionNames, dimension_names
+from turret_stream.clustering.topic_map import TopicMap, TopicMapReader
+from turret_stream.journey_book import JourneyBook, SessionRuns
+from turret_stream.journey_store import JourneyStore
+from turret_stream.journeys import JourneyEvent
+from turret_stream.records import TopicAssignment
+from turret_stream.settings import JourneySettings
+from turret_stream.storage import Filter, VectorStore
+
+log = logging.getLogger(__name__)
+
+
+def _version_text(version: Any) -> str:
+    return ".".join(str(v) for v in version) if isinstance(version, tuple) else str(version)
+
+
+@dataclass
+class _Slot:
+    names: DimensionNames
+    partition: int
+    book: JourneyBook
+    topic_map: TopicMap
+    checked_at: float = 0.0
+    seq: int = 0
+    flushed_at: float = 0.0
+    pending: bool = False
+    rederived_at: float = float("-inf")
+    rederive_took: float = 0.0
+    stale: bool = False
+
+
+@dataclass
+class JourneyOwner:
+    store: VectorStore
+    min_switch_events: int
+    neutral_topics: bool = True
+    max_segment_keys: int = 256
+    flush_interval_s: float = 1.0
+    rederive_interval_s: float = 10.0
+    map_check_s: float = 0.5
+    # Sessions idle this long (event time) leave memory once written; None: never.
+    idle_after_s: float | None = None
+    slots: dict[tuple[int, str], _Slot] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.rows = JourneyStore(self.store)
+        self.maps = TopicMapReader(self.store)
+        # The agent (in a thread), the timer and the commit hook (in the event loop)
+        # take turns on the books.
+        self.lock = threading.RLock()
+
+    # -- per event ----------------------------------------------------------------------
+
+    def _neutral(self, topic_map: TopicMap) -> frozenset[str]:
+        return topic_map.neutral if self.neutral_topics else frozenset()
+
+    def _slot(self, partition: int, names: DimensionNames) -> _Slot:
+        slot = self.slots.get((partition, names.slug))
+        if slot is None:
+            slot = self._restore(partition, names)
+            self.slots[(partition, names.slug)] = slot
+        return slot
+
+    def _restore(self, partition: int, names: DimensionNames) -> _Slot:
+        """A book from the partition's stored session paths, every contribution derived
+        afresh under the newest map; cells rewritten whole (a crash may have left them
+        out of step with the sessions)."""
+        started = time.perf_counter()
+        book = JourneyBook(self.min_switch_events, self.max_segment_keys)
+        topic_map = self.maps.get(names)
+        neutral = self._neutral(topic_map)
+        seen = 0
+        for page in self.rows.session_pages(names, partition):
+            for runs, stored in page:
+                book.put(runs, topic_map.topic_of, neutral)
+                if book.contributions[runs.session_id] == stored:
+                    book.dirty_sessions.discard(runs.session_id)  # rewrite only what changed
+            seen += len(page)
+            if self.idle_after_s is not None:
+                # Idle against the clock so far is idle against the final one too.
+                book.evict_idle(self.idle_after_s, [runs.session_id for runs, _ in page])
+        book.order_activity()
+        if self.idle_after_s is not None:
+            book.evict_idle(self.idle_after_s)
+        book.version = topic_map.version
+        # Every rebuilt cell is dirty (rewritten at the next flush); stored cells the
+        # rebuild has no more are deleted then (readers meanwhile see the old rows).
+        book.dirty_cells.update(self.rows.cell_keys(names, partition))
+        slot = _Slot(names, partition, book, topic_map, checked_at=time.monotonic())
+        slot.pending = bool(book.dirty_cells)
+        if seen:
+            log.info(
+                "journeys %s p%d: restored %d sessions (%d active kept in memory) in %.2f s",
+                names.slug,
+                partition,
+                seen,
+                len(book.sessions),
+                time.perf_counter() - started,
+            )
+        return slot
+
+    def _current_map(self, slot: _Slot) -> TopicMap:
+        now = time.monotonic()
+        if now - slot.checked_at >= self.map_check_s:
+            slot.checked_at = now
+            newest = self.maps.get(slot.names)
+            if newest.version != slot.topic_map.version:
+                slot.topic_map = newest
+                slot.stale = True
+        return slot.topic_map
+
+    def observe(self, partition: int, a: TopicAssignment) -> None:
+        """One assignment: the session's compact path and its contribution follow it."""
+        with self.lock:
+            self._observe(partition, a)
+
+    def _observe(self, partition: int, a: TopicAssignment) -> None:
+        names = dimension_names(a.project, a.dimension)
+        slot = self._slot(partition, names)
+        topic_map = self._current_map(slot)
+        book = slot.book
+        runs = book.sessions.get(a.session_id)
+        if runs is None or not runs.verified:
+            # A session's first event in this process: its path is rebuilt from the event
+            # store, which holds every event placed so far. Assignments in flight when a
+            # worker died can be lost (the embedded broker keeps its log in memory) while
+            # their events are stored; this is where they come back.
+            evicted = None
+            if runs is None:
+                # Evicted while idle (or never seen): the cells may still count it.
+                evicted = book.evicted_contribution(a.session_id) or (
+                    self.rows.stored_contribution(names, slot.partition, a.session_id)
+                )
+            runs = self._from_store(names, a) or SessionRuns(a.session_id, a.user_id)
+            runs.verified = True
+            runs.add(a.received_at, a.event_id, a.mc, a.segments)  # unless stored already
+            book.put(runs, topic_map.topic_of, self._neutral(topic_map), evicted)
+            slot.pending = True
+            return
+        if not runs.add(a.received_at, a.event_id, a.mc, a.segments):
+            rebuilt = self._from_store(names, a)
+            if rebuilt is None:
+                return
+            runs = rebuilt
+            runs.verified = True
+        book.put(runs, topic_map.topic_of, self._neutral(topic_map))
+        slot.pending = True
+
+    def _from_store(self, names: DimensionNames, a: TopicAssignment) -> SessionRuns | None:
+        enum_keys = list(a.segments or {})
+        events: list[JourneyEvent] = []
+        segments: dict[str, dict[str, Any]] = {}
+        offset = None
+        while True:
+            records, offset = self.store.scroll(
+                names.events,
+                filter=Filter(must={"session_id": a.session_id}),
+                limit=1000,
+                offset=offset,
+            )
+            for r in records:
+                p = r.payload
+                events.append(
+                    JourneyEvent(p["event_id"], a.session_id, p["user_id"], p["ts"], p["mc"])
+                )
+                meta = p.get("metadata") or {}
+                segments[p["event_id"]] = {k: meta[k] for k in enum_keys if k in meta}
+            if offset is None:
+                break
+        if not events:
+            return None
+        return SessionRuns.from_events(events, lambda eid: segments.get(eid, {}))
+
+    # -- background: re-derivation and flushing ------------------------------------------
+
+    def rederive_due(self) -> list[_Slot]:
+        """Slots whose topic map changed, last re-derived at least
+        ``rederive_interval_s`` ago, and never more than a tenth of the time (a re-derivation
+        that took 2 s waits 18 s before the next)."""
+        now = time.monotonic()
+        due = []
+        with self.lock:
+            for slot in self.slots.values():
+                self._current_map(slot)
+                wait = max(self.rederive_interval_s, 9 * slot.rederive_took)
+                if slot.stale and now - slot.rederived_at >= wait:
+                    due.append(slot)
+        return due
+
+    def rederive(self, slot: _Slot) -> Iterator[int]:
+        """Re-derive the slot's sessions under its newest map, in batches (the lock is
+        held for one batch at a time: events go on between batches)."""
+        started = time.perf_counter()
+        topic_map = slot.topic_map
+        slot.stale = False
+        done = 0
+        book = slot.book
+        neutral = self._neutral(topic_map)
+        # The version is set once the evicted sessions are re-derived too.
+        steps = book.rederive(topic_map.topic_of, neutral, book.version)
+        while True:
+            with self.lock:
+                step = next(steps, None)
+            if step is None:
+                break
+            done = step
+            yield done
+        if self.idle_after_s is not None:
+            # Sessions evicted from memory: read back a page at a time, under the lock
+            # (a session coming back meanwhile is re-derived in memory instead).
+            pages = self.rows.session_pages(slot.names, slot.partition)
+            while True:
+                with self.lock:
+                    page = next(pages, None)
+                    if page is None:
+                        break
+                    for runs, stored in page:
+                        if runs.session_id in book.sessions or stored is None:
+                            continue
+                        book.rederive_evicted(runs, stored, topic_map.topic_of, neutral)
+                        done += 1
+                yield done
+        with self.lock:
+            book.version = topic_map.version
+        slot.rederived_at = time.monotonic()
+        slot.rederive_took = time.perf_counter() - started
+        slot.pending = True
+        log.info(
+            "journeys %s p%d: re-derived %d sessions under topic map %s in %.2f s",
+            slot.names.slug,
+            slot.partition,
+            done,
+            _version_text(topic_map.version),
+            time.perf_counter() - started,
+        )
+
+    def flush(self, force: bool = False) -> int:
+        """Write what changed (at most every ``flush_interval_s`` unless ``force``)."""
+        with self.lock:
+            return self._flush(force)
+
+    def _flush(self, force: bool) -> int:
+        now = time.monotonic()
+        written = 0
+        for slot in self.slots.values():
+            if not slot.pending or (not force and now - slot.flushed_at < self.flush_interval_s):
+                continue
+            cells, sessions = slot.book.take_dirty()
+            # Unique across restarts too: readers cache a row by (id, seq).
+            slot.seq = max(slot.seq + 1, time.time_ns())
+            version = _version_text(slot.book.version if not slot.stale else ("stale",))
+            written += self.rows.write(
+                slot.names, slot.partition, version, slot.seq, cells, sessions
+            )
+            slot.flushed_at, slot.pending = now, False
+            if self.idle_after_s is not None:
+                slot.book.evict_idle(self.idle_after_s)
+        return written
+
+    def forget(self, partitions: set[int]) -> None:
+        """Partitions taken away (a rebalance): write what they changed and drop their
+        books; whoever gets them next restores them from the store."""
+        with self.lock:
+            self._flush(force=True)
+            for key in [k for k in self.slots if k[0] in partitions]:
+                del self.slots[key]
+
+    def caught_up(self) -> bool:
+        return all(not s.stale and not s.pending for s in self.slots.values())
+
+    def catch_up(self) -> None:
+        """Re-derive every stale slot now and flush (tests, benchmarks, shutdown)."""
+        for slot in self.slots.values():
+            slot.checked_at = float("-inf")
+            self._current_map(slot)
+            if slot.stale:
+                for _ in self.rederive(slot):
+                    pass
+        self.flush(force=True)
+
+
+def journey_owner(store: VectorStore, settings: JourneySettings) -> JourneyOwner | None:
+    """The owner the settings ask for (None: aggregates off)."""
+    if not settings.aggregates:
+        return None
+    return JourneyOwner(
+        store,
+        settings.min_switch_events,
+        neutral_topics=settings.neutral_topics,
+        max_segment_keys=settings.aggregate_segment_combinations,
+        flush_interval_s=settings.aggregate_flush_s,
+        rederive_interval_s=settings.aggregate_rederive_s,
+        idle_after_s=settings.dropoff_timeout_s if settings.aggregate_evict_idle else None,
+    )
