@@ -45,7 +45,7 @@ from turret_stream.agents.sessions import (
 from turret_stream.dead_letters import DeadLetterStore
 from turret_stream.embedding import Embedder
 from turret_stream.faust_app import TurretApp
-from turret_stream.journey_owner import journey_owner
+from turret_stream.journey_owner import JourneyOwner, journey_owner
 from turret_stream.labels.book import LabelBook
 from turret_stream.progress import PipelineProgress
 from turret_stream.records import (
@@ -77,6 +77,8 @@ class Topology:
     dead_letters: faust.TopicT
     topic_events: faust.TopicT | None = None
     alerts: Alerts | None = None
+    # The sessions actor's journey books (None: journeys.aggregates off).
+    journeys: JourneyOwner | None = None
 
 
 def topic_names(settings: Settings) -> list[str]:
@@ -146,6 +148,7 @@ def build_topology(
         k.transitions_topic, key_type=bytes, value_type=Transition, partitions=k.partitions
     )
     listeners: list[Callable[[Transition], None]] = []
+    books = journey_owner(store, settings.journeys)
     sessions = register_sessions_agent(
         app,
         assignments,
@@ -155,7 +158,7 @@ def build_topology(
         listeners=listeners,
         label_of=store_labels(LabelBook(store)),
         idle_after_s=settings.journeys.dropoff_timeout_s,
-        journeys=journey_owner(store, settings.journeys),
+        journeys=books,
     )
     labeller = Labeller(store, settings.labels, make_ollama(settings.labels), embedder)
     register_labeller(app, labeller, topic_events)
@@ -176,4 +179,5 @@ def build_topology(
         dead,
         topic_events,
         alerts,
+        books,
     )
