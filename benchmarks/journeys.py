@@ -88,10 +88,15 @@ async def replay(rows: list[dict], concurrency: int) -> tuple[dict, frozenset[st
                         "metadata": {"utterance": r["text"]},
                         "session_id": r["session_id"],
                     }
-                    async with http.post(
-                        f"{stack.api_url}/track", json=body, headers=headers
-                    ) as resp:
-                        r["event_id"] = (await resp.json())["event_id"]
+                    while True:  # a 503 (back-pressure) is retried after retry_after
+                        async with http.post(
+                            f"{stack.api_url}/track", json=body, headers=headers
+                        ) as resp:
+                            answer = await resp.json()
+                        if resp.status != 503:
+                            break
+                        await asyncio.sleep(float(answer.get("retry_after", 1)))
+                    r["event_id"] = answer["event_id"]
                     sent += 1
                     if sent % 500 == 0:
                         rate = sent / (time.perf_counter() - started)
