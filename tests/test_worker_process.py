@@ -23,9 +23,9 @@ def test_a_killed_worker_process_stops_up_clearly_and_loses_nothing(tmp_path):
     up = rounds._up()
     (worker,) = _children(up.proc.pid)
     brokers = up.broker_pids()
-    # The worker yields the cores to /track (worker.process_nice: 5).
+    # The worker yields the cores to /track (worker.process_nice: 10).
     base = os.getpriority(os.PRIO_PROCESS, up.proc.pid)
-    assert os.getpriority(os.PRIO_PROCESS, worker) == min(base + 5, 19)
+    assert os.getpriority(os.PRIO_PROCESS, worker) == min(base + 10, 19)
     stream = Stream(up.url, rounds.key, "w1")
     try:
         stream.start()

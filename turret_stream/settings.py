@@ -116,7 +116,7 @@ class WorkerSettings(_Section):
     separate_process: bool = True
     # Niceness added to that worker process (0-19; its model processes add model_nice on
     # top): /track, the broker and the journal keep the cores first.
-    process_nice: int = Field(5, ge=0, le=19)
+    process_nice: int = Field(10, ge=0, le=19)
     # Longest a request forwarded to the worker process (every route but /track, /healthz,
     # /readyz, /metrics and /v1/live) may take before the client gets a 503.
     api_timeout_s: float = Field(60.0, gt=0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import AsyncIterator
@@ -169,7 +170,6 @@ async def running_stack(
             stack.store = open_store(settings)
             exits.callback(stack.store.close)
             await check_store(stack.store, settings)
-            stack.flusher = _LocalFlusher(stack.store)
         if api and worker and settings.journal_enabled:
             # Taken before anything is served: the journal is this data dir's entry point.
             # Only with the worker in this process: it is what confirms journaled events.
@@ -317,6 +317,9 @@ async def running_split_stack(settings: Settings, *, broker: bool) -> AsyncItera
         await site.start()
         host, port = runner.addresses[0][:2]
         stack.api_url = f"http://{host}:{port}"
+        # What start-up made lives as long as the process: out of the collector's sight,
+        # so that a full collection does not walk it in the middle of a burst.
+        gc.freeze()
         yield stack
 
 
@@ -350,6 +353,12 @@ async def _start_checkpoints(
     exits.push_async_callback(_stop_loop, stop_checkpoints, checkpoints)
 
 
+def _flusher(stack: RunningStack) -> StoreFlusher | None:
+    if stack.flusher is None and stack.store is not None:
+        stack.flusher = _LocalFlusher(stack.store)
+    return stack.flusher
+
+
 async def _checkpoint(stack: RunningStack, stop: asyncio.Event | None = None) -> None:
     """Confirm in the journal what the worker has stored: flush the store first, so that a
     confirmed event is on disk there before it leaves the journal. With ``stop`` (the
@@ -363,7 +372,7 @@ async def _checkpoint(stack: RunningStack, stop: asyncio.Event | None = None) ->
     upto = progress.confirmed_seq()
     if upto <= journal.confirmed:
         return
-    flusher = stack.flusher
+    flusher = _flusher(stack)
     if flusher is not None:
         if stop is None or stack.worker_process is not None:
             # At stop; or in the worker process, whose GIL /track does not wait for.
@@ -419,7 +428,7 @@ async def _drain(stack: RunningStack) -> None:
     """On stop, after the API stopped taking events: give the worker up to
     ``pipeline.drain_timeout_s`` to finish what was accepted, then confirm it. Whatever is
     left stays in the journal and is replayed on the next start."""
-    progress, flusher = stack.progress, stack.flusher
+    progress, flusher = stack.progress, _flusher(stack)
     if progress is not None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + stack.settings.pipeline.drain_timeout_s
