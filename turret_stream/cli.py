@@ -142,7 +142,8 @@ def up(
     workers: int | None,
     data_dir: Path | None,
 ) -> None:
-    """Run everything in one process: broker (unless Kafka is configured), worker, API."""
+    """Run everything: broker (unless Kafka is configured), API, and the worker (in a child
+    process)."""
     settings = _settings(
         ctx,
         **{

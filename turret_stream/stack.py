@@ -373,6 +373,8 @@ async def _checkpoint(stack: RunningStack, stop: asyncio.Event | None = None) ->
     if upto <= journal.confirmed:
         return
     flusher = _flusher(stack)
+    if flusher is not None and not flusher.alive:
+        return  # the worker process is gone: the journal keeps everything for a replay
     if flusher is not None:
         if stop is None or stack.worker_process is not None:
             # At stop; or in the worker process, whose GIL /track does not wait for.
