@@ -116,11 +116,17 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
+def _ignore(signum: int, frame: object) -> None:
+    pass
+
+
 def _child_main(settings: Settings, sock: socket.socket, parent_pid: int) -> None:
     _die_with_parent(parent_pid)
-    # The parent handles both: it drains, then sends "stop" over the link.
+    # The parent handles both: it drains, then sends "stop" over the link. SIGTERM gets a
+    # handler that does nothing rather than SIG_IGN, which the model processes would
+    # inherit: their pool stops them, and they die with this process, by SIGTERM.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _ignore)
     if settings.worker.process_nice:
         os.nice(settings.worker.process_nice)
     from turret_stream.logging_setup import setup_logging
