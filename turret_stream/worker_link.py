@@ -89,9 +89,10 @@ class WorkerLink:
         """The worker's private API URL once it has started; WorkerGone with its error
         when it could not."""
         message = await _receive(self._reader)
-        if message is None:
-            raise WorkerGone("the worker process exited while starting")
-        if message.get("t") == "failed":
+        if message is None or message.get("t") == "failed":
+            self.closed.set()
+            if message is None:
+                raise WorkerGone("the worker process exited while starting")
             raise WorkerGone(str(message.get("error")))
         assert message.get("t") == "ready", message
         self._running, self._status_at = True, time.monotonic()
@@ -157,7 +158,7 @@ class WorkerLink:
 
     def stop(self) -> None:
         """Ask the worker to stop (it closes the link when it has)."""
-        if self.alive:
+        if self.alive and not self._writer.is_closing():
             _send(self._writer, {"t": "stop"})
 
     async def close(self) -> None:
