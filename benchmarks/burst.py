@@ -1,7 +1,7 @@
 """A burst at 10 times the pipeline's capacity against `turret-stream up`: latency of the
 accepted requests, statuses, peak memory, and how long the worker takes to catch up.
 
-    python benchmarks/burst.py [--rate 600] [--seconds 10] [--layouts floor,before,default]
+    python benchmarks/burst.py [--rate 600] [--seconds 10] [--layouts floor,one-process,default]
                                [--repeat 1]
 
 The load is open-loop: request i is due at i / rate seconds, whether or not earlier ones
@@ -13,10 +13,15 @@ other, with the same sender:
 
 - ``floor``: a bare aiohttp handler that reads the body and answers 200 (no key, no
   journal, no Kafka), in its own process: what the sender and the machine allow.
-- ``before``: `up` as it was before (``worker.model_nice: 0``,
+- ``before`` (not run by default): `up` in one process as it was before
+  (``worker.separate_process: false``, ``worker.model_nice: 0``,
   ``pipeline.checkpoint_quiet_s: 0``): the model processes compete with the API for the
   cores on equal terms, and the journal checkpoint flushes the store whenever it is due.
-- ``default``: `up` as it ships.
+- ``one-process``: `up` in one process (``worker.separate_process: false``), as it
+  shipped until the worker got a process of its own: /track shares the event loop and
+  the GIL with the Faust agents and the in-process store.
+- ``default``: `up` as it ships: /track, the journal and the producer in `up`'s main
+  process, the worker in a child process.
 - ``unbounded`` (not run by default): `up` with back-pressure off (``max_lag_events`` out of
   reach): every request accepted, the backlog and memory unbounded.
 
@@ -256,8 +261,14 @@ LAYOUTS = {
     # As before: the model on equal terms, checkpoints whenever due.
     "before": (
         "up, before",
-        {"TURRET_WORKER__MODEL_NICE": "0", "TURRET_PIPELINE__CHECKPOINT_QUIET_S": "0"},
+        {
+            "TURRET_WORKER__SEPARATE_PROCESS": "false",
+            "TURRET_WORKER__MODEL_NICE": "0",
+            "TURRET_PIPELINE__CHECKPOINT_QUIET_S": "0",
+        },
     ),
+    # The previous default: /track in the same process as the worker's agents and store.
+    "one-process": ("up, one process", {"TURRET_WORKER__SEPARATE_PROCESS": "false"}),
     "default": ("up (default)", {}),
     # Optional: what back-pressure bounds (memory, catch-up time); slow to catch up.
     "unbounded": ("up, no back-pressure", {"TURRET_PIPELINE__MAX_LAG_EVENTS": str(10**9)}),
@@ -270,7 +281,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--max-in-flight", type=int, default=128)
     parser.add_argument("--max-lag", type=int, default=2000)
-    parser.add_argument("--layouts", default="floor,before,default")
+    parser.add_argument("--layouts", default="floor,one-process,default")
     parser.add_argument(
         "--repeat", type=int, default=1, help="run the rows this many times, alternating"
     )

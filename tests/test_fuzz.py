@@ -3,6 +3,9 @@ hand-written corpus of every case the issue reported, against a real stack (brok
 worker, model, store). No answer may be a 5xx; every error has the documented shape; and
 the pipeline still processes a good event after the bad ones.
 
+The corpus also goes through `up`'s ingest app (``http/ingest_app.py``: /track served
+there, every other route forwarded to the API), as `up` serves it by default.
+
 The schemathesis run goes to a second app on the same store and keys whose /track writes
 to a topic no worker reads: generated events would each add dimensions with random
 metadata keys (their cost is capped on another branch, issue 9 item 3), and what the
@@ -29,6 +32,7 @@ from schemathesis import GenerationMode
 
 from turret_stream.errors import ErrorCode
 from turret_stream.http import create_app
+from turret_stream.http.ingest_app import create_ingest_app
 from turret_stream.http.server import ApiRunner
 from turret_stream.stack import running_stack
 
@@ -49,6 +53,7 @@ MAX_EXAMPLES = 6  # per route and mode: every route twice over in well under a m
 @dataclass
 class Stack:
     url: str  # the real API, read by the worker
+    front_url: str  # `up`'s ingest app in front of it (forwards all but /track, /v1/live)
     fuzz_url: str  # same store and keys, /track to an unread topic
     key: str
     topic: str  # a topic id of the seeded events
@@ -93,12 +98,22 @@ def stack(tmp_path_factory, broker) -> Iterator[Stack]:
                 embedder=running.embedder,
             )
             runner, fuzz_url = await _served(app)
+            assert running.publisher is not None and running.api_url is not None
+            front = create_ingest_app(
+                conf,
+                keystore=running.keystore,
+                publisher=running.publisher,
+                worker_probe=ready_probe,
+                worker_url=running.api_url,
+            )
+            front_runner, front_url = await _served(front)
             try:
-                ready.update(url=running.api_url, fuzz_url=fuzz_url, key=key)
+                ready.update(url=running.api_url, fuzz_url=fuzz_url, front_url=front_url, key=key)
                 started.set()
                 while not stop.is_set():
                     await asyncio.sleep(0.2)
             finally:
+                await front_runner.cleanup()
                 await runner.cleanup()
 
     def thread() -> None:
@@ -127,7 +142,7 @@ def stack(tmp_path_factory, broker) -> Iterator[Stack]:
             time.sleep(0.5)
     assert topic is not None, "the seeded events never formed a topic"
     try:
-        yield Stack(url, ready["fuzz_url"], key, topic)
+        yield Stack(url, ready["front_url"], ready["fuzz_url"], key, topic)
     finally:
         stop.set()
         worker.join(60)
@@ -216,8 +231,10 @@ def _raw(url: str, payload: bytes) -> bytes:
     return b"".join(chunks)
 
 
-def test_corpus_of_reported_cases_then_a_control_event(stack: Stack):
+@pytest.mark.parametrize("via", ["api", "ingest"])
+def test_corpus_of_reported_cases_then_a_control_event(stack: Stack, via: str):
     key, topic = stack.key, stack.topic
+    url = stack.url if via == "api" else stack.front_url
     auth = {"X-API-Key": key}
     deep = b'{"name": "x", "metadata": ' + b"[" * 1000 + b"]" * 1000 + b"}"
     ok = b'{"name": "user_prompt", "metadata": {"prompt": "hi"}'
@@ -298,7 +315,7 @@ def test_corpus_of_reported_cases_then_a_control_event(stack: Stack):
         ("GET", "/v1/clusters", {"token": key}, None, {}, 401, "INVALID_API_KEY"),
         ("POST", "/track", None, ok + b"}", {"Idempotency-Key": ""}, 200, None),
     ]
-    with httpx.Client(base_url=stack.url, headers=auth, timeout=30) as client:
+    with httpx.Client(base_url=url, headers=auth, timeout=30) as client:
         for method, path, query, body, headers, status, code in corpus:
             resp = client.request(method, path, params=query, content=body, headers=headers)
             label = f"{method} {path} {query} {(body or b'')[:60]!r}"
@@ -316,7 +333,7 @@ def test_corpus_of_reported_cases_then_a_control_event(stack: Stack):
             b"GET /v1/events/\xed\xa0\x80 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
             b"POST /track HTTP/1.1\r\nHost: x\r\nX-API-Key: " + key.encode() + b"\x01\r\n\r\n",
         ):
-            answer = _raw(stack.url, payload)
+            answer = _raw(url, payload)
             head, _, body = answer.partition(b"\r\n\r\n")
             assert b" 400 " in head.split(b"\r\n")[0] and key.encode() not in answer
             assert json.loads(body)["code"] == "INVALID_REQUEST"

@@ -4,7 +4,6 @@ alerts."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -19,9 +18,10 @@ from turret_stream.errors import TurretError
 from turret_stream.export import ExportError, run_export
 from turret_stream.journal import JournalError
 from turret_stream.keys import KeyStore
+from turret_stream.logging_setup import setup_logging
 from turret_stream.replay import Columns, ReplayError, ReplayOptions, replay
 from turret_stream.settings import Settings, load_settings
-from turret_stream.stack import running_stack, wait_for_stop_signal
+from turret_stream.stack import running_split_stack, running_stack, wait_for_stop_signal
 from turret_stream.storage import StorageLocked, VectorStore, open_store
 
 DEFAULT_PROJECT = "default"
@@ -34,14 +34,7 @@ def _settings(ctx: click.Context, **overrides: Any) -> Settings:
 
 
 def _setup_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # Faust and aiokafka are chatty at INFO; keep their warnings.
-    for name in ("faust", "mode", "aiokafka"):
-        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
+    setup_logging(settings)
 
 
 def _fail(message: str) -> None:
@@ -89,6 +82,7 @@ def _print_banner(stack: Any, new_key: str | None) -> None:
     click.echo(f"  Kafka:  {kafka}")
     click.echo(f"  Data:   {s.data_dir.resolve()}")
     processes = getattr(stack.embedder, "processes", 1) if stack.embedder else 0
+    processes = processes or stack.model_processes
     if processes:
         click.echo(f"  Model:  {processes} embedding process{'es' if processes > 1 else ''}")
     if new_key:
@@ -100,18 +94,31 @@ def _print_banner(stack: Any, new_key: str | None) -> None:
 def _run(settings: Settings, *, broker: bool, worker: bool, api: bool) -> None:
     _setup_logging(settings)
 
-    async def run() -> None:
-        async with running_stack(settings, broker=broker, worker=worker, api=api) as stack:
+    split = worker and api and settings.worker.separate_process
+
+    async def run() -> str | None:
+        running = (
+            running_split_stack(settings, broker=broker)
+            if split
+            else running_stack(settings, broker=broker, worker=worker, api=api)
+        )
+        async with running as stack:
             new_key = None
             if stack.keystore is not None and stack.keystore.is_empty():
                 new_key = stack.keystore.create(DEFAULT_PROJECT).secret
             _print_banner(stack, new_key)
             sys.stdout.flush()
-            await wait_for_stop_signal()
+            failure = await wait_for_stop_signal(stack.failure)
             click.echo("stopping...", err=True)
+        return failure
 
     try:
-        asyncio.run(run())
+        failure = asyncio.run(run())
+        if failure:
+            _fail(
+                f"{failure}; `up` stopped (events it had accepted and not finished are in "
+                "the journal and are replayed on the next start)"
+            )
     except TurretError as exc:
         _fail(str(exc))
     except OSError as exc:  # e.g. the HTTP port is taken
@@ -135,7 +142,8 @@ def up(
     workers: int | None,
     data_dir: Path | None,
 ) -> None:
-    """Run everything in one process: broker (unless Kafka is configured), worker, API."""
+    """Run everything: broker (unless Kafka is configured), API, and the worker (in a child
+    process)."""
     settings = _settings(
         ctx,
         **{

@@ -186,6 +186,14 @@ class Journal:
 
     async def append(self, event_id: str, key: bytes, value: bytes) -> int:
         """Write one record; returns its sequence number once it is on disk."""
+        seq, on_disk = self.submit(event_id, key, value)
+        await on_disk
+        return seq
+
+    def submit(self, event_id: str, key: bytes, value: bytes) -> tuple[int, asyncio.Future[None]]:
+        """Queue one record for the next group commit: its sequence number now, and a
+        future done once it is on disk (or failed with JournalError). The caller may do
+        other work meanwhile (the producer sends the event to Kafka)."""
         if self._lock_file is None:
             raise JournalError("journal is not open")
         seq = self._next_seq
@@ -196,8 +204,7 @@ class Journal:
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_queue())
         # Shielded: a client that disconnects does not cancel the write of others.
-        await asyncio.shield(done)
-        return seq
+        return seq, asyncio.shield(done)
 
     async def _flush_queue(self) -> None:
         while self._queue:

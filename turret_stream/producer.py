@@ -109,18 +109,36 @@ class EventPublisher:
 
     async def publish(self, key: bytes, value: bytes, event_id: str | None = None) -> None:
         """Journal (if any) and write one message, waiting for ``acks=all``;
-        BrokerUnavailable if either fails or the broker does not answer in time."""
+        BrokerUnavailable if either fails or the broker does not answer in time.
+
+        The journal's group commit (an fsync) and the Kafka write run at the same time:
+        the answer waits for the slower of the two, not their sum. Either may land while
+        the other fails (the client gets a 503): a journaled event is replayed on the
+        next start, and downstream dedupe by event id makes a retry harmless."""
         seq = None
+        on_disk: asyncio.Future[None] | None = None
         if self.journal is not None:
             try:
-                seq = await self.journal.append(event_id or "", key, value)
+                seq, on_disk = self.journal.submit(event_id or "", key, value)
             except JournalError as exc:
                 log.error("event not journaled: %s", exc)
                 raise BrokerUnavailable(str(exc)) from exc
         if self.progress is not None and event_id is not None:
             self.progress.opened(event_id, seq)
+        sent = asyncio.ensure_future(
+            asyncio.wait_for(self._publish(key, value), self._settings.produce_timeout_s)
+        )
+        if on_disk is not None:
+            try:
+                await on_disk
+            except JournalError as exc:
+                sent.cancel()
+                if self.progress is not None and event_id is not None:
+                    self.progress.abandoned(event_id)
+                log.error("event not journaled: %s", exc)
+                raise BrokerUnavailable(str(exc)) from exc
         try:
-            await asyncio.wait_for(self._publish(key, value), self._settings.produce_timeout_s)
+            await sent
         except (TimeoutError, KafkaError, OSError) as exc:
             if self.progress is not None and event_id is not None:
                 self.progress.abandoned(event_id)

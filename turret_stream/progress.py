@@ -1,10 +1,10 @@
-"""How far the in-process pipeline has got with the events this process accepted.
+"""How far `up`'s pipeline has got with the events this process accepted.
 
-In `turret-stream up` the API and the worker share one process, so the lag is counted
-here rather than asked of the broker: an accepted event is *open* from its write to the
-events topic until the worker is done with it, i.e. the embed agent has handled the
-delivery and the cluster agent has handled each of its texts (or either stage put it in
-the dead-letter store). Two things read it:
+In `turret-stream up` the API counts the lag itself rather than ask the broker (the
+worker, in this process or in its own, reports what it is done with): an accepted event
+is *open* from its write to the events topic until the worker is done with it, i.e. the
+embed agent has handled the delivery and the cluster agent has handled each of its texts
+(or either stage put it in the dead-letter store). Two things read it:
 
 - back-pressure: ``lag`` (open events) against ``pipeline.max_lag_events``;
 - the journal: ``confirmed_seq`` is the highest journal sequence number below which
@@ -18,6 +18,19 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class ProgressReports(Protocol):
+    """What the worker's agents report about each event: ``PipelineProgress`` itself when
+    the API shares the worker's process, a ``worker_link.ProgressReporter`` that sends the
+    reports to the API's process otherwise."""
+
+    def embedded(self, event_id: str, texts: int) -> None: ...
+
+    def clustered(self, event_id: str) -> None: ...
+
+    def dead_lettered(self, event_id: str, stage: str) -> None: ...
 
 
 @dataclass

@@ -110,6 +110,16 @@ class WorkerSettings(_Section):
     # Niceness added to the model processes (0-19): the model uses idle cores but yields
     # them to the API and the broker, so a backlog does not slow /track (0 = equal terms).
     model_nice: int = Field(10, ge=0, le=19)
+    # In `up`: run the worker (agents, store, read API) in a child process, so /track, the
+    # journal and the producer keep a process of their own and an accepted request never
+    # waits for the worker's event loop or GIL (false: everything in one process).
+    separate_process: bool = True
+    # Niceness added to that worker process (0-19; its model processes add model_nice on
+    # top): /track, the broker and the journal keep the cores first.
+    process_nice: int = Field(10, ge=0, le=19)
+    # Longest a request forwarded to the worker process (every route but /track, /healthz,
+    # /readyz, /metrics and /v1/live) may take before the client gets a 503.
+    api_timeout_s: float = Field(60.0, gt=0)
 
 
 class TrackLimits(_Section):

@@ -1,14 +1,21 @@
-"""Runs the pieces of turret-stream in one process: the embedded broker, the Faust worker
-and the HTTP API, in that order, and stops them in reverse on Ctrl-C / SIGTERM."""
+"""Runs the pieces of turret-stream: the embedded broker, the Faust worker and the HTTP
+API, in that order, and stops them in reverse on Ctrl-C / SIGTERM.
+
+Two layouts: everything in this process (``running_stack``), or, for `up` with
+``worker.separate_process`` (``running_split_stack``), the broker, /track, the journal and
+the producer in this process and the worker with the read API in a child process
+(``worker_process.py``) that this one forwards the other routes to."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from aiohttp import web
 
@@ -17,16 +24,18 @@ from turret_stream.embedding import Embedder, open_embedder
 from turret_stream.embedding.base import cores
 from turret_stream.embedding.pool import PooledEmbedder
 from turret_stream.http.app import create_app
+from turret_stream.http.ingest_app import create_ingest_app
 from turret_stream.http.keys import WorkerProbe
 from turret_stream.http.server import ApiRunner
-from turret_stream.journal import Journal
+from turret_stream.journal import Journal, JournalRecord
 from turret_stream.keys import KeyStore
 from turret_stream.preflight import check_broker, check_store
 from turret_stream.producer import EventPublisher, ensure_topic
-from turret_stream.progress import PipelineProgress
+from turret_stream.progress import PipelineProgress, ProgressReports
 from turret_stream.settings import Settings
 from turret_stream.storage import VectorStore, open_store
 from turret_stream.topology import Topology, build_topology, topic_names
+from turret_stream.worker_process import WorkerProcess
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +56,38 @@ class RunningStack:
     progress: PipelineProgress | None = None
     publisher: EventPublisher | None = None
     notes: list[str] = field(default_factory=list)
+    # What the journal checkpoint flushes: the store here, or the worker process's.
+    flusher: StoreFlusher | None = None
+    # The split layout: the worker's process, and why `up` must stop (it died).
+    worker_process: WorkerProcess | None = None
+    failure: asyncio.Future[str] | None = None
+    model_processes: int = 0
+
+
+class StoreFlusher(Protocol):
+    """Makes the store's writes durable, where the store is (journal checkpoints)."""
+
+    @property
+    def alive(self) -> bool: ...
+
+    async def written_since_flush(self) -> list[str]: ...
+
+    async def flush(self, names: list[str] | None = None) -> None: ...
+
+
+class _LocalFlusher:
+    """The store of this process; its calls hold the GIL, so they run in a thread."""
+
+    alive = True
+
+    def __init__(self, store: VectorStore) -> None:
+        self._store = store
+
+    async def written_since_flush(self) -> list[str]:
+        return await asyncio.to_thread(self._store.written_since_flush)
+
+    async def flush(self, names: list[str] | None = None) -> None:
+        await asyncio.to_thread(self._store.flush, names)
 
 
 def embed_processes(settings: Settings) -> int:
@@ -72,7 +113,7 @@ async def running_worker(
     settings: Settings,
     store: VectorStore,
     embedder: Embedder,
-    progress: PipelineProgress | None = None,
+    progress: ProgressReports | None = None,
 ) -> AsyncIterator[Topology]:
     """The Faust app started inside this event loop; stopped on exit."""
     topology = build_topology(settings, store, embedder, progress=progress)
@@ -99,22 +140,30 @@ def _worker_running(topology: Topology) -> WorkerProbe:
     return probe
 
 
+async def _start_broker(
+    stack: RunningStack, exits: contextlib.AsyncExitStack, broker: bool
+) -> None:
+    settings = stack.settings
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if broker:
+        stack.broker = EmbeddedBroker(
+            settings.kafka.embedded_host,
+            settings.kafka.embedded_port,
+            log_file=settings.data_dir / "broker.log",
+        )
+        await exits.enter_async_context(stack.broker)
+    # Fail at start, in one line, rather than serve what cannot be honoured.
+    await check_broker(settings)
+
+
 @contextlib.asynccontextmanager
 async def running_stack(
     settings: Settings, *, broker: bool, worker: bool, api: bool
 ) -> AsyncIterator[RunningStack]:
+    """Everything asked for, in this process."""
     stack = RunningStack(settings)
     async with contextlib.AsyncExitStack() as exits:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        if broker:
-            stack.broker = EmbeddedBroker(
-                settings.kafka.embedded_host,
-                settings.kafka.embedded_port,
-                log_file=settings.data_dir / "broker.log",
-            )
-            await exits.enter_async_context(stack.broker)
-        # Fail at start, in one line, rather than serve what cannot be honoured.
-        await check_broker(settings)
+        await _start_broker(stack, exits, broker)
         if worker or api:
             # One store per process: the in-process engine allows one opener per data
             # dir, so the API reads through the same object the worker writes.
@@ -131,6 +180,8 @@ async def running_stack(
             )
             pending = stack.journal.open()
             exits.push_async_callback(stack.journal.close)
+        else:
+            pending = []
         if api and worker:
             # API and worker share this process: lag is counted in it (back-pressure).
             stack.progress = PipelineProgress()
@@ -151,15 +202,7 @@ async def running_stack(
             )
             exits.push_async_callback(stack.publisher.close)
         if stack.journal is not None and stack.publisher is not None:
-            if stack.progress is not None:
-                stack.progress.note_seq(stack.journal.confirmed)
-            if pending:
-                log.info("replaying %d journaled events into the broker", len(pending))
-                await stack.publisher.replay(pending)
-            exits.push_async_callback(_drain, stack)
-            stop_checkpoints = asyncio.Event()
-            checkpoints = asyncio.create_task(_checkpoint_loop(stack, stop_checkpoints))
-            exits.push_async_callback(_stop_loop, stop_checkpoints, checkpoints)
+            await _start_checkpoints(stack, exits, pending)
         if api:
             stack.keystore = KeyStore(settings.keys_db_path, settings.http.auth_cache_s)
             exits.callback(stack.keystore.close)
@@ -184,6 +227,138 @@ async def running_stack(
         yield stack
 
 
+@contextlib.asynccontextmanager
+async def running_worker_api(
+    settings: Settings, progress: ProgressReports
+) -> AsyncIterator[tuple[str, VectorStore, WorkerProbe]]:
+    """The worker process of the split layout: the store, the model, the Faust agents
+    (reporting to ``progress``) and the read API on a private loopback port. Yields the
+    API's URL, the store (the checkpoints flush it) and whether the agents run."""
+    async with contextlib.AsyncExitStack() as exits:
+        store = open_store(settings)
+        exits.callback(store.close)
+        await check_store(store, settings)
+        embedder = await asyncio.to_thread(open_worker_embedder, settings)
+        if isinstance(embedder, PooledEmbedder):
+            exits.callback(embedder.close)
+        topology = await exits.enter_async_context(
+            running_worker(settings, store, embedder, progress)
+        )
+        keystore = KeyStore(settings.keys_db_path, settings.http.auth_cache_s)
+        exits.callback(keystore.close)
+        probe = _worker_running(topology)
+        app = create_app(
+            settings,
+            keystore=keystore,
+            worker_probe=probe,
+            store=store,
+            embedder=embedder,
+            behind_ingest=True,
+        )
+        # The ingest process logs every request (keys redacted) once.
+        runner = ApiRunner(app, access_log=None)
+        await runner.setup()
+        exits.push_async_callback(runner.cleanup)
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        yield f"http://{host}:{port}", store, probe
+
+
+@contextlib.asynccontextmanager
+async def running_split_stack(settings: Settings, *, broker: bool) -> AsyncIterator[RunningStack]:
+    """`up` with ``worker.separate_process``: the broker, the journal, the producer, the
+    lag and the public port here; the worker and the read API in a child process."""
+    stack = RunningStack(settings)
+    async with contextlib.AsyncExitStack() as exits:
+        await _start_broker(stack, exits, broker)
+        pending: list[JournalRecord] = []
+        if settings.journal_enabled:
+            stack.journal = Journal(
+                settings.journal_path,
+                settings.pipeline.journal_segment_bytes,
+                fsync=settings.pipeline.journal_fsync,
+            )
+            pending = stack.journal.open()
+            exits.push_async_callback(stack.journal.close)
+        stack.progress = PipelineProgress()
+        worker = stack.worker_process = WorkerProcess(settings, stack.progress)
+        exits.push_async_callback(worker.stop)
+        await worker.start()
+        assert worker.link is not None
+        stack.flusher = worker.link
+        stack.model_processes = embed_processes(settings)
+        stack.failure = asyncio.get_running_loop().create_future()
+        watch = asyncio.create_task(_watch_worker(stack))
+        exits.callback(watch.cancel)
+        stack.publisher = EventPublisher(
+            settings.bootstrap_servers,
+            settings.kafka,
+            journal=stack.journal,
+            progress=stack.progress,
+            pipeline=settings.pipeline,
+        )
+        exits.push_async_callback(stack.publisher.close)
+        if stack.journal is not None:
+            await _start_checkpoints(stack, exits, pending)
+        stack.keystore = KeyStore(settings.keys_db_path, settings.http.auth_cache_s)
+        exits.callback(stack.keystore.close)
+        app = create_ingest_app(
+            settings,
+            keystore=stack.keystore,
+            publisher=stack.publisher,
+            worker_probe=worker.link.running,
+            worker_url=worker.url,
+        )
+        runner = ApiRunner(app)
+        await runner.setup()
+        exits.push_async_callback(runner.cleanup)
+        site = web.TCPSite(runner, settings.http.host, settings.http.port)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        stack.api_url = f"http://{host}:{port}"
+        # What start-up made lives as long as the process: out of the collector's sight,
+        # so that a full collection does not walk it in the middle of a burst.
+        gc.freeze()
+        yield stack
+
+
+async def _watch_worker(stack: RunningStack) -> None:
+    """A worker process that dies stops `up` (a supervisor restarts it; what the worker
+    had not finished stays in the journal and is replayed then)."""
+    worker = stack.worker_process
+    assert worker is not None and worker.link is not None and stack.failure is not None
+    await worker.link.closed.wait()
+    await worker.wait_exit(5.0)
+    message = f"the worker process {worker.exit_description()}"
+    log.error("%s; stopping", message)
+    if not stack.failure.done():
+        stack.failure.set_result(message)
+
+
+async def _start_checkpoints(
+    stack: RunningStack, exits: contextlib.AsyncExitStack, pending: list[JournalRecord]
+) -> None:
+    """Replay what the journal holds, then confirm journaled events as the worker stores
+    them (periodically, and once more on stop after the drain)."""
+    assert stack.journal is not None and stack.publisher is not None
+    if stack.progress is not None:
+        stack.progress.note_seq(stack.journal.confirmed)
+    if pending:
+        log.info("replaying %d journaled events into the broker", len(pending))
+        await stack.publisher.replay(pending)
+    exits.push_async_callback(_drain, stack)
+    stop_checkpoints = asyncio.Event()
+    checkpoints = asyncio.create_task(_checkpoint_loop(stack, stop_checkpoints))
+    exits.push_async_callback(_stop_loop, stop_checkpoints, checkpoints)
+
+
+def _flusher(stack: RunningStack) -> StoreFlusher | None:
+    if stack.flusher is None and stack.store is not None:
+        stack.flusher = _LocalFlusher(stack.store)
+    return stack.flusher
+
+
 async def _checkpoint(stack: RunningStack, stop: asyncio.Event | None = None) -> None:
     """Confirm in the journal what the worker has stored: flush the store first, so that a
     confirmed event is on disk there before it leaves the journal. With ``stop`` (the
@@ -197,16 +372,20 @@ async def _checkpoint(stack: RunningStack, stop: asyncio.Event | None = None) ->
     upto = progress.confirmed_seq()
     if upto <= journal.confirmed:
         return
-    if stack.store is not None:
-        if stop is None:
-            await asyncio.to_thread(stack.store.flush)
+    flusher = _flusher(stack)
+    if flusher is not None and not flusher.alive:
+        return  # the worker process is gone: the journal keeps everything for a replay
+    if flusher is not None:
+        if stop is None or stack.worker_process is not None:
+            # At stop; or in the worker process, whose GIL /track does not wait for.
+            await flusher.flush()
         else:
             give_up = (
                 asyncio.get_running_loop().time() + stack.settings.pipeline.checkpoint_max_delay_s
             )
-            for name in await asyncio.to_thread(stack.store.written_since_flush):
+            for name in await flusher.written_since_flush():
                 await _quiet_moment(stack, stop, give_up)
-                await asyncio.to_thread(stack.store.flush, [name])
+                await flusher.flush([name])
     await asyncio.to_thread(journal.confirm, upto)
 
 
@@ -251,23 +430,35 @@ async def _drain(stack: RunningStack) -> None:
     """On stop, after the API stopped taking events: give the worker up to
     ``pipeline.drain_timeout_s`` to finish what was accepted, then confirm it. Whatever is
     left stays in the journal and is replayed on the next start."""
-    progress = stack.progress
+    progress, flusher = stack.progress, _flusher(stack)
     if progress is not None:
-        deadline = asyncio.get_running_loop().time() + stack.settings.pipeline.drain_timeout_s
-        while progress.lag and asyncio.get_running_loop().time() < deadline:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + stack.settings.pipeline.drain_timeout_s
+        while progress.lag and loop.time() < deadline and (flusher is None or flusher.alive):
             await asyncio.sleep(0.05)
         if progress.lag:
             log.warning("stopping with %d events still in the journal", progress.lag)
+    if flusher is not None and not flusher.alive:
+        return  # the worker is gone: nothing more is confirmed; the journal replays it
     await _checkpoint(stack)
 
 
-async def wait_for_stop_signal() -> None:
+async def wait_for_stop_signal(failure: asyncio.Future[str] | None = None) -> str | None:
+    """Until Ctrl-C or SIGTERM (None), or until ``failure`` says why `up` must stop."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    signalled = asyncio.ensure_future(stop.wait())
     try:
-        await stop.wait()
+        waits: set[asyncio.Future[object]] = {signalled}
+        if failure is not None:
+            waits.add(failure)  # type: ignore[arg-type]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        if failure is not None and failure.done() and not stop.is_set():
+            return failure.result()
+        return None
     finally:
+        signalled.cancel()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

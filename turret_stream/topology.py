@@ -47,7 +47,7 @@ from turret_stream.embedding import Embedder
 from turret_stream.faust_app import TurretApp
 from turret_stream.journey_owner import JourneyOwner, journey_owner
 from turret_stream.labels.book import LabelBook
-from turret_stream.progress import PipelineProgress
+from turret_stream.progress import ProgressReports
 from turret_stream.records import (
     DeadLetter,
     EmbeddedText,
@@ -98,7 +98,7 @@ def build_topology(
     settings: Settings,
     store: VectorStore,
     embedder: Embedder,
-    progress: PipelineProgress | None = None,
+    progress: ProgressReports | None = None,
 ) -> Topology:
     """A Faust app wired to the configured broker, with every topic and agent registered."""
     worker = settings.worker

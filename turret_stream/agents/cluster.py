@@ -29,7 +29,7 @@ from turret_stream.clustering.owner import DimensionOwner
 from turret_stream.dimensions import FieldTypeTracker
 from turret_stream.fencing import FencedStore, Lease, StaleOwner
 from turret_stream.poison import PoisonEvent, carry_problem
-from turret_stream.progress import PipelineProgress
+from turret_stream.progress import ProgressReports
 from turret_stream.records import (
     DeadLetter,
     EmbeddedText,
@@ -244,7 +244,7 @@ def register_cluster_agent(
     assignments: faust.TopicT,
     owners: Owners,
     dead: faust.TopicT,
-    progress: PipelineProgress | None = None,
+    progress: ProgressReports | None = None,
     topic_events: faust.TopicT | None = None,
 ) -> None:
     async def announce() -> list:

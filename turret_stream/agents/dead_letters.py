@@ -12,7 +12,7 @@ import asyncio
 import faust
 
 from turret_stream.dead_letters import DeadLetterStore
-from turret_stream.progress import PipelineProgress
+from turret_stream.progress import ProgressReports
 from turret_stream.records import DeadLetter
 
 
@@ -20,7 +20,7 @@ def register_dead_letters_agent(
     app: faust.App,
     dead: faust.TopicT,
     letters: DeadLetterStore,
-    progress: PipelineProgress | None = None,
+    progress: ProgressReports | None = None,
 ) -> None:
     def keep(batch: list[DeadLetter]) -> None:
         for letter in batch:

@@ -22,7 +22,7 @@ import faust
 from turret_stream import dead_letters
 from turret_stream.embedding import Embedder
 from turret_stream.poison import PoisonEvent, carry_problem
-from turret_stream.progress import PipelineProgress
+from turret_stream.progress import ProgressReports
 from turret_stream.records import EmbeddedText, TrackedEvent, dimension_key, encode_vector
 from turret_stream.settings import Settings
 
@@ -83,7 +83,7 @@ def register_embed_agent(
     embedder: Embedder,
     settings: Settings,
     dead: faust.TopicT,
-    progress: PipelineProgress | None = None,
+    progress: ProgressReports | None = None,
 ) -> None:
     async def embed_and_send(batch: Sequence[TrackedEvent]) -> None:
         # The model runs outside the event loop, which keeps serving the API and

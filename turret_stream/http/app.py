@@ -46,9 +46,12 @@ def create_app(
     store: VectorStore | None = None,
     embedder: Embedder | None = None,
     publisher: EventPublisher | None = None,
+    behind_ingest: bool = False,
 ) -> web.Application:
     """The API app. ``worker_probe`` tells /readyz whether the worker runs; by default it
-    asks the broker about the worker's consumer group."""
+    asks the broker about the worker's consumer group. ``behind_ingest``: the read API of
+    `up`'s worker process, reached through the ingest process (``ingest_app.py``), which
+    serves /track and /v1/live itself: no live feed here."""
     app = web.Application(
         middlewares=[json_errors, request_guard],
         # Handlers read bodies with guards.read_body (exact limit, read timeout); this is
@@ -101,10 +104,11 @@ def create_app(
             app[KEYSTORE].close()
 
     app.cleanup_ctx.append(resources)
-    app.cleanup_ctx.append(run_live_feed)
+    if not behind_ingest:
+        app.cleanup_ctx.append(run_live_feed)
     setup_alert_api(app)
     app.cleanup_ctx.append(run_alert_api)
     # Sockets close on shutdown, before aiohttp waits for the handlers still running.
     app.on_shutdown.append(close_live_clients)
-    setup_routes(app)
+    setup_routes(app, public=not behind_ingest)
     return app

@@ -133,6 +133,11 @@ async def track(request: web.Request) -> web.Response:
     )
 
 
+async def served_by_ingest(request: web.Request) -> web.Response:
+    """/track and /v1/live on the worker process's private port: served on the public one."""
+    raise ApiError(404, ErrorCode.NOT_FOUND, "Served on the public port, not here")
+
+
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 

@@ -13,8 +13,10 @@ from turret_stream.http import (
 from turret_stream.http.dashboard import setup_dashboard
 
 
-def setup_routes(app: web.Application) -> None:
-    app.router.add_post("/track", handlers.track)
+def setup_routes(app: web.Application, *, public: bool = True) -> None:
+    """``public=False``: the worker process's read API, behind the ingest process, which
+    serves /track and /v1/live (they are kept here for their 405s)."""
+    app.router.add_post("/track", handlers.track if public else handlers.served_by_ingest)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
     app.router.add_get("/openapi.json", handlers.openapi)
@@ -31,7 +33,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_put("/v1/themes/{theme_id}/label", read_handlers.set_theme_label)
     app.router.add_get("/v1/events/{event_id}", read_handlers.get_event)
     app.router.add_get("/v1/search", read_handlers.search)
-    app.router.add_get("/v1/live", live.live)
+    app.router.add_get("/v1/live", live.live if public else handlers.served_by_ingest)
     app.router.add_get("/v1/sessions/{session_id}/journey", journey_handlers.session_journey)
     app.router.add_get("/v1/users/{user_id}/sessions", journey_handlers.user_sessions)
     app.router.add_get("/v1/journeys/transitions", journey_handlers.transitions)
