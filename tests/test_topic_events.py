@@ -188,7 +188,16 @@ def run(tmp_path_factory, broker):
                 await read_until(
                     topics_ws, messages, lambda: len(kinds(messages, "topic_spiking")) > 1, 5
                 )
-            await stack.topology.alerts.deliverer.flush_log()
+            # Every spike announced is delivered to the spike rule's webhook too.
+            deliverer = stack.topology.alerts.deliverer
+
+            def spikes_delivered() -> bool:
+                got = [json.loads(body)["kind"] for _, body, _ in receiver.got]
+                announced = len(kinds(messages, "topic_spiking"))
+                return got.count("topic_spiking") >= announced and not deliverer.outstanding
+
+            await wait_until(spikes_delivered, timeout=30)
+            await deliverer.flush_log()
             log = await (await http.get("/v1/alerts/deliveries")).json()
             result.update(
                 messages=messages,
@@ -216,27 +225,43 @@ def test_topics_are_announced_with_label_size_and_examples(run):
         assert 1 <= len(event["examples"]) <= 3
         if event["type"] == "topic_split":
             assert event["split_from"] in {e["topic"] for e in born}
-    texts = " ".join(x for e in born for x in e["examples"])
-    assert "card" in texts and "password" in texts
     labelled = kinds(run["messages"], "topic_labelled")
+    # Both groups of texts were announced, born or named (in 2 of ~20 local runs no
+    # birth showed a password text), with the texts sent (with a prefix).
+    examples = [x for e in born + labelled for x in e["examples"]]
+    for group in (CARD, PASSWORD):
+        starts = tuple(p + text[:15] for p in PREFIXES for text in group)
+        assert any(x.startswith(starts) for x in examples), (group[0], examples)
     assert len({e["topic"] for e in labelled}) >= 2
     assert all(isinstance(e["label"], str) and e["label"] and e["examples"] for e in labelled)
 
 
+def spiking_topics(run) -> list[dict]:
+    """The spike announcements. Once per topic and episode: the burst's card texts make
+    one topic, or two where the partition settled them in two before the burst (then
+    each part spikes on its own, once); a part split off after the spike shares its
+    episode and is not announced again."""
+    spikes = kinds(run["messages"], "topic_spiking")
+    assert 1 <= len(spikes) <= 2
+    assert len({s["topic"] for s in spikes}) == len(spikes)  # never twice for one topic
+    return spikes
+
+
 @pytest.mark.slow
 def test_a_burst_is_announced_spiking_once_per_episode(run):
-    spikes = kinds(run["messages"], "topic_spiking")
-    assert len(spikes) == 1
-    spike = spikes[0]
-    assert "card" in " ".join(spike["examples"])
-    assert spike["p_value"] < 1e-6 and spike["this_hour"] >= 5
-    # The baseline is the topic's own rate before this hour: its quiet events over the
-    # ~5 hours it was observed (6 card texts an hour, or fewer where the partition put
-    # some of them in another topic).
-    quiet = spike["size"] - spike["this_hour"]
-    assert spike["baseline_per_hour"] == pytest.approx(quiet / 5, rel=0.1)
-    assert 2 <= spike["baseline_per_hour"] <= 7.5
-    assert spike["label"] and spike["examples"]
+    spikes = spiking_topics(run)
+    for spike in spikes:
+        assert "card" in " ".join(spike["examples"])
+        assert spike["p_value"] < 1e-6 and spike["this_hour"] >= 5
+        # The baseline is the topic's own rate before this hour: its quiet events over
+        # the ~5 hours it was observed (6 card texts an hour, or fewer where the
+        # partition put some of them in another topic).
+        quiet = spike["size"] - spike["this_hour"]
+        assert spike["baseline_per_hour"] == pytest.approx(quiet / 5, rel=0.1)
+        assert spike["baseline_per_hour"] <= 7.5
+        assert spike["label"] and spike["examples"]
+    # The card topic (its larger part) carried at least half of the quiet card texts.
+    assert max(s["baseline_per_hour"] for s in spikes) >= 2
 
 
 @pytest.mark.slow
@@ -256,12 +281,9 @@ def test_rules_deliver_signed_webhooks_and_log_them(run):
     by_kind = {}
     for data in bodies:
         by_kind.setdefault(data["kind"], []).append(data)
-    # One spike delivery; one new_topic delivery per topic (never twice for one topic).
-    assert len(by_kind["topic_spiking"]) == 1
-    assert (
-        by_kind["topic_spiking"][0]["event"]["topic"]
-        == kinds(run["messages"], "topic_spiking")[0]["topic"]
-    )
+    # One delivery per spike announced; one new_topic delivery per topic (never twice).
+    delivered = sorted(d["event"]["topic"] for d in by_kind["topic_spiking"])
+    assert delivered == sorted(s["topic"] for s in spiking_topics(run))
     new_topics = [d["event"]["topic"] for d in by_kind["new_topic"]]
     assert len(new_topics) == len(set(new_topics)) >= 2
     log = run["log"]["deliveries"]
