@@ -215,16 +215,21 @@ async def running_stack(
                 embedder=stack.embedder,
                 publisher=stack.publisher,
             )
-            # The access log carries no headers; ApiRunner answers parse errors as JSON
-            # without echoing (or logging) the request bytes.
-            runner = ApiRunner(app)
-            await runner.setup()
-            exits.push_async_callback(runner.cleanup)
-            site = web.TCPSite(runner, settings.http.host, settings.http.port)
-            await site.start()
-            host, port = runner.addresses[0][:2]
-            stack.api_url = f"http://{host}:{port}"
+            stack.api_url = await _serve(app, settings, exits)
         yield stack
+
+
+async def _serve(app: web.Application, settings: Settings, exits: contextlib.AsyncExitStack) -> str:
+    """Serve ``app`` on the public port until ``exits`` closes; its URL. The access log
+    carries no headers; ApiRunner answers parse errors as JSON without echoing (or
+    logging) the request bytes."""
+    runner = ApiRunner(app)
+    await runner.setup()
+    exits.push_async_callback(runner.cleanup)
+    site = web.TCPSite(runner, settings.http.host, settings.http.port)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    return f"http://{host}:{port}"
 
 
 @contextlib.asynccontextmanager
@@ -310,13 +315,7 @@ async def running_split_stack(settings: Settings, *, broker: bool) -> AsyncItera
             worker_probe=worker.link.running,
             worker_url=worker.url,
         )
-        runner = ApiRunner(app)
-        await runner.setup()
-        exits.push_async_callback(runner.cleanup)
-        site = web.TCPSite(runner, settings.http.host, settings.http.port)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        stack.api_url = f"http://{host}:{port}"
+        stack.api_url = await _serve(app, settings, exits)
         # What start-up made lives as long as the process: out of the collector's sight,
         # so that a full collection does not walk it in the middle of a burst.
         gc.freeze()

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from turret_stream.embedding import Embedder, open_embedder
 from turret_stream.http.alert_handlers import run_alert_api, setup_alert_api
-from turret_stream.http.guards import json_errors, request_guard
+from turret_stream.http.guards import guarded_application
 from turret_stream.http.keys import (
     EMBEDDER,
     JOURNEYS,
@@ -18,8 +18,6 @@ from turret_stream.http.keys import (
     LIVE_HUB,
     PUBLISHER,
     QUERIES,
-    RATE_LIMITER,
-    SETTINGS,
     STORE,
     WORKER_PROBE,
     WorkerProbe,
@@ -31,7 +29,6 @@ from turret_stream.journey_queries import JourneyQueries
 from turret_stream.keys import KeyStore
 from turret_stream.producer import EventPublisher
 from turret_stream.queries import Queries
-from turret_stream.ratelimit import RateLimiter
 from turret_stream.settings import Settings
 from turret_stream.storage import VectorStore, open_store
 
@@ -52,22 +49,7 @@ def create_app(
     asks the broker about the worker's consumer group. ``behind_ingest``: the read API of
     `up`'s worker process, reached through the ingest process (``ingest_app.py``), which
     serves /track and /v1/live itself: no live feed here."""
-    app = web.Application(
-        middlewares=[json_errors, request_guard],
-        # Handlers read bodies with guards.read_body (exact limit, read timeout); this is
-        # aiohttp's own backstop for anything else (it refuses bodies *equal* to it).
-        client_max_size=settings.http.max_body_bytes + 1,
-        # A connection that has not sent a whole request head within this time (a first
-        # request, or the next one on a kept-alive connection) is closed.
-        # After an answer sent before the body was read (401, 408, 413, ...), the rest of
-        # the body is drained for at most as long, then the connection is closed.
-        handler_args={
-            "keepalive_timeout": settings.http.read_timeout_s,
-            "lingering_time": settings.http.read_timeout_s,
-        },
-    )
-    app[SETTINGS] = settings
-    app[RATE_LIMITER] = RateLimiter(settings.rate_limit)
+    app = guarded_application(settings)
     app[WORKER_PROBE] = worker_probe or heartbeat_probe(settings)
     own_keystore = keystore is None
     app[KEYSTORE] = keystore or KeyStore(settings.keys_db_path, settings.http.auth_cache_s)

@@ -22,7 +22,9 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from turret_stream.errors import ApiError, ErrorCode, invalid
 from turret_stream.http.json_body import has_surrogate
-from turret_stream.http.keys import SETTINGS
+from turret_stream.http.keys import RATE_LIMITER, SETTINGS
+from turret_stream.ratelimit import RateLimiter
+from turret_stream.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -175,3 +177,26 @@ async def read_body(request: web.Request) -> bytes:
             f"The request body did not arrive within {http.read_timeout_s:g} s",
         ) from None
     return b"".join(chunks)
+
+
+def guarded_application(settings: Settings) -> web.Application:
+    """An application with the guards of every public app (``create_app``, and
+    ``create_ingest_app`` in `up`'s two-process layout): JSON errors, the request guard,
+    the body limit, read timeouts, its settings and the per-key rate limiter."""
+    app = web.Application(
+        middlewares=[json_errors, request_guard],
+        # Handlers read bodies with read_body (exact limit, read timeout); this is
+        # aiohttp's own backstop for anything else (it refuses bodies *equal* to it).
+        client_max_size=settings.http.max_body_bytes + 1,
+        # A connection that has not sent a whole request head within this time (a first
+        # request, or the next one on a kept-alive connection) is closed.
+        # After an answer sent before the body was read (401, 408, 413, ...), the rest of
+        # the body is drained for at most as long, then the connection is closed.
+        handler_args={
+            "keepalive_timeout": settings.http.read_timeout_s,
+            "lingering_time": settings.http.read_timeout_s,
+        },
+    )
+    app[SETTINGS] = settings
+    app[RATE_LIMITER] = RateLimiter(settings.rate_limit)
+    return app

@@ -14,20 +14,17 @@ from aiohttp import web
 
 from turret_stream.http import handlers, live, pipeline_handlers
 from turret_stream.http.forward import UPSTREAM, Upstream, forward, forward_context
-from turret_stream.http.guards import json_errors, request_guard
+from turret_stream.http.guards import guarded_application
 from turret_stream.http.keys import (
     KEYSTORE,
     LIVE_FEED,
     LIVE_HUB,
     PUBLISHER,
-    RATE_LIMITER,
-    SETTINGS,
     WORKER_PROBE,
     WorkerProbe,
 )
 from turret_stream.keys import KeyStore
 from turret_stream.producer import EventPublisher
-from turret_stream.ratelimit import RateLimiter
 from turret_stream.settings import Settings
 
 
@@ -39,17 +36,7 @@ def create_ingest_app(
     worker_probe: WorkerProbe,
     worker_url: str,
 ) -> web.Application:
-    app = web.Application(
-        middlewares=[json_errors, request_guard],
-        # As in create_app (http/app.py): read_body enforces the exact limit.
-        client_max_size=settings.http.max_body_bytes + 1,
-        handler_args={
-            "keepalive_timeout": settings.http.read_timeout_s,
-            "lingering_time": settings.http.read_timeout_s,
-        },
-    )
-    app[SETTINGS] = settings
-    app[RATE_LIMITER] = RateLimiter(settings.rate_limit)
+    app = guarded_application(settings)
     app[WORKER_PROBE] = worker_probe
     app[KEYSTORE] = keystore
     app[PUBLISHER] = publisher
