@@ -170,18 +170,11 @@ async def running_stack(
             stack.store = open_store(settings)
             exits.callback(stack.store.close)
             await check_store(stack.store, settings)
+        pending: list[JournalRecord] = []
         if api and worker and settings.journal_enabled:
             # Taken before anything is served: the journal is this data dir's entry point.
             # Only with the worker in this process: it is what confirms journaled events.
-            stack.journal = Journal(
-                settings.journal_path,
-                settings.pipeline.journal_segment_bytes,
-                fsync=settings.pipeline.journal_fsync,
-            )
-            pending = stack.journal.open()
-            exits.push_async_callback(stack.journal.close)
-        else:
-            pending = []
+            pending = _open_journal(stack, exits)
         if api and worker:
             # API and worker share this process: lag is counted in it (back-pressure).
             stack.progress = PipelineProgress()
@@ -193,14 +186,7 @@ async def running_stack(
                 running_worker(settings, stack.store, stack.embedder, stack.progress)
             )
         if api:
-            stack.publisher = EventPublisher(
-                settings.bootstrap_servers,
-                settings.kafka,
-                journal=stack.journal,
-                progress=stack.progress,
-                pipeline=settings.pipeline,
-            )
-            exits.push_async_callback(stack.publisher.close)
+            _start_publisher(stack, exits)
         if stack.journal is not None and stack.publisher is not None:
             await _start_checkpoints(stack, exits, pending)
         if api:
@@ -217,6 +203,30 @@ async def running_stack(
             )
             stack.api_url = await _serve(app, settings, exits)
         yield stack
+
+
+def _open_journal(stack: RunningStack, exits: contextlib.AsyncExitStack) -> list[JournalRecord]:
+    """The data dir's journal, open until ``exits`` closes; the records to replay."""
+    p = stack.settings.pipeline
+    stack.journal = Journal(
+        stack.settings.journal_path, p.journal_segment_bytes, fsync=p.journal_fsync
+    )
+    pending = stack.journal.open()
+    exits.push_async_callback(stack.journal.close)
+    return pending
+
+
+def _start_publisher(stack: RunningStack, exits: contextlib.AsyncExitStack) -> None:
+    """The producer of /track (journal, lag), closed when ``exits`` closes."""
+    settings = stack.settings
+    stack.publisher = EventPublisher(
+        settings.bootstrap_servers,
+        settings.kafka,
+        journal=stack.journal,
+        progress=stack.progress,
+        pipeline=settings.pipeline,
+    )
+    exits.push_async_callback(stack.publisher.close)
 
 
 async def _serve(app: web.Application, settings: Settings, exits: contextlib.AsyncExitStack) -> str:
@@ -279,13 +289,7 @@ async def running_split_stack(settings: Settings, *, broker: bool) -> AsyncItera
         await _start_broker(stack, exits, broker)
         pending: list[JournalRecord] = []
         if settings.journal_enabled:
-            stack.journal = Journal(
-                settings.journal_path,
-                settings.pipeline.journal_segment_bytes,
-                fsync=settings.pipeline.journal_fsync,
-            )
-            pending = stack.journal.open()
-            exits.push_async_callback(stack.journal.close)
+            pending = _open_journal(stack, exits)
         stack.progress = PipelineProgress()
         worker = stack.worker_process = WorkerProcess(settings, stack.progress)
         exits.push_async_callback(worker.stop)
@@ -296,14 +300,7 @@ async def running_split_stack(settings: Settings, *, broker: bool) -> AsyncItera
         stack.failure = asyncio.get_running_loop().create_future()
         watch = asyncio.create_task(_watch_worker(stack))
         exits.callback(watch.cancel)
-        stack.publisher = EventPublisher(
-            settings.bootstrap_servers,
-            settings.kafka,
-            journal=stack.journal,
-            progress=stack.progress,
-            pipeline=settings.pipeline,
-        )
-        exits.push_async_callback(stack.publisher.close)
+        _start_publisher(stack, exits)
         if stack.journal is not None:
             await _start_checkpoints(stack, exits, pending)
         stack.keystore = KeyStore(settings.keys_db_path, settings.http.auth_cache_s)
