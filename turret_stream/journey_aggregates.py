@@ -23,6 +23,7 @@ from turret_stream.journey_book import (
     OTHER,
     Cell,
     Contribution,
+    bump,
     gap_bin,
     parse_segments_key,
     split_pair,
@@ -233,14 +234,6 @@ class _Sum:
         )
 
 
-def _add(counter: Counter, key: Any, n: int) -> None:
-    total = counter.get(key, 0) + n
-    if total:
-        counter[key] = total
-    else:
-        counter.pop(key, None)
-
-
 def _add_cell(stats: JourneyStats, users: Counter[str], cell: Cell, sign: int = 1) -> None:
     """Add (``sign`` 1) or retract (-1) one cell's counters."""
     stats.events += sign * cell.events
@@ -257,19 +250,19 @@ def _add_cell(stats: JourneyStats, users: Counter[str], cell: Cell, sign: int = 
             mine.update(theirs)
         else:
             for key, n in theirs.items():
-                _add(mine, key, -n)
+                bump(mine, key, -n)
     for pair, n in cell.transitions.items():
-        _add(stats.transitions, split_pair(pair), sign * n)
+        bump(stats.transitions, split_pair(pair), sign * n)
     for pair, bins in cell.gaps.items():
         mine = stats.gap_bins.setdefault(split_pair(pair), Counter())
         for b, n in bins.items():
-            _add(mine, b, sign * n)
+            bump(mine, b, sign * n)
         if not mine:
             del stats.gap_bins[split_pair(pair)]
     for path, n in cell.paths.items():
-        _add(stats.paths, split_path(path), sign * n)
+        bump(stats.paths, split_path(path), sign * n)
     for pair, n in cell.back_and_forth.items():
-        _add(stats.back_and_forth, split_pair(pair), sign * n)
+        bump(stats.back_and_forth, split_pair(pair), sign * n)
 
 
 def _add_exact(

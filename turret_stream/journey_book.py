@@ -265,29 +265,29 @@ class Cell:
         """Add (``sign`` 1) or retract (-1) one session's contribution."""
         self.events += sign * c.events
         self.sessions += sign
-        _bump(self.users, c.user_id, sign)
+        bump(self.users, c.user_id, sign)
         path = c.derived.path
         if not path:
             return
         self.sessions_with_topic += sign
-        _bump(self.entries, path[0], sign)
-        _bump(self.paths, SEP.join(path), sign)
+        bump(self.entries, path[0], sign)
+        bump(self.paths, SEP.join(path), sign)
         for topic in set(path):
-            _bump(self.visited, topic, sign)
-        _bump(self.ended, path[-1], sign)
+            bump(self.visited, topic, sign)
+        bump(self.ended, path[-1], sign)
         starts = c.derived.step_starts
         for i in range(len(path) - 1):
             pair = _pair(path[i], path[i + 1])
-            _bump(self.transitions, pair, sign)
+            bump(self.transitions, pair, sign)
             bins = self.gaps.setdefault(pair, Counter())
-            _bump(bins, gap_bin(starts[i + 1] - starts[i]), sign)
+            bump(bins, gap_bin(starts[i + 1] - starts[i]), sign)
             if not bins:
                 del self.gaps[pair]
         pairs = {_pair(a, b) for a, b, c2 in zip(path, path[1:], path[2:], strict=False) if a == c2}
         if pairs:
             self.back_and_forth_sessions += sign
             for p in pairs:
-                _bump(self.back_and_forth, p, sign)
+                bump(self.back_and_forth, p, sign)
 
     @property
     def empty(self) -> bool:
@@ -327,7 +327,9 @@ class Cell:
         )
 
 
-def _bump(counter: Counter, key: Any, sign: int) -> None:
+def bump(counter: Counter, key: Any, sign: int) -> None:
+    """Add ``sign`` to ``counter[key]``, dropping the key at zero (cells and their sums
+    keep no zero entries)."""
     n = counter.get(key, 0) + sign
     if n:
         counter[key] = n

@@ -149,12 +149,12 @@ class JourneyOwner:
         topic_map = self._current_map(slot)
         book = slot.book
         runs = book.sessions.get(a.session_id)
+        evicted = None
         if runs is None or not runs.verified:
             # A session's first event in this process: its path is rebuilt from the event
             # store, which holds every event placed so far. Assignments in flight when a
             # worker died can be lost (the embedded broker keeps its log in memory) while
             # their events are stored; this is where they come back.
-            evicted = None
             if runs is None:
                 # Evicted while idle (or never seen): the cells may still count it.
                 evicted = book.evicted_contribution(a.session_id) or (
@@ -163,16 +163,13 @@ class JourneyOwner:
             runs = self._from_store(names, a) or SessionRuns(a.session_id, a.user_id)
             runs.verified = True
             runs.add(a.received_at, a.event_id, a.mc, a.segments)  # unless stored already
-            book.put(runs, topic_map.topic_of, self._neutral(topic_map), evicted)
-            slot.pending = True
-            return
-        if not runs.add(a.received_at, a.event_id, a.mc, a.segments):
+        elif not runs.add(a.received_at, a.event_id, a.mc, a.segments):
             rebuilt = self._from_store(names, a)
             if rebuilt is None:
                 return
             runs = rebuilt
             runs.verified = True
-        book.put(runs, topic_map.topic_of, self._neutral(topic_map))
+        book.put(runs, topic_map.topic_of, self._neutral(topic_map), evicted)
         slot.pending = True
 
     def _from_store(self, names: DimensionNames, a: TopicAssignment) -> SessionRuns | None:

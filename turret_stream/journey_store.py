@@ -151,9 +151,11 @@ class JourneyStore:
     ) -> Iterator[list[tuple[SessionRuns, Contribution | None]]]:
         """The partition's stored sessions, a page at a time, each with the contribution
         its member row holds (None: no member row): memory bounded by a page."""
+        if not self.store.has_collection(SESSIONS):
+            return
         flt = Filter(must={"slug": names.slug, "partition": partition})
         offset = None
-        while self.store.has_collection(SESSIONS):
+        while True:
             records, offset = self.store.scroll(SESSIONS, filter=flt, limit=PAGE, offset=offset)
             members = {
                 r.id: _contribution(r.payload)
