@@ -230,11 +230,20 @@ class Contribution:
         return [self.first_at, self.last_at, self.user_id, self.events, d.path, d.step_starts]
 
     @classmethod
-    def from_member(cls, session_id: str, m: list[Any]) -> Contribution:
+    def from_member(cls, session_id: str, m: list[Any], segments: str = "") -> Contribution:
         first_at, last_at, user_id, events, path, starts = m
-        key = CellKey(hour_of(first_at), hour_of(last_at), "")
+        key = CellKey(hour_of(first_at), hour_of(last_at), segments)
         derived = Derived(tuple(path), tuple(starts))
         return cls(key, user_id, session_id, events, first_at, last_at, derived)
+
+    def to_record(self) -> list[Any]:
+        """The whole contribution, its cell's segments included (``from_record``)."""
+        return [self.key.segments, self.to_member()]
+
+    @classmethod
+    def from_record(cls, session_id: str, record: list[Any]) -> Contribution:
+        segments, member = record
+        return cls.from_member(session_id, member, segments)
 
 
 # -- a cell: additive counters -------------------------------------------------------------
@@ -373,6 +382,11 @@ class JourneyBook:
     # sessions' last activity (oldest first) for ``evict_idle``.
     clock: float = 0.0
     activity: OrderedDict[str, float] = field(default_factory=OrderedDict)
+    # The undo record of the next write: for each session changed since the last
+    # ``take_dirty``, the contribution the written cells count for it (None: none). A
+    # crash after the sessions' rows are written and before the cells are lets a restart
+    # put the stored cells in step (``journey_owner``) without re-deriving every session.
+    written: dict[str, Contribution | None] = field(default_factory=dict)
 
     def _segments(self, runs: SessionRuns) -> str:
         if runs.segments == MIXED or runs.segments is None:
@@ -421,6 +435,7 @@ class JourneyBook:
         sid = runs.session_id
         self.sessions[sid] = runs
         old = self.contributions.get(sid, evicted)
+        self.written.setdefault(sid, old)
         self.dirty_evicted.pop(sid, None)
         if old is not None:
             self._apply(old, -1)
@@ -461,6 +476,28 @@ class JourneyBook:
         self.sessions.pop(sid, None)
         self.contributions.pop(sid, None)
 
+    # -- a restart from the written cells -------------------------------------------------
+
+    def restore_cells(self, cells: Mapping[CellKey, Cell], version: Any, clock: float) -> None:
+        """Start from cells as written (empty ones are deleted at the next write)."""
+        for key, cell in cells.items():
+            if cell.empty:
+                self.dirty_cells.add(key)
+            else:
+                self.cells[key] = cell
+            if key.segments not in (MIXED, OTHER):
+                self.segment_keys.add(key.segments)
+        self.version, self.clock = version, clock
+
+    def redo(self, runs: SessionRuns, counted: Contribution | None, new: Contribution) -> None:
+        """A session written by a write whose cells were not: the cells count ``counted``
+        for it; make them count ``new`` (its written row), and write them again."""
+        if counted is not None:
+            self._apply(counted, -1)
+        self._apply(new, 1)
+        self.written.setdefault(runs.session_id, counted)
+        self.dirty_evicted[runs.session_id] = (runs, new)
+
     def order_activity(self) -> None:
         """Oldest activity first (after a restore, which reads sessions in store order)."""
         self.activity = OrderedDict(sorted(self.activity.items(), key=lambda kv: kv[1]))
@@ -487,6 +524,7 @@ class JourneyBook:
         new = self.contribution(runs, topic_of, neutral)
         if new == old:
             return False
+        self.written.setdefault(sid, old)
         self._apply(old, -1)
         self._apply(new, 1)
         self.dirty_evicted[sid] = (runs, new)
@@ -506,6 +544,7 @@ class JourneyBook:
             old = self.contributions.get(sid)
             new = self.contribution(runs, topic_of, neutral)
             if old != new:
+                self.written.setdefault(sid, old)
                 if old is not None:
                     self._apply(old, -1)
                 self.contributions[sid] = new
@@ -519,22 +558,26 @@ class JourneyBook:
 
     def take_dirty(
         self,
-    ) -> tuple[dict[CellKey, Cell | None], list[tuple[SessionRuns, Contribution]]]:
-        """The cells (None: now empty) and sessions (with their contributions) changed
-        since the last call."""
+    ) -> tuple[
+        dict[CellKey, Cell | None], list[tuple[SessionRuns, Contribution, Contribution | None]]
+    ]:
+        """The cells (None: now empty) and sessions changed since the last call, each
+        with its contribution and the one the cells counted at the last call (``written``)."""
         cells: dict[CellKey, Cell | None] = {}
         for k in self.dirty_cells:
             c = self.cells.get(k)
             cells[k] = c if c is not None and not c.empty else None
             if c is not None and c.empty:
                 del self.cells[k]
+        written = self.written
         sessions = [
-            (self.sessions[s], self.contributions[s])
+            (self.sessions[s], self.contributions[s], written.get(s))
             for s in self.dirty_sessions
             if s in self.sessions
         ]
-        sessions.extend(self.dirty_evicted.values())
+        sessions.extend((r, c, written.get(s)) for s, (r, c) in self.dirty_evicted.items())
         self.dirty_cells.clear()
         self.dirty_sessions.clear()
         self.dirty_evicted.clear()
+        self.written = {}
         return cells, sessions

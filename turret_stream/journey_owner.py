@@ -29,8 +29,8 @@ from typing import Any
 
 from turret_stream.catalog import DimensionNames, dimension_names
 from turret_stream.clustering.topic_map import TopicMap, TopicMapReader
-from turret_stream.journey_book import JourneyBook, SessionRuns
-from turret_stream.journey_store import JourneyStore
+from turret_stream.journey_book import JourneyBook, SessionRuns, hour_of
+from turret_stream.journey_store import Commit, JourneyStore
 from turret_stream.journeys import JourneyEvent
 from turret_stream.records import TopicAssignment
 from turret_stream.settings import JourneySettings
@@ -56,6 +56,7 @@ class _Slot:
     rederived_at: float = float("-inf")
     rederive_took: float = 0.0
     stale: bool = False
+    written: int = 0  # the number of the last write (journey_store: commits)
 
 
 @dataclass
@@ -91,20 +92,85 @@ class JourneyOwner:
         return slot
 
     def _restore(self, partition: int, names: DimensionNames) -> _Slot:
-        """A book from the partition's stored session paths, every contribution derived
-        afresh under the newest map; cells rewritten whole (a crash may have left them
-        out of step with the sessions)."""
+        """The partition's book as written: its cells, and in memory only the sessions
+        still active (all without eviction). Without a numbered commit (nothing written
+        yet, or data of an earlier version) every stored session is re-derived."""
         started = time.perf_counter()
-        book = JourneyBook(self.min_switch_events, self.max_segment_keys)
         topic_map = self.maps.get(names)
+        commit = self.rows.last_commit(names, partition)
+        if commit is None:
+            book = self._rebuild(partition, names, topic_map)
+            written = 0
+        else:
+            book = self._from_commit(partition, names, topic_map, commit)
+            written = commit.number
+        slot = _Slot(names, partition, book, topic_map, checked_at=time.monotonic())
+        slot.written = written
+        # Cells derived under an older map: re-derived in the background, as after a change.
+        slot.stale = book.version != topic_map.version
+        slot.pending = bool(book.dirty_cells or book.dirty_evicted or book.dirty_sessions)
+        if book.cells or book.sessions:
+            log.info(
+                "journeys %s p%d: restored %d cells and %d active sessions in %.2f s",
+                names.slug,
+                partition,
+                len(book.cells),
+                len(book.sessions),
+                time.perf_counter() - started,
+            )
+        return slot
+
+    def _from_commit(
+        self, partition: int, names: DimensionNames, topic_map: TopicMap, commit: Commit
+    ) -> JourneyBook:
+        """Cost: the cells, the sessions of one unfinished write, and the active sessions;
+        not the history."""
+        book = JourneyBook(self.min_switch_events, self.max_segment_keys)
+        version = (
+            topic_map.version
+            if commit.version == _version_text(topic_map.version)
+            else (("written", commit.version))
+        )
+        book.restore_cells(self.rows.partition_cells(names, partition), version, commit.clock)
+        # The write after the commit wrote its sessions, not its cells (a crash between):
+        # the cells still count each one's previous contribution.
+        for page in self.rows.stored_members(names, partition, write=commit.number + 1):
+            runs = self.rows.sessions_by_id([m.runs_id for m in page])
+            for m in page:
+                if m.runs_id in runs:
+                    book.redo(runs[m.runs_id], m.prev, m.contribution)
+        redone = set(book.dirty_evicted)
         neutral = self._neutral(topic_map)
-        seen = 0
+        active_from = None if self.idle_after_s is None else book.clock - self.idle_after_s
+        ending_from = None if active_from is None else hour_of(active_from)
+        for page in self.rows.stored_members(names, partition, ending_from_hour=ending_from):
+            active = [
+                m for m in page if active_from is None or m.contribution.last_at >= active_from
+            ]
+            runs = self.rows.sessions_by_id([m.runs_id for m in active])
+            for m in active:
+                found = runs.get(m.runs_id)
+                if found is None:
+                    continue
+                sid = found.session_id
+                counted = book.evicted_contribution(sid) or m.contribution
+                book.put(found, topic_map.topic_of, neutral, counted)
+                if book.contributions[sid] == counted and sid not in redone:
+                    book.dirty_sessions.discard(sid)  # as written: nothing to write again
+                    book.written.pop(sid, None)
+        book.order_activity()
+        return book
+
+    def _rebuild(self, partition: int, names: DimensionNames, topic_map: TopicMap) -> JourneyBook:
+        """Every stored session derived afresh under the newest map; cells rewritten
+        whole."""
+        book = JourneyBook(self.min_switch_events, self.max_segment_keys)
+        neutral = self._neutral(topic_map)
         for page in self.rows.session_pages(names, partition):
             for runs, stored in page:
                 book.put(runs, topic_map.topic_of, neutral)
                 if book.contributions[runs.session_id] == stored:
                     book.dirty_sessions.discard(runs.session_id)  # rewrite only what changed
-            seen += len(page)
             if self.idle_after_s is not None:
                 # Idle against the clock so far is idle against the final one too.
                 book.evict_idle(self.idle_after_s, [runs.session_id for runs, _ in page])
@@ -115,18 +181,7 @@ class JourneyOwner:
         # Every rebuilt cell is dirty (rewritten at the next flush); stored cells the
         # rebuild has no more are deleted then (readers meanwhile see the old rows).
         book.dirty_cells.update(self.rows.cell_keys(names, partition))
-        slot = _Slot(names, partition, book, topic_map, checked_at=time.monotonic())
-        slot.pending = bool(book.dirty_cells)
-        if seen:
-            log.info(
-                "journeys %s p%d: restored %d sessions (%d active kept in memory) in %.2f s",
-                names.slug,
-                partition,
-                seen,
-                len(book.sessions),
-                time.perf_counter() - started,
-            )
-        return slot
+        return book
 
     def _current_map(self, slot: _Slot) -> TopicMap:
         now = time.monotonic()
@@ -275,8 +330,10 @@ class JourneyOwner:
             # Unique across restarts too: readers cache a row by (id, seq).
             slot.seq = max(slot.seq + 1, time.time_ns())
             version = _version_text(slot.book.version if not slot.stale else ("stale",))
+            slot.written += 1
+            commit = Commit(slot.written, _version_text(slot.book.version), slot.book.clock)
             written += self.rows.write(
-                slot.names, slot.partition, version, slot.seq, cells, sessions
+                slot.names, slot.partition, version, slot.seq, cells, sessions, commit
             )
             slot.flushed_at, slot.pending = now, False
             if self.idle_after_s is not None:

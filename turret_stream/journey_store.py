@@ -9,6 +9,15 @@ side reads cells. The payloads are what ``Cell`` and ``SessionRuns`` serialise
 - ``journey_members``: one small row per (dimension, session): its contribution
   (``Contribution.to_member``) under its cell key, which the read side reads for the
   cells a time window or the drop-off boundary cuts.
+
+A write is one numbered commit per (dimension, partition): the sessions' rows, then their
+members (each with the write's number and the contribution the cells counted before it,
+``prev``: the undo record), then in one upsert the cells and the partition's commit row.
+One upsert is applied whole or not at all (the store's write-ahead log), so a restart
+finds the members of a write whose cells did not land by its number (the commit row's
+plus one) and puts the stored cells in step from their ``prev``: no session has to be
+re-derived to trust the cells (``journey_owner``). Emptied cells are written empty in
+the same upsert and deleted after it.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from turret_stream.catalog import DimensionNames
+from turret_stream.faults import crash_point
 from turret_stream.journey_book import Cell, CellKey, Contribution, SessionRuns
 from turret_stream.storage import Filter, Point, VectorStore
 
@@ -27,6 +37,26 @@ SESSIONS = "journey_sessions"
 MEMBERS = "journey_members"
 _UNIT = [1.0]
 PAGE = 1000
+# The commit row of a partition sits with the cells (one upsert) under a slug of its own,
+# so readers of a dimension's cells never see it.
+_COMMIT = "~commit"
+
+
+@dataclass(frozen=True)
+class Commit:
+    """The last write of a partition whose cells landed."""
+
+    number: int
+    version: str  # the topic map version its contributions were derived under
+    clock: float  # the partition's latest event time then
+
+
+@dataclass(frozen=True)
+class StoredMember:
+    runs_id: str  # the session's row id
+    contribution: Contribution
+    number: int | None  # the write that wrote it (None: before commits were numbered)
+    prev: Contribution | None  # what the cells counted for it before that write
 
 
 @dataclass(frozen=True)
@@ -61,6 +91,7 @@ class JourneyStore:
                 "start_hour": "integer",
                 "end_hour": "integer",
                 "segments": "keyword",
+                "write": "integer",
             },
         )
 
@@ -77,15 +108,17 @@ class JourneyStore:
         version: str,
         seq: int,
         cells: Mapping[CellKey, Cell | None],
-        sessions: list[tuple[SessionRuns, Contribution]],
+        sessions: list[tuple[SessionRuns, Contribution, Contribution | None]],
+        commit: Commit,
     ) -> int:
-        """Upsert changed cells (delete emptied ones) and sessions; bytes written."""
+        """Write commit ``commit.number``: changed sessions (each with the contribution the
+        cells counted before), then changed cells with the commit row; bytes written."""
         points, gone, size = [], [], 0
         for key, cell in cells.items():
             row_id = self.cell_id(names, partition, key)
             if cell is None:
                 gone.append(row_id)
-                continue
+                cell = Cell()  # written empty with the others, deleted after
             data = json.dumps(cell.to_payload(), separators=(",", ":"))
             size += len(data)
             points.append(
@@ -105,10 +138,11 @@ class JourneyStore:
                 )
             )
         rows, members = [], []
-        for runs, c in sessions:
+        for runs, c, prev in sessions:
             data = json.dumps(runs.to_payload(), separators=(",", ":"))
             member = json.dumps(c.to_member(), separators=(",", ":"))
-            size += len(data) + len(member)
+            undo = None if prev is None else json.dumps(prev.to_record(), separators=(",", ":"))
+            size += len(data) + len(member) + len(undo or "")
             row_id = f"{names.slug}/{runs.session_id}"
             rows.append(
                 Point(row_id, _UNIT, {"slug": names.slug, "partition": partition, "data": data})
@@ -125,18 +159,95 @@ class JourneyStore:
                         "segments": c.key.segments,
                         "session_id": runs.session_id,
                         "member": member,
+                        "write": commit.number,
+                        "prev": undo,
                     },
                 )
             )
         if rows:
             self.store.upsert(SESSIONS, rows)
+            crash_point("journey-sessions")
             self.store.upsert(MEMBERS, members)
-        # Cells last: a reader that sees a cell's new ``seq`` finds its members as new.
+        crash_point("journey-members")
+        # Cells last, with the commit row: a reader that sees a cell's new ``seq`` finds
+        # its members as new, and a restart knows this write's cells landed.
+        points.append(self._commit_point(names, partition, commit))
+        self.store.upsert(CELLS, points)
+        crash_point("journey-cells")
         if gone:
             self.store.delete(CELLS, gone)
-        if points:
-            self.store.upsert(CELLS, points)
         return size
+
+    @staticmethod
+    def _commit_point(names: DimensionNames, partition: int, commit: Commit) -> Point:
+        payload = {
+            "slug": names.slug + _COMMIT,
+            "partition": partition,
+            "write": commit.number,
+            "version": commit.version,
+            "clock": commit.clock,
+        }
+        return Point(f"{names.slug}/p{partition}/{_COMMIT}", _UNIT, payload)
+
+    # -- a restart ----------------------------------------------------------------------
+
+    def last_commit(self, names: DimensionNames, partition: int) -> Commit | None:
+        """The partition's last write whose cells landed (None: none, or written by a
+        version before commits were numbered)."""
+        if not self.store.has_collection(CELLS):
+            return None
+        found = self.store.retrieve(CELLS, [f"{names.slug}/p{partition}/{_COMMIT}"])
+        if not found:
+            return None
+        p = found[0].payload
+        return Commit(int(p["write"]), str(p["version"]), float(p["clock"]))
+
+    def partition_cells(self, names: DimensionNames, partition: int) -> dict[CellKey, Cell]:
+        flt = Filter(must={"slug": names.slug, "partition": partition})
+        return {
+            CellKey(r.payload["start_hour"], r.payload["end_hour"], r.payload["segments"]): (
+                Cell.from_payload(json.loads(r.payload["data"]))
+            )
+            for r in self._scan(CELLS, flt)
+        }
+
+    def stored_members(
+        self,
+        names: DimensionNames,
+        partition: int,
+        *,
+        write: int | None = None,
+        ending_from_hour: int | None = None,
+    ) -> Iterator[list[StoredMember]]:
+        """The partition's member rows written by commit ``write``, or of sessions whose
+        last event is in hour ``ending_from_hour`` or later, a page at a time."""
+        must: dict[str, Any] = {"slug": names.slug, "partition": partition}
+        if write is not None:
+            must["write"] = write
+        ranges = {} if ending_from_hour is None else {"end_hour": (ending_from_hour, None)}
+        page: list[StoredMember] = []
+        for r in self._scan(MEMBERS, Filter(must=must, ranges=ranges)):
+            p = r.payload
+            undo = p.get("prev")
+            prev = (
+                None
+                if undo is None
+                else Contribution.from_record(p["session_id"], json.loads(undo))
+            )
+            number = p.get("write")
+            page.append(StoredMember(r.id, _contribution(p), number, prev))
+            if len(page) == PAGE:
+                yield page
+                page = []
+        if page:
+            yield page
+
+    def sessions_by_id(self, row_ids: list[str]) -> dict[str, SessionRuns]:
+        """Row id -> the session's stored path."""
+        return {
+            r.id: SessionRuns.from_payload(json.loads(r.payload["data"]))
+            for r in self.store.retrieve(SESSIONS, row_ids)
+        }
 
     def cell_keys(self, names: DimensionNames, partition: int) -> list[CellKey]:
         """The keys of the partition's stored cells."""
@@ -223,6 +334,6 @@ class JourneyStore:
 
 def _contribution(payload: Mapping[str, Any]) -> Contribution:
     """A member row back to the contribution it was written from (its cell key included)."""
-    c = Contribution.from_member(payload["session_id"], json.loads(payload["member"]))
-    key = CellKey(payload["start_hour"], payload["end_hour"], payload["segments"])
-    return Contribution(key, c.user_id, c.session_id, c.events, c.first_at, c.last_at, c.derived)
+    return Contribution.from_member(
+        payload["session_id"], json.loads(payload["member"]), payload["segments"]
+    )
