@@ -67,7 +67,7 @@ DIM = 384
 BATCH = 256
 START = 1_750_000_000.0
 RATE = 20.0  # events per second of event time
-CHECKPOINTS = (10_000, 100_000, 1_000_000)
+CHECKPOINTS = (10_000, 100_000, 300_000, 1_000_000)
 WINDOW = 5_000
 
 
@@ -224,6 +224,11 @@ def main() -> None:
         f"| {'whole blob KB':>13} {'blob ms':>8}"
     )
     reads: list[str] = []
+    # The store's flush, as `up`'s journal checkpoint runs it (every
+    # pipeline.checkpoint_interval_s): qdrant-edge keeps what was written since the last
+    # flush in memory (~6 KB an event here), so a run that never flushed measured that.
+    flush_every = settings.pipeline.checkpoint_interval_s
+    last_flush, flush_seconds, flushes = time.perf_counter(), 0.0, 0
     done = 0
     for target in checkpoints:
         while done < target:
@@ -255,6 +260,12 @@ def main() -> None:
                 rederives.append(time.perf_counter() - began)
             books.flush()
             book_seconds += time.perf_counter() - started
+            if time.perf_counter() - last_flush >= flush_every:
+                began = time.perf_counter()
+                store.flush(store.written_since_flush())
+                last_flush = time.perf_counter()
+                flush_seconds += last_flush - began
+                flushes += 1
             sessions_seen.append(batch[-1].session_id)
             distinct_sessions.update(e.session_id for e in batch)
             done += n
@@ -292,6 +303,7 @@ def main() -> None:
             f"{done:>9} journeys: {book_seconds / done * 1000:.3f} ms/event (all events so far),"
             f" catch-up after the last map change {catch_up:.2f} s ({sessions_held} sessions),"
             f" re-derivations {len(rederives)}, largest {max(rederives, default=0):.2f} s;"
+            f" store flushes {flushes}, {flush_seconds / max(flushes, 1) * 1000:.0f} ms each;"
             # Before the reads below: the computation from events leaves its heap behind.
             f" RSS {rss_mb()[0]:.0f} MB (anonymous {rss_mb()[1]:.0f} MB)",
             flush=True,
