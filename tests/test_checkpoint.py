@@ -5,6 +5,7 @@ under constant traffic, and at once on stop. Real journal, real edge store."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -12,7 +13,7 @@ from turret_stream.journal import Journal
 from turret_stream.producer import EventPublisher
 from turret_stream.progress import PipelineProgress
 from turret_stream.settings import Settings
-from turret_stream.stack import RunningStack, _checkpoint
+from turret_stream.stack import RunningStack, _checkpoint, _start_store_flushes
 from turret_stream.storage import Point, open_store
 
 
@@ -79,3 +80,30 @@ async def test_checkpoint_on_stop_does_not_wait(stack):
     finally:
         traffic.cancel()
     assert stack.journal.confirmed == 3
+
+
+async def test_without_a_journal_the_store_is_still_flushed_while_running(tmp_path):
+    """`journal_enabled: false` or a separate `worker`: no checkpoint confirms anything,
+    but the in-process store, which holds unflushed writes in memory, is flushed every
+    `pipeline.checkpoint_interval_s` all the same."""
+    settings = Settings(data_dir=tmp_path, pipeline={"checkpoint_interval_s": 0.05})
+    store = open_store(settings)
+    store.create_collection("c", 4)
+    store.flush()
+    running = RunningStack(settings, store=store)
+    flushed = asyncio.Event()
+    flush = store.flush
+
+    def flush_and_tell(collections=None):
+        flush(collections)
+        if not store.written_since_flush():
+            flushed.set()
+
+    store.flush = flush_and_tell
+    async with contextlib.AsyncExitStack() as exits:
+        _start_store_flushes(running, exits)
+        store.upsert("c", [Point("p", [1.0, 0.0, 0.0, 0.0], {})])
+        assert store.written_since_flush() == ["c"]
+        await asyncio.wait_for(flushed.wait(), 10)
+    assert store.written_since_flush() == []
+    store.close()

@@ -189,6 +189,8 @@ async def running_stack(
             _start_publisher(stack, exits)
         if stack.journal is not None and stack.publisher is not None:
             await _start_checkpoints(stack, exits, pending)
+        elif worker:
+            _start_store_flushes(stack, exits)
         if api:
             stack.keystore = KeyStore(settings.keys_db_path, settings.http.auth_cache_s)
             exits.callback(stack.keystore.close)
@@ -303,6 +305,8 @@ async def running_split_stack(settings: Settings, *, broker: bool) -> AsyncItera
         _start_publisher(stack, exits)
         if stack.journal is not None:
             await _start_checkpoints(stack, exits, pending)
+        else:
+            _start_store_flushes(stack, exits)
         stack.keystore = KeyStore(settings.keys_db_path, settings.http.auth_cache_s)
         exits.callback(stack.keystore.close)
         app = create_ingest_app(
@@ -347,6 +351,35 @@ async def _start_checkpoints(
     stop_checkpoints = asyncio.Event()
     checkpoints = asyncio.create_task(_checkpoint_loop(stack, stop_checkpoints))
     exits.push_async_callback(_stop_loop, stop_checkpoints, checkpoints)
+
+
+def _start_store_flushes(stack: RunningStack, exits: contextlib.AsyncExitStack) -> None:
+    """Without a journal (``journal_enabled: false``, a separate `worker`) nothing else
+    flushes the store while it runs, and the in-process engine keeps what was written
+    since its last flush in memory (about 6 KB an event, README *Scale*): flush the
+    written collections every ``pipeline.checkpoint_interval_s``, one at a time."""
+    flusher = _flusher(stack)
+    if flusher is None:
+        return
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        store_flush_loop(flusher, stack.settings.pipeline.checkpoint_interval_s, stop)
+    )
+    exits.push_async_callback(_stop_loop, stop, task)
+
+
+async def store_flush_loop(flusher: StoreFlusher, interval_s: float, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval_s)
+            return
+        if not flusher.alive:
+            return
+        try:
+            for name in await flusher.written_since_flush():
+                await flusher.flush([name])
+        except Exception:
+            log.exception("store flush failed; retrying in %ss", interval_s)
 
 
 def _flusher(stack: RunningStack) -> StoreFlusher | None:
