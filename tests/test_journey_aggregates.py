@@ -53,6 +53,30 @@ def summed(book: JourneyBook) -> JourneyStats:
     return stats
 
 
+def owner_stats(owner) -> JourneyStats:
+    """The sum of a sessions owner's cells, over its partitions."""
+    stats, users = JourneyStats(), Counter()
+    for slot in owner.slots.values():
+        for cell in slot.book.cells.values():
+            _add_cell(stats, users, cell)
+    stats.users = len(users)
+    return stats
+
+
+def deliver(store, names, owner, e: JourneyEvent) -> None:
+    """One event as the pipeline delivers it: stored, then its assignment observed on the
+    partition of its session."""
+    from turret_stream.records import TopicAssignment
+    from turret_stream.storage import Point
+
+    payload = {"event_id": e.event_id, "session_id": e.session_id, "user_id": e.user_id}
+    store.upsert(names.events, [Point(e.event_id, [1.0], {**payload, "ts": e.ts, "mc": e.mc})])
+    a = TopicAssignment(
+        project="p", dimension="prompt", mc=e.mc, topic=None, received_at=e.ts, **payload
+    )
+    owner.observe(zlib.crc32(e.session_id.encode()) % 2, a)
+
+
 def answers(stats: JourneyStats) -> dict:
     return {
         "totals": (stats.events, stats.sessions, stats.users, stats.sessions_with_topic),
@@ -158,8 +182,6 @@ def test_idle_sessions_leave_memory_and_every_figure_stays_exact(tmp_path):
     from turret_stream.catalog import dimension_names
     from turret_stream.clustering.topic_map import TopicMap, TopicMapStore
     from turret_stream.journey_owner import JourneyOwner
-    from turret_stream.records import TopicAssignment
-    from turret_stream.storage import Point
     from turret_stream.storage.edge import EdgeStore
 
     store = EdgeStore(tmp_path / "qdrant")
@@ -173,14 +195,6 @@ def test_idle_sessions_leave_memory_and_every_figure_stays_exact(tmp_path):
     def owner() -> JourneyOwner:
         return JourneyOwner(store, 1, map_check_s=0.0, idle_after_s=600.0)
 
-    def cells(o: JourneyOwner) -> JourneyStats:
-        stats, users = JourneyStats(), Counter()
-        for slot in o.slots.values():
-            for cell in slot.book.cells.values():
-                _add_cell(stats, users, cell)
-        stats.users = len(users)
-        return stats
-
     def oracle(mapping, neutral) -> JourneyStats:
         journeys = [
             session_journey(evs, mapping.get, 1, neutral) for evs in by_session(events).values()
@@ -192,26 +206,21 @@ def test_idle_sessions_leave_memory_and_every_figure_stays_exact(tmp_path):
 
     live = owner()
     for k, e in enumerate(sorted(events, key=lambda e: (e.ts, e.event_id))):
-        payload = {"event_id": e.event_id, "session_id": e.session_id, "user_id": e.user_id}
-        store.upsert(names.events, [Point(e.event_id, [1.0], {**payload, "ts": e.ts, "mc": e.mc})])
-        a = TopicAssignment(
-            project="p", dimension="prompt", mc=e.mc, topic=None, received_at=e.ts, **payload
-        )
-        live.observe(zlib.crc32(e.session_id.encode()) % 2, a)
+        deliver(store, names, live, e)
         if k % 15 == 0:
             live.flush(force=True)  # written sessions idle for 600 s leave memory
     live.catch_up()
     sessions = len(by_session(events))
     assert in_memory(live) < sessions / 2
-    assert answers(cells(live)) == answers(oracle(first, n1))
+    assert answers(owner_stats(live)) == answers(oracle(first, n1))
     # A merge and a neutral flag: evicted sessions are re-derived from their stored rows.
     maps.write_head(names, TopicMap.head_record(0, 2, second, {}, n2))
     live.catch_up()
-    assert answers(cells(live)) == answers(oracle(second, n2))
+    assert answers(owner_stats(live)) == answers(oracle(second, n2))
     # A restart reads every stored session and keeps only the active ones.
     again = owner()
     for partition in (0, 1):
         again._slot(partition, names)
     assert in_memory(again) < sessions / 2
-    assert answers(cells(again)) == answers(oracle(second, n2))
+    assert answers(owner_stats(again)) == answers(oracle(second, n2))
     store.close()

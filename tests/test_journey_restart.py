@@ -11,20 +11,16 @@ is the store's write-ahead log's part, tested with real kills in test_crash_cons
 
 from __future__ import annotations
 
-import zlib
 from collections import Counter
 
 import pytest
 
-from tests.test_journey_aggregates import MAPS, answers, corpus
+from tests.test_journey_aggregates import MAPS, answers, corpus, deliver, owner_stats
 from turret_stream import journey_store
 from turret_stream.catalog import dimension_names
 from turret_stream.clustering.topic_map import TopicMap, TopicMapStore
-from turret_stream.journey_aggregates import _add_cell
 from turret_stream.journey_owner import JourneyOwner
-from turret_stream.journeys import JourneyStats, aggregate, by_session, session_journey
-from turret_stream.records import TopicAssignment
-from turret_stream.storage import Point
+from turret_stream.journeys import aggregate, by_session, session_journey
 from turret_stream.storage.edge import EdgeStore
 
 # (boundary, nth write reaching it). Between the members and the cells is where a write
@@ -43,15 +39,6 @@ KILLS = [
 
 class Killed(Exception):
     pass
-
-
-def stats_of(owner: JourneyOwner) -> JourneyStats:
-    stats, users = JourneyStats(), Counter()
-    for slot in owner.slots.values():
-        for cell in slot.book.cells.values():
-            _add_cell(stats, users, cell)
-    stats.users = len(users)
-    return stats
 
 
 @pytest.mark.parametrize(("boundary", "nth"), KILLS)
@@ -80,14 +67,7 @@ def test_killed_at_a_write_boundary_the_books_restart_from_their_cells(
     def feed(o: JourneyOwner, start: int) -> int | None:
         """Deliver events from ``start``; the index the owner was killed at, if it was."""
         for k in range(start, len(events)):
-            e = events[k]
-            payload = {"event_id": e.event_id, "session_id": e.session_id, "user_id": e.user_id}
-            point = Point(e.event_id, [1.0], {**payload, "ts": e.ts, "mc": e.mc})
-            store.upsert(names.events, [point])
-            a = TopicAssignment(
-                project="p", dimension="prompt", mc=e.mc, topic=None, received_at=e.ts, **payload
-            )
-            o.observe(zlib.crc32(e.session_id.encode()) % 2, a)
+            deliver(store, names, o, events[k])
             if k == len(events) // 2:
                 # A merge and a neutral flag half way: the evicted sessions are re-derived
                 # and written as part of the flushes around the crash.
@@ -128,10 +108,10 @@ def test_killed_at_a_write_boundary_the_books_restart_from_their_cells(
     assert feed(restarted, max(0, killed_at - 30)) is None
     journeys = [session_journey(evs, second.get, 1, n2) for evs in by_session(events).values()]
     expected = aggregate(journeys, now=0.0, dropoff_timeout_s=1.0)
-    assert answers(stats_of(restarted)) == answers(expected)
+    assert answers(owner_stats(restarted)) == answers(expected)
     # And what the next restart reads back from the store is the same.
     again = owner()
     for partition in (0, 1):
         again._slot(partition, names)
-    assert answers(stats_of(again)) == answers(expected)
+    assert answers(owner_stats(again)) == answers(expected)
     store.close()
