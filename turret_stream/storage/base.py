@@ -84,6 +84,14 @@ class Hit:
     vector: list[float] | None = None
 
 
+# Collections of this many dimensions hold payloads only (state records, journey rows,
+# catalog, leases...): their one-float vectors are placeholders and are never searched.
+# Building an HNSW graph over them was most of the store's work at scale: the journey
+# rows, rewritten at every flush, made the engine re-index ever larger segments (README
+# *Scale*).
+PAYLOAD_ONLY_DIM = 1
+
+
 @dataclass(frozen=True)
 class Filter:
     """Conditions on payload fields; all of them must hold.
@@ -282,7 +290,8 @@ class VectorStore(ABC):
         """Create the collection if missing, and the payload indexes it lacks.
 
         Idempotent. Raises ValueError when the collection exists with another dim or
-        distance.
+        distance. A collection of ``dim`` 1 is a table of payloads (``PAYLOAD_ONLY_DIM``):
+        its vectors are placeholders, never searched, so it gets no vector index.
         """
 
     @abstractmethod

@@ -42,6 +42,7 @@ import numpy as np
 import qdrant_edge as qe
 
 from turret_stream.storage.base import (
+    PAYLOAD_ONLY_DIM,
     AnyOf,
     Between,
     CollectionNotFound,
@@ -446,7 +447,10 @@ class EdgeStore(VectorStore):
                 else None
             ),
             optimizers=qe.EdgeOptimizersConfig(
-                indexing_threshold=tuning.indexing_threshold_kb(dim),
+                # 0: never build a vector index (payload tables).
+                indexing_threshold=(
+                    0 if dim == PAYLOAD_ONLY_DIM else tuning.indexing_threshold_kb(dim)
+                ),
                 default_segment_number=tuning.segment_number,
                 max_segment_size=tuning.max_segment_kb(dim),
             ),

@@ -20,6 +20,7 @@ from typing import Any
 from qdrant_client import QdrantClient, models
 
 from turret_stream.storage.base import (
+    PAYLOAD_ONLY_DIM,
     AnyOf,
     Between,
     CollectionNotFound,
@@ -108,6 +109,12 @@ class ServerStore(VectorStore):
                     self.client.create_collection(
                         full,
                         vectors_config=models.VectorParams(size=dim, distance=_DISTANCES[distance]),
+                        # 0: never build a vector index (payload tables).
+                        optimizers_config=(
+                            models.OptimizersConfigDiff(indexing_threshold=0)
+                            if dim == PAYLOAD_ONLY_DIM
+                            else None
+                        ),
                     )
                 except Exception:
                     # Another process may have created it in between: then go on.
