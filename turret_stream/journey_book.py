@@ -489,6 +489,15 @@ class JourneyBook:
                 self.segment_keys.add(key.segments)
         self.version, self.clock = version, clock
 
+    def adopt(self, runs: SessionRuns, counted: Contribution) -> None:
+        """Back in memory as written: the cells count ``counted``, derived from ``runs``
+        under the book's version (the caller checked)."""
+        sid = runs.session_id
+        self.sessions[sid] = runs
+        self.contributions[sid] = counted
+        self.clock = max(self.clock, runs.last_at)
+        self.activity[sid] = runs.last_at
+
     def redo(self, runs: SessionRuns, counted: Contribution | None, new: Contribution) -> None:
         """A session written by a write whose cells were not: the cells count ``counted``
         for it; make them count ``new`` (its written row), and write them again."""

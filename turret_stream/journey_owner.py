@@ -140,6 +140,7 @@ class JourneyOwner:
                 if m.runs_id in runs:
                     book.redo(runs[m.runs_id], m.prev, m.contribution)
         redone = set(book.dirty_evicted)
+        current = book.version == topic_map.version
         neutral = self._neutral(topic_map)
         active_from = None if self.idle_after_s is None else book.clock - self.idle_after_s
         ending_from = None if active_from is None else hour_of(active_from)
@@ -154,6 +155,13 @@ class JourneyOwner:
                     continue
                 sid = found.session_id
                 counted = book.evicted_contribution(sid) or m.contribution
+                if (
+                    current
+                    and sid not in redone
+                    and (found.events, found.last_at) == (counted.events, counted.last_at)
+                ):
+                    book.adopt(found, counted)  # its path and its member are one write's
+                    continue
                 book.put(found, topic_map.topic_of, neutral, counted)
                 if book.contributions[sid] == counted and sid not in redone:
                     book.dirty_sessions.discard(sid)  # as written: nothing to write again
