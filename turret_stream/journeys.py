@@ -295,12 +295,15 @@ class JourneyStats:
 
     def follow_ups(self, top: int = 5) -> dict[str, list[dict]]:
         """Per topic, its most frequent next topics with P(next | topic)."""
+        # Not from transition_table: its medians (one per pair) are most of its cost.
+        out_of: Counter[str] = Counter()
+        for (a, _), n in self.transitions.items():
+            out_of[a] += n
+        ranked = sorted(self.transitions.items(), key=lambda kv: (-kv[1], kv[0]))
         table: dict[str, list[dict]] = defaultdict(list)
-        for row in self.transition_table():  # already most frequent first
-            if len(table[row["from"]]) < top:
-                table[row["from"]].append(
-                    {"topic": row["to"], "count": row["count"], "probability": row["probability"]}
-                )
+        for (a, b), n in ranked:  # most frequent first, as the table
+            if len(table[a]) < top:
+                table[a].append({"topic": b, "count": n, "probability": _ratio(n, out_of[a])})
         return dict(table)
 
     def entry_table(self) -> list[dict]:
