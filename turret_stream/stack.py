@@ -13,8 +13,9 @@ import contextlib
 import gc
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol
 
 from aiohttp import web
@@ -348,9 +349,8 @@ async def _start_checkpoints(
         log.info("replaying %d journaled events into the broker", len(pending))
         await stack.publisher.replay(pending)
     exits.push_async_callback(_drain, stack)
-    stop_checkpoints = asyncio.Event()
-    checkpoints = asyncio.create_task(_checkpoint_loop(stack, stop_checkpoints))
-    exits.push_async_callback(_stop_loop, stop_checkpoints, checkpoints)
+    interval = stack.settings.pipeline.checkpoint_interval_s
+    _start_every(exits, interval, partial(_checkpoint, stack), "journal checkpoint")
 
 
 def _start_store_flushes(stack: RunningStack, exits: contextlib.AsyncExitStack) -> None:
@@ -361,25 +361,37 @@ def _start_store_flushes(stack: RunningStack, exits: contextlib.AsyncExitStack) 
     flusher = _flusher(stack)
     if flusher is None:
         return
-    stop = asyncio.Event()
-    task = asyncio.create_task(
-        store_flush_loop(flusher, stack.settings.pipeline.checkpoint_interval_s, stop)
-    )
-    exits.push_async_callback(_stop_loop, stop, task)
 
-
-async def store_flush_loop(flusher: StoreFlusher, interval_s: float, stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval_s)
-            return
-        if not flusher.alive:
-            return
-        try:
+    async def flush_written(stop: asyncio.Event) -> None:
+        if flusher.alive:
             for name in await flusher.written_since_flush():
                 await flusher.flush([name])
-        except Exception:
-            log.exception("store flush failed; retrying in %ss", interval_s)
+
+    interval = stack.settings.pipeline.checkpoint_interval_s
+    _start_every(exits, interval, flush_written, "store flush")
+
+
+def _start_every(
+    exits: contextlib.AsyncExitStack,
+    interval_s: float,
+    step: Callable[[asyncio.Event], Awaitable[None]],
+    what: str,
+) -> None:
+    """Run ``step(stop)`` every ``interval_s`` until ``exits`` closes; a failed step is
+    logged and tried again at the next interval. On close, a step in progress finishes."""
+    stop = asyncio.Event()
+
+    async def loop() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval_s)
+                return
+            try:
+                await step(stop)
+            except Exception:
+                log.exception("%s failed; retrying in %ss", what, interval_s)
+
+    exits.push_async_callback(_stop_loop, stop, asyncio.create_task(loop()))
 
 
 def _flusher(stack: RunningStack) -> StoreFlusher | None:
@@ -435,18 +447,6 @@ async def _quiet_moment(stack: RunningStack, stop: asyncio.Event, give_up: float
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), min(quiet_until, give_up) - now)
-
-
-async def _checkpoint_loop(stack: RunningStack, stop: asyncio.Event) -> None:
-    interval = stack.settings.pipeline.checkpoint_interval_s
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval)
-            return
-        try:
-            await _checkpoint(stack, stop)
-        except Exception:
-            log.exception("journal checkpoint failed; retrying in %ss", interval)
 
 
 async def _stop_loop(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
