@@ -276,11 +276,16 @@ class JourneyStats:
         out = sum(n for (a, _), n in self.transitions.items() if a == source)
         return _ratio(self.transitions[(source, target)], out)
 
-    def transition_table(self) -> list[dict]:
-        """Every A -> B with its count, P(B|A) and median seconds, most frequent first."""
+    def _out_of(self) -> Counter[str]:
+        """Transitions out of each topic (the denominators of P(B|A))."""
         out_of: Counter[str] = Counter()
         for (a, _), n in self.transitions.items():
             out_of[a] += n
+        return out_of
+
+    def transition_table(self) -> list[dict]:
+        """Every A -> B with its count, P(B|A) and median seconds, most frequent first."""
+        out_of = self._out_of()
         rows = [
             {
                 "from": a,
@@ -296,9 +301,7 @@ class JourneyStats:
     def follow_ups(self, top: int = 5) -> dict[str, list[dict]]:
         """Per topic, its most frequent next topics with P(next | topic)."""
         # Not from transition_table: its medians (one per pair) are most of its cost.
-        out_of: Counter[str] = Counter()
-        for (a, _), n in self.transitions.items():
-            out_of[a] += n
+        out_of = self._out_of()
         ranked = sorted(self.transitions.items(), key=lambda kv: (-kv[1], kv[0]))
         table: dict[str, list[dict]] = defaultdict(list)
         for (a, b), n in ranked:  # most frequent first, as the table
