@@ -129,7 +129,7 @@ class JourneyOwner:
         version = (
             topic_map.version
             if commit.version == _version_text(topic_map.version)
-            else (("written", commit.version))
+            else ("written", commit.version)
         )
         book.restore_cells(self.rows.partition_cells(names, partition), version, commit.clock)
         # The write after the commit wrote its sessions, not its cells (a crash between):
@@ -179,6 +179,7 @@ class JourneyOwner:
                 book.put(runs, topic_map.topic_of, neutral)
                 if book.contributions[runs.session_id] == stored:
                     book.dirty_sessions.discard(runs.session_id)  # rewrite only what changed
+                    book.written.pop(runs.session_id, None)
             if self.idle_after_s is not None:
                 # Idle against the clock so far is idle against the final one too.
                 book.evict_idle(self.idle_after_s, [runs.session_id for runs, _ in page])

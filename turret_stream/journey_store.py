@@ -55,8 +55,7 @@ class Commit:
 class StoredMember:
     runs_id: str  # the session's row id
     contribution: Contribution
-    number: int | None  # the write that wrote it (None: before commits were numbered)
-    prev: Contribution | None  # what the cells counted for it before that write
+    prev: Contribution | None  # what the cells counted for it before the write of its row
 
 
 @dataclass(frozen=True)
@@ -205,9 +204,7 @@ class JourneyStore:
     def partition_cells(self, names: DimensionNames, partition: int) -> dict[CellKey, Cell]:
         flt = Filter(must={"slug": names.slug, "partition": partition})
         return {
-            CellKey(r.payload["start_hour"], r.payload["end_hour"], r.payload["segments"]): (
-                Cell.from_payload(json.loads(r.payload["data"]))
-            )
+            _cell_key(r.payload): Cell.from_payload(json.loads(r.payload["data"]))
             for r in self._scan(CELLS, flt)
         }
 
@@ -234,8 +231,7 @@ class JourneyStore:
                 if undo is None
                 else Contribution.from_record(p["session_id"], json.loads(undo))
             )
-            number = p.get("write")
-            page.append(StoredMember(r.id, _contribution(p), number, prev))
+            page.append(StoredMember(r.id, _contribution(p), prev))
             if len(page) == PAGE:
                 yield page
                 page = []
@@ -252,10 +248,7 @@ class JourneyStore:
     def cell_keys(self, names: DimensionNames, partition: int) -> list[CellKey]:
         """The keys of the partition's stored cells."""
         flt = Filter(must={"slug": names.slug, "partition": partition})
-        return [
-            CellKey(r.payload["start_hour"], r.payload["end_hour"], r.payload["segments"])
-            for r in self._scan(CELLS, flt)
-        ]
+        return [_cell_key(r.payload) for r in self._scan(CELLS, flt)]
 
     def session_pages(
         self, names: DimensionNames, partition: int
@@ -295,7 +288,7 @@ class JourneyStore:
     def cell_rows(self, names: DimensionNames) -> list[CellRow]:
         return [
             CellRow(
-                CellKey(r.payload["start_hour"], r.payload["end_hour"], r.payload["segments"]),
+                _cell_key(r.payload),
                 r.payload["partition"],
                 r.payload["version"],
                 r.payload["seq"],
@@ -330,6 +323,10 @@ class JourneyStore:
             yield from records
             if offset is None:
                 return
+
+
+def _cell_key(payload: Mapping[str, Any]) -> CellKey:
+    return CellKey(payload["start_hour"], payload["end_hour"], payload["segments"])
 
 
 def _contribution(payload: Mapping[str, Any]) -> Contribution:
