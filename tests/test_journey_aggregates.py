@@ -77,6 +77,22 @@ def deliver(store, names, owner, e: JourneyEvent) -> None:
     owner.observe(zlib.crc32(e.session_id.encode()) % 2, a)
 
 
+def sessions_store(tmp_path):
+    """A real edge store with an events collection and the first of ``MAPS`` as the
+    dimension's topic map: (store, names, topic map store)."""
+    from turret_stream.catalog import dimension_names
+    from turret_stream.clustering.topic_map import TopicMap, TopicMapStore
+    from turret_stream.storage.edge import EdgeStore
+
+    store = EdgeStore(tmp_path / "qdrant")
+    names = dimension_names("p", "prompt")
+    store.create_collection(names.events, 1, "dot", indexes={"session_id": "keyword"})
+    maps = TopicMapStore(store)
+    first, neutral = MAPS[0]
+    maps.write_head(names, TopicMap.head_record(0, 1, first, {}, neutral))
+    return store, names, maps
+
+
 def answers(stats: JourneyStats) -> dict:
     return {
         "totals": (stats.events, stats.sessions, stats.users, stats.sessions_with_topic),
@@ -179,17 +195,11 @@ def test_idle_sessions_leave_memory_and_every_figure_stays_exact(tmp_path):
     """With eviction on, sessions idle for the drop-off timeout leave the owner's memory
     (their contributions stay in the cells); a session that comes back, a topic map
     change and a restart still give the oracle's figures. Real edge store."""
-    from turret_stream.catalog import dimension_names
-    from turret_stream.clustering.topic_map import TopicMap, TopicMapStore
+    from turret_stream.clustering.topic_map import TopicMap
     from turret_stream.journey_owner import JourneyOwner
-    from turret_stream.storage.edge import EdgeStore
 
-    store = EdgeStore(tmp_path / "qdrant")
-    names = dimension_names("p", "prompt")
-    store.create_collection(names.events, 1, "dot", indexes={"session_id": "keyword"})
-    maps = TopicMapStore(store)
+    store, names, maps = sessions_store(tmp_path)
     (first, n1), (second, n2) = MAPS
-    maps.write_head(names, TopicMap.head_record(0, 1, first, {}, n1))
     events = corpus(11, sessions=80)  # gaps of up to 1,900 s: sessions come back
 
     def owner() -> JourneyOwner:

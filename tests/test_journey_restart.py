@@ -15,13 +15,18 @@ from collections import Counter
 
 import pytest
 
-from tests.test_journey_aggregates import MAPS, answers, corpus, deliver, owner_stats
+from tests.test_journey_aggregates import (
+    MAPS,
+    answers,
+    corpus,
+    deliver,
+    owner_stats,
+    sessions_store,
+)
 from turret_stream import journey_store
-from turret_stream.catalog import dimension_names
-from turret_stream.clustering.topic_map import TopicMap, TopicMapStore
+from turret_stream.clustering.topic_map import TopicMap
 from turret_stream.journey_owner import JourneyOwner
 from turret_stream.journeys import aggregate, by_session, session_journey
-from turret_stream.storage.edge import EdgeStore
 
 # (boundary, nth write reaching it). Between the members and the cells is where a write
 # is half done: there, several points of the run (before and after the map change).
@@ -45,12 +50,8 @@ class Killed(Exception):
 def test_killed_at_a_write_boundary_the_books_restart_from_their_cells(
     tmp_path, monkeypatch, boundary, nth
 ):
-    store = EdgeStore(tmp_path / "qdrant")
-    names = dimension_names("p", "prompt")
-    store.create_collection(names.events, 1, "dot", indexes={"session_id": "keyword"})
-    maps = TopicMapStore(store)
-    (first, n1), (second, n2) = MAPS
-    maps.write_head(names, TopicMap.head_record(0, 1, first, {}, n1))
+    store, names, maps = sessions_store(tmp_path)
+    second, n2 = MAPS[1]
     events = sorted(corpus(nth, sessions=80), key=lambda e: (e.ts, e.event_id))
     reached = Counter()
 
