@@ -123,13 +123,21 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
             for text in texts:
                 last = running.track(text, session, user="journey-user", platform="web")
         poll(lambda: running.topic_of(last["event_id"]), what="the last journey event placed")
+        # The books count a session after its events are placed: wait until all three
+        # journeys (A -> B -> A) are in the flows, not only the first.
         poll(
-            lambda: (
-                (f := running.api("/v1/journeys/flows", steps=3))["links"]
-                and all(f["labels"].values())
-            ),
-            what="journeys with labelled topics",
+            lambda: len(running.api("/v1/sessions/journey-0/journey")["path"]) == 3,
+            what="journey-0's three steps",
         )
+        a, b = topics_of_journeys(running)
+
+        def journeys_counted() -> bool:
+            f = running.api("/v1/journeys/flows", steps=3)
+            count = {(k["step"], k["from"], k["to"]): k["count"] for k in f["links"]}
+            whole = count.get((1, a, b), 0) >= len(JOURNEYS) <= count.get((2, b, a), 0)
+            return whole and all(f["labels"].values())
+
+        poll(journeys_counted, what="every journey counted, with labelled topics")
         # The labeller names topics as they grow: start once the names hold still.
         seen: list[dict] = []
 

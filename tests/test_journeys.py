@@ -243,7 +243,7 @@ PASSWORD = [
 # The world spans 40 minutes: a single-event micro-cluster idle for longer than
 # clustering.cleanup_interval_s (1 h) is cleaned up, which is not what these tests are about.
 BLOCK = 600.0
-NOW = time.time()
+NOW = round(time.time(), 6)  # as /track stamps events: to the microsecond the store keeps
 BASE = NOW - 4 * BLOCK
 DROPOFF_S = 600.0
 # project, session, user, platform, first event time, groups: P pricing, F features, W password
