@@ -20,6 +20,7 @@ from turret_stream.journeys import (
     session_journey,
     session_path,
 )
+from turret_stream.storage import Filter
 
 
 def corpus(seed: int, sessions: int = 60, mcs: int = 9) -> list[JourneyEvent]:
@@ -233,4 +234,62 @@ def test_idle_sessions_leave_memory_and_every_figure_stays_exact(tmp_path):
         again._slot(partition, names)
     assert in_memory(again) < sessions / 2
     assert answers(owner_stats(again)) == answers(oracle(second, n2))
+    # A change that moves one micro-cluster reads back only the sessions through it.
+    third = {**second, 8: "G"}
+    maps.write_head(names, TopicMap.head_record(0, 3, third, {}, n2))
+    again.catch_up()
+    through_8 = [s for s, evs in by_session(events).items() if any(e.mc == 8 for e in evs)]
+    assert 0 < len(through_8) < sessions
+    assert sum(slot.rederive_read for slot in again.slots.values()) == len(through_8)
+    assert answers(owner_stats(again)) == answers(oracle(third, n2))
+    store.close()
+
+
+def test_sessions_written_by_the_previous_format_are_rewritten_and_still_re_derived(
+    tmp_path,
+):
+    """Rows written before sessions carried their micro-clusters (journey_store FORMAT 1:
+    no ``mcs``, a commit without ``format``): the first start rebuilds and rewrites them,
+    so a later change that moves one micro-cluster still finds every session through it."""
+    from turret_stream.clustering.topic_map import TopicMap
+    from turret_stream.journey_owner import JourneyOwner
+    from turret_stream.journey_store import CELLS, SESSIONS
+    from turret_stream.storage import Point
+
+    store, names, maps = sessions_store(tmp_path)
+    (first, n1), _ = MAPS
+    events = corpus(5, sessions=50)
+    live = JourneyOwner(store, 1, map_check_s=0.0, idle_after_s=600.0)
+    for e in sorted(events, key=lambda e: (e.ts, e.event_id)):
+        deliver(store, names, live, e)
+    live.flush(force=True)
+    # Back to the previous format, as its code wrote it.
+    rows, offset = [], None
+    while True:
+        page, offset = store.scroll(SESSIONS, limit=1000, offset=offset)
+        rows += [
+            Point(r.id, [1.0], {k: v for k, v in r.payload.items() if k != "mcs"}) for r in page
+        ]
+        if offset is None:
+            break
+    store.upsert(SESSIONS, rows)
+    commits, _ = store.scroll(CELLS, filter=Filter(must={"slug": names.slug + "~commit"}))
+    store.upsert(
+        CELLS,
+        [
+            Point(r.id, [1.0], {k: v for k, v in r.payload.items() if k != "format"})
+            for r in commits
+        ],
+    )
+    again = JourneyOwner(store, 1, map_check_s=0.0, idle_after_s=600.0)
+    for partition in (0, 1):
+        again._slot(partition, names)
+    again.flush(force=True)
+    moved = {**first, 8: "G"}
+    maps.write_head(names, TopicMap.head_record(0, 2, moved, {}, n1))
+    again.catch_up()
+    journeys = [session_journey(evs, moved.get, 1, n1) for evs in by_session(events).values()]
+    assert answers(owner_stats(again)) == answers(
+        aggregate(journeys, now=0.0, dropoff_timeout_s=1.0)
+    )
     store.close()

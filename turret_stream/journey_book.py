@@ -103,6 +103,14 @@ class SessionRuns:
         self.last_at, self.last_id = ts, event_id
         return True
 
+    def micro_clusters(self) -> list[int]:
+        """The distinct micro-clusters of the session's events (noise excluded), sorted:
+        the keys a topic map change is matched against (``TopicMap.moved_since``)."""
+        return sorted({run[0] for run in self.runs if run[0] is not None})
+
+    def touches(self, mcs: Container[int]) -> bool:
+        return any(run[0] in mcs for run in self.runs)
+
     @classmethod
     def from_events(
         cls, events: Iterable[JourneyEvent], segments_of: Callable[[str], Mapping[str, Any]]
@@ -540,15 +548,22 @@ class JourneyBook:
         return True
 
     def rederive(
-        self, topic_of: TopicOf, neutral: Container[str], version: Any, batch: int = 2000
+        self,
+        topic_of: TopicOf,
+        neutral: Container[str],
+        version: Any,
+        batch: int = 2000,
+        moved: Container[int] | None = None,
     ) -> Iterator[int]:
         """Re-derive every session under a new topic map, ``batch`` sessions at a time
         (yields the number done after each batch, so the caller can let others run and
-        log progress). Cells change only where a session's journey did."""
+        log progress). Cells change only where a session's journey did. ``moved``: the
+        micro-clusters the change concerns (``TopicMap.moved_since``); sessions without
+        any derive the same and are skipped (None: all are re-derived)."""
         done = 0
         for sid in list(self.sessions):
             runs = self.sessions.get(sid)
-            if runs is None:
+            if runs is None or (moved is not None and not runs.touches(moved)):
                 continue
             old = self.contributions.get(sid)
             new = self.contribution(runs, topic_of, neutral)

@@ -37,6 +37,8 @@ from turret_stream.settings import JourneySettings
 from turret_stream.storage import Filter, VectorStore
 
 log = logging.getLogger(__name__)
+# The most moved micro-clusters a re-derivation filters the stored sessions by.
+MOVED_FILTER_MAX = 1024
 
 
 def _version_text(version: Any) -> str:
@@ -57,6 +59,11 @@ class _Slot:
     rederive_took: float = 0.0
     stale: bool = False
     written: int = 0  # the number of the last write (journey_store: commits)
+    # The map the book's contributions were derived under, when known: a change is then
+    # matched against it (``TopicMap.moved_since``) and only the sessions through a moved
+    # micro-cluster are re-derived. None (restored under a map no longer stored): all.
+    derived_map: TopicMap | None = None
+    rederive_read: int = 0  # stored sessions read back by the last re-derivation
 
 
 @dataclass
@@ -106,6 +113,7 @@ class JourneyOwner:
             written = commit.number
         slot = _Slot(names, partition, book, topic_map, checked_at=time.monotonic())
         slot.written = written
+        slot.derived_map = topic_map if book.version == topic_map.version else None
         # Cells derived under an older map: re-derived in the background, as after a change.
         slot.stale = book.version != topic_map.version
         slot.pending = bool(book.dirty_cells or book.dirty_evicted or book.dirty_sessions)
@@ -171,15 +179,19 @@ class JourneyOwner:
 
     def _rebuild(self, partition: int, names: DimensionNames, topic_map: TopicMap) -> JourneyBook:
         """Every stored session derived afresh under the newest map; cells rewritten
-        whole."""
+        whole. Sessions whose contribution is unchanged have their rows rewritten at once,
+        a page at a time (stored in an earlier format: ``journey_store.FORMAT``)."""
         book = JourneyBook(self.min_switch_events, self.max_segment_keys)
         neutral = self._neutral(topic_map)
         for page in self.rows.session_pages(names, partition):
+            same = []
             for runs, stored in page:
                 book.put(runs, topic_map.topic_of, neutral)
                 if book.contributions[runs.session_id] == stored:
-                    book.dirty_sessions.discard(runs.session_id)  # rewrite only what changed
+                    book.dirty_sessions.discard(runs.session_id)  # its member stays
                     book.written.pop(runs.session_id, None)
+                    same.append(runs)
+            self.rows.rewrite_sessions(names, partition, same)
             if self.idle_after_s is not None:
                 # Idle against the clock so far is idle against the final one too.
                 book.evict_idle(self.idle_after_s, [runs.session_id for runs, _ in page])
@@ -283,11 +295,16 @@ class JourneyOwner:
         started = time.perf_counter()
         topic_map = slot.topic_map
         slot.stale = False
-        done = 0
+        done = read = 0
         book = slot.book
         neutral = self._neutral(topic_map)
+        moved = (
+            None
+            if slot.derived_map is None
+            else topic_map.moved_since(slot.derived_map, self.neutral_topics)
+        )
         # The version is set once the evicted sessions are re-derived too.
-        steps = book.rederive(topic_map.topic_of, neutral, book.version)
+        steps = book.rederive(topic_map.topic_of, neutral, book.version, moved=moved)
         while True:
             with self.lock:
                 step = next(steps, None)
@@ -298,12 +315,16 @@ class JourneyOwner:
         if self.idle_after_s is not None:
             # Sessions evicted from memory: read back a page at a time, under the lock
             # (a session coming back meanwhile is re-derived in memory instead).
-            pages = self.rows.session_pages(slot.names, slot.partition)
+            # A change that moves most micro-clusters is read whole: the filter would
+            # select about everything anyway, at a higher cost per row.
+            narrow = moved if moved is not None and len(moved) <= MOVED_FILTER_MAX else None
+            pages = self.rows.session_pages(slot.names, slot.partition, narrow)
             while True:
                 with self.lock:
                     page = next(pages, None)
                     if page is None:
                         break
+                    read += len(page)
                     for runs, stored in page:
                         if runs.session_id in book.sessions or stored is None:
                             continue
@@ -312,14 +333,19 @@ class JourneyOwner:
                 yield done
         with self.lock:
             book.version = topic_map.version
+        slot.derived_map = topic_map
         slot.rederived_at = time.monotonic()
         slot.rederive_took = time.perf_counter() - started
+        slot.rederive_read = read
         slot.pending = True
         log.info(
-            "journeys %s p%d: re-derived %d sessions under topic map %s in %.2f s",
+            "journeys %s p%d: re-derived %d sessions (%s; %d read back from the store) "
+            "under topic map %s in %.2f s",
             slot.names.slug,
             slot.partition,
             done,
+            "all" if moved is None else f"through {len(moved)} moved micro-clusters",
+            read,
             _version_text(topic_map.version),
             time.perf_counter() - started,
         )

@@ -40,6 +40,9 @@ PAGE = 1000
 # The commit row of a partition sits with the cells (one upsert) under a slug of its own,
 # so readers of a dimension's cells never see it.
 _COMMIT = "~commit"
+# 2: session rows carry their micro-clusters (``mcs``). A partition written in an earlier
+# format is rebuilt once, every session rewritten (``journey_owner``).
+FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,10 @@ class JourneyStore:
             indexes={"slug": "keyword", "partition": "integer", "end_hour": "integer"},
         )
         store.create_collection(
-            SESSIONS, 1, "dot", indexes={"slug": "keyword", "partition": "integer"}
+            SESSIONS,
+            1,
+            "dot",
+            indexes={"slug": "keyword", "partition": "integer", "mcs": "integer"},
         )
         store.create_collection(
             MEMBERS,
@@ -138,14 +144,12 @@ class JourneyStore:
             )
         rows, members = [], []
         for runs, c, prev in sessions:
-            data = json.dumps(runs.to_payload(), separators=(",", ":"))
+            row = self._session_point(names, partition, runs)
             member = json.dumps(c.to_member(), separators=(",", ":"))
             undo = None if prev is None else json.dumps(prev.to_record(), separators=(",", ":"))
-            size += len(data) + len(member) + len(undo or "")
-            row_id = f"{names.slug}/{runs.session_id}"
-            rows.append(
-                Point(row_id, _UNIT, {"slug": names.slug, "partition": partition, "data": data})
-            )
+            size += len(row.payload["data"]) + len(member) + len(undo or "")
+            row_id = row.id
+            rows.append(row)
             members.append(
                 Point(
                     row_id,
@@ -177,11 +181,30 @@ class JourneyStore:
             self.store.delete(CELLS, gone)
         return size
 
+    def rewrite_sessions(
+        self, names: DimensionNames, partition: int, sessions: list[SessionRuns]
+    ) -> None:
+        """Sessions' rows written again as they are (in this ``FORMAT``)."""
+        if sessions:
+            self.store.upsert(
+                SESSIONS, [self._session_point(names, partition, r) for r in sessions]
+            )
+
+    @staticmethod
+    def _session_point(names: DimensionNames, partition: int, runs: SessionRuns) -> Point:
+        data = json.dumps(runs.to_payload(), separators=(",", ":"))
+        # Its micro-clusters, indexed: after a topic map change only the sessions through
+        # a moved micro-cluster are read back (``session_pages``).
+        mcs = runs.micro_clusters()
+        payload = {"slug": names.slug, "partition": partition, "mcs": mcs, "data": data}
+        return Point(f"{names.slug}/{runs.session_id}", _UNIT, payload)
+
     @staticmethod
     def _commit_point(names: DimensionNames, partition: int, commit: Commit) -> Point:
         payload = {
             "slug": names.slug + _COMMIT,
             "partition": partition,
+            "format": FORMAT,
             "write": commit.number,
             "version": commit.version,
             "clock": commit.clock,
@@ -191,12 +214,12 @@ class JourneyStore:
     # -- a restart ----------------------------------------------------------------------
 
     def last_commit(self, names: DimensionNames, partition: int) -> Commit | None:
-        """The partition's last write whose cells landed (None: none, or written by a
-        version before commits were numbered)."""
+        """The partition's last write whose cells landed (None: none, or written in an
+        earlier ``FORMAT``: the owner then rebuilds and rewrites every session)."""
         if not self.store.has_collection(CELLS):
             return None
         found = self.store.retrieve(CELLS, [f"{names.slug}/p{partition}/{_COMMIT}"])
-        if not found:
+        if not found or found[0].payload.get("format", 1) != FORMAT:
             return None
         p = found[0].payload
         return Commit(int(p["write"]), str(p["version"]), float(p["clock"]))
@@ -251,13 +274,19 @@ class JourneyStore:
         return [_cell_key(r.payload) for r in self._scan(CELLS, flt)]
 
     def session_pages(
-        self, names: DimensionNames, partition: int
+        self, names: DimensionNames, partition: int, moved: set[int] | None = None
     ) -> Iterator[list[tuple[SessionRuns, Contribution | None]]]:
-        """The partition's stored sessions, a page at a time, each with the contribution
-        its member row holds (None: no member row): memory bounded by a page."""
+        """The partition's stored sessions (only those through one of the micro-clusters
+        ``moved``, if given), a page at a time, each with the contribution its member row
+        holds (None: no member row): memory bounded by a page."""
         if not self.store.has_collection(SESSIONS):
             return
-        flt = Filter(must={"slug": names.slug, "partition": partition})
+        must: dict[str, Any] = {"slug": names.slug, "partition": partition}
+        if moved is not None:
+            if not moved:
+                return
+            must["mcs"] = sorted(moved)
+        flt = Filter(must=must)
         offset = None
         while True:
             records, offset = self.store.scroll(SESSIONS, filter=flt, limit=PAGE, offset=offset)

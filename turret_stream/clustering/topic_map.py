@@ -94,6 +94,21 @@ class TopicMap:
         live = self.resolve(mc)
         return None if live is None else self.mapping.get(live)
 
+    def moved_since(self, older: TopicMap, neutral_counts: bool = True) -> set[int]:
+        """The micro-clusters (absorbed ones included) whose topic differs between
+        ``older`` and this map, or whose topic's neutral flag does (``neutral_counts``):
+        a journey made of the others derives the same under both."""
+        changed = set()
+        for mc in {*older.mapping, *older.absorbed, *self.mapping, *self.absorbed}:
+            was, now = older.topic_of(mc), self.topic_of(mc)
+            if was != now or (
+                neutral_counts
+                and now is not None
+                and (was in older.neutral) != (now in self.neutral)
+            ):
+                changed.add(mc)
+        return changed
+
     @cached_property
     def _members(self) -> dict[str, list[int]]:
         out: dict[str, set[int]] = {}
