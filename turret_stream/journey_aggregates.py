@@ -30,7 +30,7 @@ from turret_stream.journey_book import (
     split_path,
 )
 from turret_stream.journey_store import CellRow, JourneyStore
-from turret_stream.journeys import JourneyStats, SessionJourney, aggregate
+from turret_stream.journeys import JourneyStats, SessionJourney, aggregate, binned_median
 from turret_stream.storage import VectorStore
 
 HOUR = 3600.0
@@ -108,12 +108,12 @@ class CellReader:
         for row_id, (seq, cell) in list(entry.cells.items()):
             row = wanted.get(row_id)
             if row is None or row.seq != seq:
-                _add_cell(entry.stats, entry.users, cell, -1)
+                entry.add(cell, -1)
                 del entry.cells[row_id]
         for row_id, row in wanted.items():
             if row_id not in entry.cells:
                 cell = self._cell(row)
-                _add_cell(entry.stats, entry.users, cell, 1)
+                entry.add(cell, 1)
                 entry.cells[row_id] = (row.seq, cell)
         copy = entry.copy()
         with self._lock:
@@ -181,6 +181,7 @@ class CellReader:
             # A session wholly inside the window counts whole, from what its cell keeps
             # of it; one the window cuts (or, under a segment filter, one whose segments
             # changed) is computed from its events within the filter.
+            extra = JourneyStats()
             whole = Cell()
             cut: list[str] = []
             for row in boundary:
@@ -202,27 +203,48 @@ class CellReader:
                             stats.dropped[c.derived.path[-1]] += 1
                     else:
                         cut.append(sid)
-            _add_cell(stats, users, whole)
-            _add_exact(stats, users, exact(cut) if cut else [], now, dropoff_timeout_s)
+            _add_cell(extra, users, whole)
+            _add_exact(extra, users, exact(cut) if cut else [], now, dropoff_timeout_s)
+            _merge(stats, extra)
         stats.users = len(users)
         return stats, versions
 
 
 @dataclass
 class _Sum:
+    """One filter's sum of cells, kept between requests, with the medians of the pairs
+    whose histograms have not changed since they were computed (most of the cost of an
+    answer with thousands of pairs) and every pair's histogram summed."""
+
     cells: dict[str, tuple[int, Cell]] = field(default_factory=dict)
     stats: JourneyStats = field(default_factory=JourneyStats)
     users: Counter[str] = field(default_factory=Counter)
+    medians: dict[tuple[str, str], float | None] = field(default_factory=dict)
+    all_bins: Counter[float] = field(default_factory=Counter)
+
+    def add(self, cell: Cell, sign: int) -> None:
+        _add_cell(self.stats, self.users, cell, sign)
+        for pair, bins in cell.gaps.items():
+            self.medians.pop(split_pair(pair), None)
+            for b, n in bins.items():
+                bump(self.all_bins, b, sign * n)
 
     def copy(self) -> tuple[JourneyStats, Counter[str]]:
+        """The sum for one answer: counters copied (the caller adds to them); the
+        histograms shared, read only (``_merge`` replaces those it adds to)."""
         s = self.stats
+        for pair, bins in s.gap_bins.items():
+            if pair not in self.medians:
+                self.medians[pair] = binned_median(bins)
         return (
             JourneyStats(
                 events=s.events,
                 sessions=s.sessions,
                 sessions_with_topic=s.sessions_with_topic,
                 transitions=Counter(s.transitions),
-                gap_bins={p: Counter(b) for p, b in s.gap_bins.items()},
+                gap_bins=dict(s.gap_bins),
+                gap_medians=dict(self.medians),
+                all_gap_bins=self.all_bins,
                 entries=Counter(s.entries),
                 paths=Counter(s.paths),
                 back_and_forth=Counter(s.back_and_forth),
@@ -263,6 +285,34 @@ def _add_cell(stats: JourneyStats, users: Counter[str], cell: Cell, sign: int = 
         bump(stats.paths, split_path(path), sign * n)
     for pair, n in cell.back_and_forth.items():
         bump(stats.back_and_forth, split_pair(pair), sign * n)
+
+
+def _merge(stats: JourneyStats, extra: JourneyStats) -> None:
+    """Add ``extra`` to a sum from ``_Sum.copy``: its histograms are new objects where
+    ``extra`` adds to them (the cached ones are shared), their medians recomputed."""
+    stats.events += extra.events
+    stats.sessions += extra.sessions
+    stats.sessions_with_topic += extra.sessions_with_topic
+    stats.back_and_forth_sessions += extra.back_and_forth_sessions
+    for mine, theirs in (
+        (stats.entries, extra.entries),
+        (stats.visited, extra.visited),
+        (stats.ended, extra.ended),
+        (stats.dropped, extra.dropped),
+        (stats.transitions, extra.transitions),
+        (stats.paths, extra.paths),
+        (stats.back_and_forth, extra.back_and_forth),
+    ):
+        mine.update(theirs)
+    if extra.gap_bins:
+        every = Counter(stats.all_gap_bins or ())
+        for pair, bins in extra.gap_bins.items():
+            merged = Counter(stats.gap_bins.get(pair, ()))
+            merged.update(bins)
+            stats.gap_bins[pair] = merged
+            stats.gap_medians.pop(pair, None)
+            every.update(bins)
+        stats.all_gap_bins = every
 
 
 def _add_exact(

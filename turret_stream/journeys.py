@@ -214,7 +214,7 @@ def _median(values: Sequence[float]) -> float | None:
     return round(statistics.median(values), 3) if values else None
 
 
-def _binned_median(bins: Counter[float]) -> float | None:
+def binned_median(bins: Counter[float]) -> float | None:
     """The median of a histogram (value -> count), as ``statistics.median`` would give on
     the values it counts."""
     total = sum(bins.values())
@@ -259,6 +259,10 @@ class JourneyStats:
     # The same as a histogram (value -> count), when the stats are summed from the
     # stream's aggregates (``journey_book.gap_bin``); medians read either.
     gap_bins: dict[tuple[str, str], Counter[float]] = field(default_factory=dict)
+    # Medians already known, per pair and over every pair (the aggregates keep them
+    # between requests, for the pairs whose histograms did not change): read first.
+    gap_medians: dict[tuple[str, str], float | None] = field(default_factory=dict)
+    all_gap_bins: Counter[float] | None = None  # every pair's histogram summed
     entries: Counter[str] = field(default_factory=Counter)
     paths: Counter[tuple[str, ...]] = field(default_factory=Counter)
     back_and_forth: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -333,19 +337,23 @@ class JourneyStats:
         }
 
     def _gap_median(self, pair: tuple[str, str]) -> float | None:
+        if pair in self.gap_medians:
+            return self.gap_medians[pair]
         if pair in self.gap_bins:
-            return _binned_median(self.gap_bins[pair])
+            return binned_median(self.gap_bins[pair])
         return _median(self.gaps.get(pair, []))
 
     @property
     def median_seconds_between_steps(self) -> float | None:
+        if self.all_gap_bins is not None:
+            return binned_median(self.all_gap_bins)
         if self.gap_bins:
             merged: Counter[float] = Counter()
             for bins in self.gap_bins.values():
                 merged.update(bins)
             for gaps in self.gaps.values():
                 merged.update(gaps)
-            return _binned_median(merged)
+            return binned_median(merged)
         return _median([g for gaps in self.gaps.values() for g in gaps])
 
     def dropoff_table(self) -> list[TopicDropoff]:
