@@ -207,6 +207,7 @@ def main() -> None:
     books = books_of(store)
     book_seconds = 0.0
     rederives: list[float] = []
+    read_back: list[int] = []  # stored sessions each re-derivation read back
     live: dict[str, Counter] = {}  # session -> live moves (from, to)
     rows: dict[str, dict] = {}
     idle = IdleSessions(journeys.dropoff_timeout_s)
@@ -230,47 +231,51 @@ def main() -> None:
     flush_every = settings.pipeline.checkpoint_interval_s
     last_flush, flush_seconds, flushes = time.perf_counter(), 0.0, 0
     done = 0
+
+    def feed(n: int) -> None:
+        """One batch of ``n`` events through the owner, the live actor and the books."""
+        nonlocal done, book_seconds, last_flush, flush_seconds, flushes
+        batch = [stream.event(done + k) for k in range(n)]
+        started = time.perf_counter()
+        placed = owner.process(batch)
+        spent = time.perf_counter() - started
+        cost = owner.last_persist
+        costs.append((n, spent, cost.log_bytes, cost.seconds, cost.bytes, cost.centres))
+        for a in placed:
+            key = f"{a.project}:{a.session_id}"
+            row = rows.setdefault(key, {})
+            moved = advance(row.setdefault(a.dimension, {}), a, journeys.min_switch_events)
+            if moved is not None and moved.from_topic is not None:
+                live.setdefault(a.session_id, Counter())[(moved.from_topic, moved.to_topic)] += 1
+            for gone in idle.touch(0, key, a.received_at):
+                rows.pop(gone, None)
+        # The sessions actor's journey books: two partitions, as a worker holding two.
+        started = time.perf_counter()
+        for a in placed:
+            books.observe(zlib.crc32(a.session_id.encode()) % 2, a)
+        for slot in books.rederive_due():
+            began = time.perf_counter()
+            for _ in books.rederive(slot):
+                pass
+            rederives.append(time.perf_counter() - began)
+            read_back.append(slot.rederive_read)
+        books.flush()
+        book_seconds += time.perf_counter() - started
+        if time.perf_counter() - last_flush >= flush_every:
+            began = time.perf_counter()
+            store.flush(store.written_since_flush())
+            last_flush = time.perf_counter()
+            flush_seconds += last_flush - began
+            flushes += 1
+        sessions_seen.append(batch[-1].session_id)
+        distinct_sessions.update(e.session_id for e in batch)
+        done += n
+        if done % 50_000 < BATCH:
+            print(f"  ... {done} events", flush=True)
+
     for target in checkpoints:
         while done < target:
-            n = min(BATCH, target - done)
-            batch = [stream.event(done + k) for k in range(n)]
-            started = time.perf_counter()
-            placed = owner.process(batch)
-            spent = time.perf_counter() - started
-            cost = owner.last_persist
-            costs.append((n, spent, cost.log_bytes, cost.seconds, cost.bytes, cost.centres))
-            for a in placed:
-                key = f"{a.project}:{a.session_id}"
-                row = rows.setdefault(key, {})
-                moved = advance(row.setdefault(a.dimension, {}), a, journeys.min_switch_events)
-                if moved is not None and moved.from_topic is not None:
-                    live.setdefault(a.session_id, Counter())[
-                        (moved.from_topic, moved.to_topic)
-                    ] += 1
-                for gone in idle.touch(0, key, a.received_at):
-                    rows.pop(gone, None)
-            # The sessions actor's journey books: two partitions, as a worker holding two.
-            started = time.perf_counter()
-            for a in placed:
-                books.observe(zlib.crc32(a.session_id.encode()) % 2, a)
-            for slot in books.rederive_due():
-                began = time.perf_counter()
-                for _ in books.rederive(slot):
-                    pass
-                rederives.append(time.perf_counter() - began)
-            books.flush()
-            book_seconds += time.perf_counter() - started
-            if time.perf_counter() - last_flush >= flush_every:
-                began = time.perf_counter()
-                store.flush(store.written_since_flush())
-                last_flush = time.perf_counter()
-                flush_seconds += last_flush - began
-                flushes += 1
-            sessions_seen.append(batch[-1].session_id)
-            distinct_sessions.update(e.session_id for e in batch)
-            done += n
-            if done % 50_000 < BATCH:
-                print(f"  ... {done} events", flush=True)
+            feed(min(BATCH, target - done))
         # -- figures at this checkpoint
         recent, total = [], 0
         for c in reversed(costs):
@@ -302,7 +307,9 @@ def main() -> None:
         print(
             f"{done:>9} journeys: {book_seconds / done * 1000:.3f} ms/event (all events so far),"
             f" catch-up after the last map change {catch_up:.2f} s ({sessions_held} sessions),"
-            f" re-derivations {len(rederives)}, largest {max(rederives, default=0):.2f} s;"
+            f" re-derivations {len(rederives)}, largest {max(rederives, default=0):.2f} s,"
+            f" reading back {statistics.mean(read_back or [0]):.0f} stored sessions each"
+            f" (most {max(read_back, default=0)});"
             f" store flushes {flushes}, {flush_seconds / max(flushes, 1) * 1000:.0f} ms each;"
             # Before the reads below: the computation from events leaves its heap behind.
             f" RSS {rss_mb()[0]:.0f} MB (anonymous {rss_mb()[1]:.0f} MB)",
@@ -339,15 +346,35 @@ def main() -> None:
                 "bench", None, f
             )
         for name, call in endpoints.items():
+            # The first read after a start decodes every cell; the server keeps them.
+            first, _, _ = timed(call, 1)
             repeat = 1 if "before" in name else args.repeat
             p50, p95, body = timed(call, repeat)
             truncated = body.get("truncated", False) if isinstance(body, dict) else False
             source = body.get("source", "-") if isinstance(body, dict) else "-"
             reads.append(
                 f"{done:>9} {name:<34} p50 {p50:>8.1f} ms  p95 {p95:>8.1f} ms"
+                f"  (first read after a start {first:>7.1f} ms)"
                 f"  source={source} truncated={truncated}"
             )
             print(reads[-1], flush=True)
+        # As a dashboard reads while events arrive: a batch and the books' flush before
+        # each read, so every read finds the hour's cells rewritten.
+        streaming = []
+        for _ in range(args.repeat):
+            feed(BATCH)
+            books.flush(force=True)
+            began = time.perf_counter()
+            body = jq.transitions("bench", None, flt)
+            streaming.append(time.perf_counter() - began)
+        streaming.sort()
+        reads.append(
+            f"{done:>9} {'  while the stream writes':<34}"
+            f" p50 {statistics.median(streaming) * 1000:>8.1f} ms"
+            f"  p95 {streaming[-1] * 1000:>8.1f} ms (max of {len(streaming)})"
+            f"  source={body['source']} truncated={body.get('truncated', False)}"
+        )
+        print(reads[-1], flush=True)
 
         started = time.perf_counter()
         store.close()

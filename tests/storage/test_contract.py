@@ -495,6 +495,35 @@ def test_edge_auto_optimize_indexes_and_keeps_scores_exact(tmp_path: Path) -> No
         assert store.search("mc", query, 5, score_threshold=cut + 1e-4) == []
 
 
+def test_edge_segments_are_capped_so_an_optimize_never_rebuilds_the_whole_index(
+    tmp_path: Path,
+) -> None:
+    """With ``max_segment_points`` the merge optimizer stops folding new points into the
+    largest segment: the collection ends in more, bounded segments, and every point is
+    still found. Payload tables are never capped (they have no vector index)."""
+    rng = np.random.default_rng(5)
+    vectors = rng.normal(size=(1600, 16)).astype(np.float32)
+
+    def segments(cap: int | None) -> int:
+        tuning = EdgeTuning(indexing_threshold_points=100, max_segment_points=cap)
+        with EdgeStore(tmp_path / f"cap-{cap}", tuning) as store:
+            store.create_collection("ev", 16)
+            store.create_collection("rows", 1)
+            for start in range(0, 1600, 100):
+                points = [Point(f"e{i}", vectors[i], {"i": i}) for i in range(start, start + 100)]
+                store.upsert("ev", points)
+                store.upsert(
+                    "rows", [Point(f"r{i}", [1.0], {"i": i}) for i in range(start, start + 100)]
+                )
+            for i in (3, 777, 1599):
+                assert store.search("ev", vectors[i], limit=1)[0].id == f"e{i}"
+            assert store.index_status("rows").segments <= 2
+            return store.index_status("ev").segments
+
+    capped, uncapped = segments(300), segments(None)
+    assert capped >= 1600 // 300 > uncapped
+
+
 # --- open_store --------------------------------------------------------------------------
 
 

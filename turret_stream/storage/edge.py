@@ -114,10 +114,9 @@ class EdgeTuning:
     # so every optimize rebuilt an index the size of the collection: measured on event
     # points, optimize time per 20k points written grew 10 -> 130 s from 20k to 140k
     # points (pauses up to 13 s); capped at 20k it stays ~19 s (pauses <= 2.4 s) at any
-    # size, at the price of searching one more segment per 20k points. Not the default
-    # yet: with the cap on, the pipeline's own tests ran a third slower and formed
-    # topics differently (README *Scale*).
-    max_segment_points: int | None = None
+    # size, at the price of searching one more segment per 20k points. Vector
+    # collections only (not payload tables).
+    max_segment_points: int | None = 20_000
     auto_optimize: bool = True
     # Threads of each shard's search pool. The binding holds the GIL for a whole call,
     # so a shard never searches from two callers at once; the engine's default (one
@@ -457,7 +456,9 @@ class EdgeStore(VectorStore):
                     0 if dim == PAYLOAD_ONLY_DIM else tuning.indexing_threshold_kb(dim)
                 ),
                 default_segment_number=tuning.segment_number,
-                max_segment_size=tuning.max_segment_kb(dim),
+                # The cap bounds the vector index an optimize rebuilds; payload tables
+                # have none, and their one-float vectors say nothing of their size.
+                max_segment_size=None if dim == PAYLOAD_ONLY_DIM else tuning.max_segment_kb(dim),
             ),
             payload_memory=qe.Memory.Cached if tuning.payload_cached else None,
             max_search_threads=tuning.search_threads,
