@@ -13,7 +13,7 @@ import json
 import math
 import threading
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -262,29 +262,41 @@ def _add_cell(stats: JourneyStats, users: Counter[str], cell: Cell, sign: int = 
     stats.sessions += sign * cell.sessions
     stats.sessions_with_topic += sign * cell.sessions_with_topic
     stats.back_and_forth_sessions += sign * cell.back_and_forth_sessions
-    for mine, theirs in (
-        (users, cell.users),
-        (stats.entries, cell.entries),
-        (stats.visited, cell.visited),
-        (stats.ended, cell.ended),
-    ):
-        if sign > 0:
-            mine.update(theirs)
+    _add_counts(users, cell.users, sign)
+    _add_counts(stats.entries, cell.entries, sign)
+    _add_counts(stats.visited, cell.visited, sign)
+    _add_counts(stats.ended, cell.ended, sign)
+    _add_counts(stats.transitions, cell.transitions, sign, split_pair)
+    for pair, bins in cell.gaps.items():
+        key = split_pair(pair)
+        mine = stats.gap_bins.get(key)
+        if mine is None:
+            mine = stats.gap_bins[key] = Counter()
+        _add_counts(mine, bins, sign)
+        if not mine:
+            del stats.gap_bins[key]
+    _add_counts(stats.paths, cell.paths, sign, split_path)
+    _add_counts(stats.back_and_forth, cell.back_and_forth, sign, split_pair)
+
+
+def _add_counts(
+    mine: Counter, theirs: Mapping[Any, int], sign: int, key_of: Callable | None = None
+) -> None:
+    """``mine`` += ``sign`` x ``theirs`` (keys through ``key_of``), keeping no zeros. A
+    cell's counts are positive, so an addition never makes one: that loop is the first
+    read's cost and is written for it."""
+    if sign > 0:
+        get = mine.get
+        if key_of is None:
+            for key, n in theirs.items():
+                mine[key] = get(key, 0) + n
         else:
             for key, n in theirs.items():
-                bump(mine, key, -n)
-    for pair, n in cell.transitions.items():
-        bump(stats.transitions, split_pair(pair), sign * n)
-    for pair, bins in cell.gaps.items():
-        mine = stats.gap_bins.setdefault(split_pair(pair), Counter())
-        for b, n in bins.items():
-            bump(mine, b, sign * n)
-        if not mine:
-            del stats.gap_bins[split_pair(pair)]
-    for path, n in cell.paths.items():
-        bump(stats.paths, split_path(path), sign * n)
-    for pair, n in cell.back_and_forth.items():
-        bump(stats.back_and_forth, split_pair(pair), sign * n)
+                k = key_of(key)
+                mine[k] = get(k, 0) + n
+        return
+    for key, n in theirs.items():
+        bump(mine, key if key_of is None else key_of(key), sign * n)
 
 
 def _merge(stats: JourneyStats, extra: JourneyStats) -> None:
