@@ -526,6 +526,21 @@ def test_the_scan_cap_truncates(world):
     )
 
 
+def test_dropoffs_follow_the_clock_on_a_kept_sum(world, aggregated):
+    """A reader keeps its sum between requests; as ``now`` moves hours on, the drop-off
+    boundary moves with it and the dropped sessions still equal the oracle's."""
+    store, settings = world["store"], world["settings"]
+    oracle = JourneyQueries(store, settings=settings.journeys, use_aggregates=False)
+    cells = JourneyQueries(store, settings=settings.journeys)
+    totals = []
+    for now in (NOW, NOW + 1800, NOW + 3 * 3600, NOW):
+        _, kept = cells.stats("acme", None, JourneyFilter(), now=now)
+        _, exact = oracle.stats("acme", None, JourneyFilter(), now=now)
+        assert dict(kept.dropped) == dict(exact.dropped)
+        totals.append(sum(kept.dropped.values()))
+    assert totals[0] < totals[1] == totals[2]  # s-live drops off once idle long enough
+
+
 def test_aggregates_equal_the_oracle_after_a_merge_and_a_neutral_flag(world, aggregated):
     """Every aggregate endpoint, with and without filters, answers the same from the
     stream's aggregates as from stored events; after a topic merge and a neutral flag

@@ -86,35 +86,49 @@ class CellReader:
                 self._members.popitem(last=False)
         return found
 
-    def _cell(self, row: CellRow) -> Cell:
+    def _cells(self, rows: list[CellRow]) -> dict[str, tuple[int, Cell]]:
+        """Row id -> (seq, cell) for ``rows``: decoded once per written seq, the counters
+        of the rows not decoded yet read in one call. A row rewritten since it was
+        listed comes at its newer seq; one deleted since is missing."""
+        found: dict[str, tuple[int, Cell]] = {}
+        missing = []
         with self._lock:
-            hit = self._decoded.get(row.row_id)
-            if hit is not None and hit[0] == row.seq:
-                return hit[1]
-        cell = Cell.from_payload(json.loads(row.data))
-        with self._lock:
-            self._decoded[row.row_id] = (row.seq, cell)
-        return cell
+            for row in rows:
+                hit = self._decoded.get(row.row_id)
+                if hit is not None and hit[0] == row.seq:
+                    found[row.row_id] = hit
+                else:
+                    missing.append(row.row_id)
+        if missing:
+            for row_id, (seq, data) in self.rows.cell_data(missing).items():
+                hit = (seq, Cell.from_payload(json.loads(data)))
+                with self._lock:
+                    self._decoded[row_id] = hit
+                found[row_id] = hit
+        return found
 
-    def _summed(self, signature: tuple, rows: list[CellRow]) -> tuple[JourneyStats, Counter[str]]:
-        """The sum of ``rows``' cells (a copy, the caller adds to it), kept per filter and
-        brought up to date by retracting and adding only the cells written since: a
+    def _summed(
+        self, signature: tuple, rows: list[CellRow], idle_hour: int
+    ) -> tuple[JourneyStats, Counter[str], Counter[str]]:
+        """The sum of ``rows``' cells (a copy, the caller adds to it) and the sessions
+        ended in cells whose last hour is before ``idle_hour`` (dropped), kept per filter
+        and brought up to date by retracting and adding only the cells written since: a
         request costs the cells that changed, not all of them."""
         with self._lock:
             entry = self._sums.pop(signature, None)
-        if entry is None:
-            entry = _Sum()
+        if entry is None or entry.idle_hour != idle_hour:
+            entry = _Sum(idle_hour=idle_hour) if entry is None else entry.at_idle_hour(idle_hour)
         wanted = {r.row_id: r for r in rows}
-        for row_id, (seq, cell) in list(entry.cells.items()):
+        for row_id, (seq, cell, end_hour) in list(entry.cells.items()):
             row = wanted.get(row_id)
             if row is None or row.seq != seq:
-                entry.add(cell, -1)
+                entry.add(cell, -1, end_hour)
                 del entry.cells[row_id]
-        for row_id, row in wanted.items():
-            if row_id not in entry.cells:
-                cell = self._cell(row)
-                entry.add(cell, 1)
-                entry.cells[row_id] = (row.seq, cell)
+        cells = self._cells([r for r in rows if r.row_id not in entry.cells])
+        for row_id, (seq, cell) in cells.items():
+            end_hour = wanted[row_id].key.end_hour
+            entry.add(cell, 1, end_hour)
+            entry.cells[row_id] = (seq, cell, end_hour)
         copy = entry.copy()
         with self._lock:
             self._sums[signature] = entry
@@ -145,7 +159,6 @@ class CellReader:
         boundary: list[CellRow] = []  # cells whose sessions are computed one by one
         at_idle: list[CellRow] = []  # whole cells at the drop-off boundary hour
         inside_rows: list[CellRow] = []
-        dropped: Counter[str] = Counter()
         for row in rows:
             key = row.key
             first_from, last_to = key.start_hour * HOUR, (key.end_hour + 1) * HOUR
@@ -162,12 +175,10 @@ class CellReader:
                 continue
             versions.add(row.version)
             inside_rows.append(row)
-            if key.end_hour < idle_hour:
-                dropped.update(self._cell(row).ended)
-            elif key.end_hour == idle_hour:
+            if key.end_hour == idle_hour:
                 at_idle.append(row)
         signature = (names.slug, since, until, tuple((k, tuple(sorted(ok))) for k, ok in wanted))
-        stats, users = self._summed(signature, inside_rows)
+        stats, users, dropped = self._summed(signature, inside_rows, idle_hour)
         stats.dropped.update(dropped)
         if at_idle:
             members = {}
@@ -216,20 +227,33 @@ class _Sum:
     whose histograms have not changed since they were computed (most of the cost of an
     answer with thousands of pairs) and every pair's histogram summed."""
 
-    cells: dict[str, tuple[int, Cell]] = field(default_factory=dict)
+    idle_hour: int
+    cells: dict[str, tuple[int, Cell, int]] = field(default_factory=dict)  # seq, cell, end
     stats: JourneyStats = field(default_factory=JourneyStats)
     users: Counter[str] = field(default_factory=Counter)
     medians: dict[tuple[str, str], float | None] = field(default_factory=dict)
     all_bins: Counter[float] = field(default_factory=Counter)
+    # Sessions ended in the cells whose last hour is before ``idle_hour``: dropped.
+    dropped: Counter[str] = field(default_factory=Counter)
 
-    def add(self, cell: Cell, sign: int) -> None:
+    def add(self, cell: Cell, sign: int, end_hour: int) -> None:
         _add_cell(self.stats, self.users, cell, sign)
         for pair, bins in cell.gaps.items():
             self.medians.pop(split_pair(pair), None)
             for b, n in bins.items():
                 bump(self.all_bins, b, sign * n)
+        if end_hour < self.idle_hour:
+            _add_counts(self.dropped, cell.ended, sign)
 
-    def copy(self) -> tuple[JourneyStats, Counter[str]]:
+    def at_idle_hour(self, idle_hour: int) -> _Sum:
+        """The same sum with the drop-off boundary moved (hourly): dropped recounted."""
+        self.idle_hour, self.dropped = idle_hour, Counter()
+        for _, cell, end_hour in self.cells.values():
+            if end_hour < idle_hour:
+                _add_counts(self.dropped, cell.ended, 1)
+        return self
+
+    def copy(self) -> tuple[JourneyStats, Counter[str], Counter[str]]:
         """The sum for one answer: counters copied (the caller adds to them); the
         histograms shared, read only (``_merge`` replaces those it adds to)."""
         s = self.stats
@@ -253,6 +277,7 @@ class _Sum:
                 ended=Counter(s.ended),
             ),
             Counter(self.users),
+            Counter(self.dropped),
         )
 
 

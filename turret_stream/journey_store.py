@@ -63,12 +63,18 @@ class StoredMember:
 
 @dataclass(frozen=True)
 class CellRow:
+    """A stored cell without its counters (``cell_data`` reads those, for the rows whose
+    ``seq`` a reader has not decoded yet)."""
+
     key: CellKey
     partition: int
     version: str
     seq: int
-    data: str  # Cell.to_payload as JSON text (decoded lazily, cached by seq)
     row_id: str
+
+
+# What a scan of the cells reads: everything but the counters.
+_ROW_FIELDS = ["start_hour", "end_hour", "segments", "partition", "version", "seq"]
 
 
 class JourneyStore:
@@ -315,17 +321,24 @@ class JourneyStore:
     # -- read side ----------------------------------------------------------------------
 
     def cell_rows(self, names: DimensionNames) -> list[CellRow]:
+        flt = Filter(must={"slug": names.slug})
         return [
             CellRow(
                 _cell_key(r.payload),
                 r.payload["partition"],
                 r.payload["version"],
                 r.payload["seq"],
-                r.payload["data"],
                 r.id,
             )
-            for r in self._scan(CELLS, Filter(must={"slug": names.slug}))
+            for r in self._scan(CELLS, flt, _ROW_FIELDS)
         ]
+
+    def cell_data(self, row_ids: list[str]) -> dict[str, tuple[int, str]]:
+        """Row id -> (seq, ``Cell.to_payload`` as JSON text) as stored now (a row
+        deleted since it was listed is missing)."""
+        return {
+            r.id: (r.payload["seq"], r.payload["data"]) for r in self.store.retrieve(CELLS, row_ids)
+        }
 
     def members(self, names: DimensionNames, row: CellRow) -> dict[str, list[Any]]:
         """session id -> ``Contribution.to_member`` of the sessions of one cell."""
@@ -343,12 +356,14 @@ class JourneyStore:
             for r in self._scan(MEMBERS, flt)
         }
 
-    def _scan(self, collection: str, flt: Filter) -> Iterator[Any]:
+    def _scan(self, collection: str, flt: Filter, fields: list[str] | None = None) -> Iterator[Any]:
         if not self.store.has_collection(collection):
             return
         offset = None
         while True:
-            records, offset = self.store.scroll(collection, filter=flt, limit=PAGE, offset=offset)
+            records, offset = self.store.scroll(
+                collection, filter=flt, limit=PAGE, offset=offset, fields=fields
+            )
             yield from records
             if offset is None:
                 return

@@ -268,6 +268,18 @@ def test_scroll_pages_through_every_point_once(store: VectorStore) -> None:
     assert all(r.payload["i"] == all_ids.index(r.id) for r in page)
 
 
+def test_scroll_can_bring_back_only_some_payload_fields(store: VectorStore) -> None:
+    store.create_collection("rows", DIM)
+    big = "x" * 10_000
+    store.upsert(
+        "rows", [Point(f"r{i}", unit(1.0, i, 0.0, 0.0), {"i": i, "data": big}) for i in range(5)]
+    )
+    page, _ = store.scroll("rows", limit=10, fields=["i"])
+    assert sorted((r.id, r.payload) for r in page) == [(f"r{i}", {"i": i}) for i in range(5)]
+    page, _ = store.scroll("rows", limit=10)
+    assert all(r.payload["data"] == big for r in page)
+
+
 # --- search ----------------------------------------------------------------------------------
 
 

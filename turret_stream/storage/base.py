@@ -139,6 +139,11 @@ def split_payload(payload: Mapping[str, Any] | None, stored_id: object) -> tuple
     return (original if isinstance(original, str) else str(stored_id)), data
 
 
+def selected_fields(fields: Sequence[str] | None) -> bool | list[str]:
+    """The engine's payload selector for ``fields`` (None: all), with the stored id."""
+    return True if fields is None else [*fields, ID_KEY]
+
+
 def vector_list(vector: Sequence[float] | None, point_id: str = "") -> list[float]:
     if vector is None:
         raise ValueError(f"point {point_id!r}: a vector is required on upsert")
@@ -355,12 +360,15 @@ class VectorStore(ABC):
         limit: int = 100,
         offset: str | None = None,
         with_vectors: bool = False,
+        fields: Sequence[str] | None = None,
     ) -> tuple[list[Record], str | None]:
         """One page of the points matching ``filter``, and the offset of the next page.
 
         Start with ``offset=None`` and pass back the returned offset (an opaque string)
         until it is None: every matching point comes exactly once, provided the
-        collection is not modified in the meantime.
+        collection is not modified in the meantime. ``fields``: only these payload keys
+        come back (None: the whole payload), so a scan for a few small fields does not
+        read large ones.
         """
 
     @abstractmethod

@@ -64,6 +64,7 @@ from turret_stream.storage.base import (
     ordered,
     parse_offset,
     point_uuid,
+    selected_fields,
     split_payload,
     stored_payload,
     vector_list,
@@ -337,6 +338,7 @@ class EdgeStore(VectorStore):
         limit: int = 100,
         offset: str | None = None,
         with_vectors: bool = False,
+        fields: Sequence[str] | None = None,
     ) -> tuple[list[Record], str | None]:
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
@@ -344,7 +346,7 @@ class EdgeStore(VectorStore):
             offset=parse_offset(offset),
             limit=limit,
             filter=_edge_filter(filter),
-            with_payload=True,
+            with_payload=selected_fields(fields),
             with_vector=with_vectors,
         )
         with self._lock:

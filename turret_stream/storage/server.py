@@ -41,6 +41,7 @@ from turret_stream.storage.base import (
     ordered,
     parse_offset,
     point_uuid,
+    selected_fields,
     split_payload,
     stored_payload,
     vector_list,
@@ -239,6 +240,7 @@ class ServerStore(VectorStore):
         limit: int = 100,
         offset: str | None = None,
         with_vectors: bool = False,
+        fields: Sequence[str] | None = None,
     ) -> tuple[list[Record], str | None]:
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
@@ -248,7 +250,7 @@ class ServerStore(VectorStore):
                 scroll_filter=_server_filter(filter),
                 limit=limit,
                 offset=None if offset is None else str(parse_offset(offset)),
-                with_payload=True,
+                with_payload=selected_fields(fields),
                 with_vectors=with_vectors,
             )
         records = [_record(r, with_vectors) for r in page]
