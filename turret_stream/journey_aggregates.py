@@ -109,11 +109,11 @@ class CellReader:
 
     def _summed(
         self, signature: tuple, rows: list[CellRow], idle_hour: int
-    ) -> tuple[JourneyStats, Counter[str], Counter[str]]:
-        """The sum of ``rows``' cells (a copy, the caller adds to it) and the sessions
-        ended in cells whose last hour is before ``idle_hour`` (dropped), kept per filter
-        and brought up to date by retracting and adding only the cells written since: a
-        request costs the cells that changed, not all of them."""
+    ) -> tuple[JourneyStats, Counter[str]]:
+        """The sum of ``rows``' cells (``_Sum.copy``: read only but for ``dropped``) with
+        the sessions ended in cells whose last hour is before ``idle_hour`` as dropped,
+        and its users, kept per filter and brought up to date by retracting and adding
+        only the cells written since: a request costs the cells that changed, not all."""
         with self._lock:
             entry = self._sums.pop(signature, None)
         if entry is None or entry.idle_hour != idle_hour:
@@ -178,8 +178,7 @@ class CellReader:
             if key.end_hour == idle_hour:
                 at_idle.append(row)
         signature = (names.slug, since, until, tuple((k, tuple(sorted(ok))) for k, ok in wanted))
-        stats, users, dropped = self._summed(signature, inside_rows, idle_hour)
-        stats.dropped.update(dropped)
+        stats, users = self._summed(signature, inside_rows, idle_hour)
         if at_idle:
             members = {}
             for row in at_idle:
@@ -214,10 +213,11 @@ class CellReader:
                             stats.dropped[c.derived.path[-1]] += 1
                     else:
                         cut.append(sid)
-            _add_cell(extra, users, whole)
-            _add_exact(extra, users, exact(cut) if cut else [], now, dropoff_timeout_s)
+            more: Counter[str] = Counter()
+            _add_cell(extra, more, whole)
+            _add_exact(extra, more, exact(cut) if cut else [], now, dropoff_timeout_s)
             _merge(stats, extra)
-        stats.users = len(users)
+            stats.users += sum(1 for u in more if u not in users)
         return stats, versions
 
 
@@ -253,9 +253,10 @@ class _Sum:
                 _add_counts(self.dropped, cell.ended, 1)
         return self
 
-    def copy(self) -> tuple[JourneyStats, Counter[str], Counter[str]]:
-        """The sum for one answer: counters copied (the caller adds to them); the
-        histograms shared, read only (``_merge`` replaces those it adds to)."""
+    def copy(self) -> tuple[JourneyStats, Counter[str]]:
+        """The sum for one answer, and its users. Its counters are this sum's, shared and
+        read only: ``_merge`` replaces those it adds to, and ``dropped`` is the answer's
+        own (copying paths and users at every request was most of a warm one)."""
         s = self.stats
         for pair, bins in s.gap_bins.items():
             if pair not in self.medians:
@@ -264,20 +265,21 @@ class _Sum:
             JourneyStats(
                 events=s.events,
                 sessions=s.sessions,
+                users=len(self.users),
                 sessions_with_topic=s.sessions_with_topic,
-                transitions=Counter(s.transitions),
-                gap_bins=dict(s.gap_bins),
-                gap_medians=dict(self.medians),
+                transitions=s.transitions,
+                gap_bins=s.gap_bins,
+                gap_medians=self.medians,
                 all_gap_bins=self.all_bins,
-                entries=Counter(s.entries),
-                paths=Counter(s.paths),
-                back_and_forth=Counter(s.back_and_forth),
+                entries=s.entries,
+                paths=s.paths,
+                back_and_forth=s.back_and_forth,
                 back_and_forth_sessions=s.back_and_forth_sessions,
-                visited=Counter(s.visited),
-                ended=Counter(s.ended),
+                visited=s.visited,
+                ended=s.ended,
+                dropped=Counter(self.dropped),
             ),
-            Counter(self.users),
-            Counter(self.dropped),
+            self.users,
         )
 
 
@@ -325,31 +327,30 @@ def _add_counts(
 
 
 def _merge(stats: JourneyStats, extra: JourneyStats) -> None:
-    """Add ``extra`` to a sum from ``_Sum.copy``: its histograms are new objects where
-    ``extra`` adds to them (the cached ones are shared), their medians recomputed."""
+    """Add ``extra`` to a sum from ``_Sum.copy``, whose counters are shared: each one
+    ``extra`` adds to is replaced by a new one (medians of the pairs it adds to are
+    recomputed)."""
     stats.events += extra.events
     stats.sessions += extra.sessions
     stats.sessions_with_topic += extra.sessions_with_topic
     stats.back_and_forth_sessions += extra.back_and_forth_sessions
-    for mine, theirs in (
-        (stats.entries, extra.entries),
-        (stats.visited, extra.visited),
-        (stats.ended, extra.ended),
-        (stats.dropped, extra.dropped),
-        (stats.transitions, extra.transitions),
-        (stats.paths, extra.paths),
-        (stats.back_and_forth, extra.back_and_forth),
-    ):
-        mine.update(theirs)
+    for name in ("entries", "visited", "ended", "transitions", "paths", "back_and_forth"):
+        theirs = getattr(extra, name)
+        if theirs:
+            mine = Counter(getattr(stats, name))
+            mine.update(theirs)
+            setattr(stats, name, mine)
+    stats.dropped.update(extra.dropped)  # the answer's own
     if extra.gap_bins:
         every = Counter(stats.all_gap_bins or ())
+        bins_of, medians = dict(stats.gap_bins), dict(stats.gap_medians)
         for pair, bins in extra.gap_bins.items():
-            merged = Counter(stats.gap_bins.get(pair, ()))
+            merged = Counter(bins_of.get(pair, ()))
             merged.update(bins)
-            stats.gap_bins[pair] = merged
-            stats.gap_medians.pop(pair, None)
+            bins_of[pair] = merged
+            medians.pop(pair, None)
             every.update(bins)
-        stats.all_gap_bins = every
+        stats.gap_bins, stats.gap_medians, stats.all_gap_bins = bins_of, medians, every
 
 
 def _add_exact(
