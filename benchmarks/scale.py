@@ -19,19 +19,22 @@ it prints:
   every micro-cluster record, stats, topic map and the seen ids);
 - the journey aggregates kept by the sessions actor (``journey_owner``): its cost per
   event (compact paths, cells, writes), the time to catch up after the topic map's last
-  change (re-deriving every session), and the largest re-derivation during the run;
+  change, the largest re-derivation during the run and how many stored sessions the
+  re-derivations read back;
 - p50/p95 of the read API's work behind ``/v1/clusters``, ``/v1/journeys/transitions``
   (also with a segment filter and with a time window cut mid-hour), ``/paths``,
   ``/dropoffs``, ``/flows``, one session's journey and one user's sessions (the query
-  functions the handlers call, without HTTP), the source they answered from and whether
+  functions the handlers call, without HTTP, on one reader kept across reads as the server
+  keeps it), the first read after a start apart, the source they answered from and whether
   the answer was truncated; next to them, the comparator: ``/transitions`` computed from
-  stored events as before (once, up to 100k events);
+  stored events as before (once, up to 100k events); and ``/transitions`` read while the
+  stream writes (a batch and the books' flush before each read);
 - live vs history (issue 10 step 4): of the moves history shows today (every session's
   journey under today's topic map), the share the live feed sent, and the live moves
   history no longer shows (topics merged or re-formed since);
 - restart: closing and reopening the store and restoring the owner and the journey books;
 - RSS of the process (and its anonymous part: most of RSS is the store's mapped files),
-  and the number of session rows held.
+  the number of session rows held, and about how much of it is the benchmark's own records.
 
 Timings are wall-clock on whatever else the machine is doing: compare the rows of one run.
 """
