@@ -116,8 +116,10 @@ class CellReader:
         only the cells written since: a request costs the cells that changed, not all."""
         with self._lock:
             entry = self._sums.pop(signature, None)
-        if entry is None or entry.idle_hour != idle_hour:
-            entry = _Sum(idle_hour=idle_hour) if entry is None else entry.at_idle_hour(idle_hour)
+        if entry is None:
+            entry = _Sum(idle_hour)
+        elif entry.idle_hour != idle_hour:
+            entry.at_idle_hour(idle_hour)
         wanted = {r.row_id: r for r in rows}
         for row_id, (seq, cell, end_hour) in list(entry.cells.items()):
             row = wanted.get(row_id)
@@ -245,13 +247,12 @@ class _Sum:
         if end_hour < self.idle_hour:
             _add_counts(self.dropped, cell.ended, sign)
 
-    def at_idle_hour(self, idle_hour: int) -> _Sum:
-        """The same sum with the drop-off boundary moved (hourly): dropped recounted."""
+    def at_idle_hour(self, idle_hour: int) -> None:
+        """The drop-off boundary moved (hourly): dropped recounted."""
         self.idle_hour, self.dropped = idle_hour, Counter()
         for _, cell, end_hour in self.cells.values():
             if end_hour < idle_hour:
                 _add_counts(self.dropped, cell.ended, 1)
-        return self
 
     def copy(self) -> tuple[JourneyStats, Counter[str]]:
         """The sum for one answer, and its users. Its counters are this sum's, shared and
@@ -342,15 +343,18 @@ def _merge(stats: JourneyStats, extra: JourneyStats) -> None:
             setattr(stats, name, mine)
     stats.dropped.update(extra.dropped)  # the answer's own
     if extra.gap_bins:
-        every = Counter(stats.all_gap_bins or ())
         bins_of, medians = dict(stats.gap_bins), dict(stats.gap_medians)
         for pair, bins in extra.gap_bins.items():
             merged = Counter(bins_of.get(pair, ()))
             merged.update(bins)
             bins_of[pair] = merged
             medians.pop(pair, None)
-            every.update(bins)
-        stats.gap_bins, stats.gap_medians, stats.all_gap_bins = bins_of, medians, every
+        stats.gap_bins, stats.gap_medians = bins_of, medians
+        if stats.all_gap_bins is not None:  # else the overall median merges gap_bins
+            every = Counter(stats.all_gap_bins)
+            for bins in extra.gap_bins.values():
+                every.update(bins)
+            stats.all_gap_bins = every
 
 
 def _add_exact(
@@ -360,21 +364,10 @@ def _add_exact(
     now: float,
     dropoff_timeout_s: float,
 ) -> None:
+    """Add the aggregate of ``journeys`` (computed from events), their gaps binned as the
+    cells bin them."""
     part = aggregate(journeys, now=now, dropoff_timeout_s=dropoff_timeout_s)
-    stats.events += part.events
-    stats.sessions += part.sessions
-    stats.sessions_with_topic += part.sessions_with_topic
     users.update(j.user_id for j in journeys)
-    for mine, theirs in (
-        (stats.entries, part.entries),
-        (stats.visited, part.visited),
-        (stats.ended, part.ended),
-        (stats.dropped, part.dropped),
-        (stats.transitions, part.transitions),
-        (stats.paths, part.paths),
-        (stats.back_and_forth, part.back_and_forth),
-    ):
-        mine.update(theirs)
-    stats.back_and_forth_sessions += part.back_and_forth_sessions
-    for pair, gaps in part.gaps.items():
-        stats.gap_bins.setdefault(pair, Counter()).update(gap_bin(g) for g in gaps)
+    part.gap_bins = {p: Counter(gap_bin(g) for g in gaps) for p, gaps in part.gaps.items()}
+    part.gaps = {}
+    _merge(stats, part)
