@@ -113,9 +113,11 @@ class FencedStore(VectorStore):
         dim: int,
         distance: Distance = "cosine",
         indexes: Mapping[str, IndexType] | None = None,
+        *,
+        on_disk: bool = False,
     ) -> None:
         self.lease.check()
-        self.inner.create_collection(name, dim, distance, indexes)
+        self.inner.create_collection(name, dim, distance, indexes, on_disk=on_disk)
 
     def drop_collection(self, name: str) -> None:
         self.lease.check()

@@ -536,6 +536,54 @@ def test_edge_segments_are_capped_so_an_optimize_never_rebuilds_the_whole_index(
     assert capped >= 1600 // 300 > uncapped
 
 
+def test_on_disk_collections_answer_as_in_memory_ones(store: VectorStore) -> None:
+    """A collection created ``on_disk`` (a dimension's events) finds, filters and scores
+    exactly as one held in memory."""
+    rng = np.random.default_rng(11)
+    vectors = rng.normal(size=(60, DIM)).astype(np.float32)
+    for name, on_disk in (("mem", False), ("disk", True)):
+        store.create_collection(
+            name, DIM, indexes={"k": "keyword", "n": "integer"}, on_disk=on_disk
+        )
+        store.create_collection(name, DIM, indexes={"t": "float"}, on_disk=on_disk)  # added later
+        store.upsert(
+            name,
+            [Point(f"p{i}", vectors[i], {"k": f"k{i % 3}", "n": i, "t": i / 2}) for i in range(60)],
+        )
+    flt = Filter(must={"k": "k1"}, ranges={"t": (5.0, None)})
+    assert store.count("disk", flt) == store.count("mem", flt) == 17
+    for i in (0, 31):
+        disk, mem = store.search("disk", vectors[i], 5), store.search("mem", vectors[i], 5)
+        assert [h.id for h in disk] == [h.id for h in mem] and disk[0].id == f"p{i}"
+        assert [h.score for h in disk] == pytest.approx([h.score for h in mem], abs=1e-6)
+
+
+def test_edge_on_disk_collection_keeps_its_placement_through_optimize_and_reopen(
+    tmp_path: Path,
+) -> None:
+    """Indexed (optimized) segments of an ``on_disk`` collection keep exact scores, and the
+    placement is read back from the shard's own config after a restart."""
+    tuning = EdgeTuning(indexing_threshold_points=100)
+    rng = np.random.default_rng(12)
+    vectors = rng.normal(size=(400, 16)).astype(np.float32)
+    with EdgeStore(tmp_path / "qdrant", tuning) as store:
+        store.create_collection("ev", 16, indexes={"i": "integer"}, on_disk=True)
+        store.create_collection("mc", 16)
+        for start in range(0, 400, 50):
+            store.upsert(
+                "ev", [Point(f"e{i}", vectors[i], {"i": i}) for i in range(start, start + 50)]
+            )
+        assert store.index_status("ev").indexed_vectors >= 300
+    with EdgeStore(tmp_path / "qdrant", tuning) as again:
+        assert again.index_status("ev").on_disk and not again.index_status("mc").on_disk
+        normed = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        hits = again.search("ev", vectors[9], limit=3)
+        assert hits[0].id == "e9"
+        for hit in hits:
+            assert hit.score == pytest.approx(float(normed[hit.payload["i"]] @ normed[9]), abs=1e-5)
+        assert again.count("ev", Filter(ranges={"i": (350, None)})) == 50
+
+
 # --- open_store --------------------------------------------------------------------------
 
 

@@ -324,7 +324,11 @@ class DimensionOwner:
     def _ensure_model(self) -> TopicModel:
         if self.model is None:
             n = self.names
-            self.store.create_collection(n.events, self.dim, "cosine", indexes=EVENT_INDEXES)
+            # Events grow with history and are read far less than written: their vectors
+            # and indexes stay on disk, in the OS page cache (issue 10: bounded memory).
+            self.store.create_collection(
+                n.events, self.dim, "cosine", indexes=EVENT_INDEXES, on_disk=True
+            )
             self.store.create_collection(n.topics, self.dim, "cosine", indexes=TOPIC_INDEXES)
             self.model = TopicModel(self.settings.clustering, self._index())
             self._absorbed_since: dict[int, int | None] = {}

@@ -291,12 +291,19 @@ class VectorStore(ABC):
         dim: int,
         distance: Distance = "cosine",
         indexes: Mapping[str, IndexType] | None = None,
+        *,
+        on_disk: bool = False,
     ) -> None:
         """Create the collection if missing, and the payload indexes it lacks.
 
         Idempotent. Raises ValueError when the collection exists with another dim or
         distance. A collection of ``dim`` 1 is a table of payloads (``PAYLOAD_ONLY_DIM``):
         its vectors are placeholders, never searched, so it gets no vector index.
+
+        ``on_disk``: for collections that grow with history and are read far less than
+        written (a dimension's events): vectors, quantized vectors and payload indexes
+        are memory-mapped and left to the OS page cache instead of held in memory. Set
+        when the collection is created (and for indexes when they are created).
         """
 
     @abstractmethod

@@ -83,6 +83,22 @@ _INDEX_TYPES: dict[str, Any] = {
     "bool": qe.PayloadSchemaType.Bool,
 }
 _INDEX_NAMES = {str(schema): name for name, schema in _INDEX_TYPES.items()}
+
+
+def _index_params(index_type: str, on_disk: bool) -> Any:
+    """What create_field_index gets: the bare type (index in RAM), or parameters that
+    leave the index memory-mapped for collections created ``on_disk``."""
+    if not on_disk:
+        return _INDEX_TYPES[index_type]
+    cold = qe.Memory.Cold
+    return {
+        "keyword": lambda: qe.KeywordIndexParams(memory=cold),
+        "integer": lambda: qe.IntegerIndexParams(lookup=True, range=True, memory=cold),
+        "float": lambda: qe.FloatIndexParams(memory=cold),
+        "bool": lambda: qe.BoolIndexParams(memory=cold),
+    }[index_type]()
+
+
 _CONFIG_FILE = "edge_config.json"  # written by the engine; documented as the persisted config
 _LOCK_FILE = ".lock"
 
@@ -160,6 +176,8 @@ class IndexStatus:
     optimize_max_seconds: float
     # field -> "keyword" | "integer" | "float" | "bool" (or the engine's name for others)
     payload_indexes: dict[str, str] = field(default_factory=dict)
+    # Created on_disk: vectors and indexes memory-mapped, not held in the process.
+    on_disk: bool = False
 
 
 @dataclass
@@ -167,6 +185,7 @@ class _Collection:
     shard: Any
     dim: int
     distance: Distance
+    on_disk: bool = False
     writes_since_optimize: int = 0
     # Written since the last flush. A flush of a shard costs tens of milliseconds even
     # with nothing to write (it syncs every segment's files): only dirty ones are flushed.
@@ -210,6 +229,8 @@ class EdgeStore(VectorStore):
         dim: int,
         distance: Distance = "cosine",
         indexes: Mapping[str, IndexType] | None = None,
+        *,
+        on_disk: bool = False,
     ) -> None:
         check_collection_name(name)
         if distance not in _DISTANCES:
@@ -223,7 +244,7 @@ class EdgeStore(VectorStore):
             self._check_open()
             coll = self._collections.get(name)
             if coll is None:
-                coll = self._create_shard(name, dim, distance)
+                coll = self._create_shard(name, dim, distance, on_disk)
             elif (coll.dim, coll.distance) != (dim, distance):
                 raise ValueError(
                     f"collection {name!r} exists with dim={coll.dim}, distance={coll.distance}"
@@ -233,9 +254,9 @@ class EdgeStore(VectorStore):
                 key: str(info.data_type) for key, info in coll.shard.info().payload_schema.items()
             }
             for key, index_type in (indexes or {}).items():
-                wanted = _INDEX_TYPES[index_type]
-                if existing.get(key) != str(wanted):
-                    coll.shard.update(qe.UpdateOperation.create_field_index(key, wanted))
+                if existing.get(key) != str(_INDEX_TYPES[index_type]):
+                    params = _index_params(index_type, on_disk)
+                    coll.shard.update(qe.UpdateOperation.create_field_index(key, params))
                     coll.dirty = True
 
     def has_collection(self, name: str) -> bool:
@@ -395,6 +416,7 @@ class EdgeStore(VectorStore):
                     key: _INDEX_NAMES.get(str(index.data_type), str(index.data_type))
                     for key, index in info.payload_schema.items()
                 },
+                on_disk=coll.on_disk,
             )
 
     def flush(self, collections: Sequence[str] | None = None) -> None:
@@ -438,22 +460,30 @@ class EdgeStore(VectorStore):
             raise CollectionNotFound(name)
         return coll
 
-    def _create_shard(self, name: str, dim: int, distance: Distance) -> _Collection:
+    def _create_shard(self, name: str, dim: int, distance: Distance, on_disk: bool) -> _Collection:
         directory = self.path / name
         if directory.exists():
             # No config file (else it would have been loaded): the remains of a create
             # that did not finish. Nothing in it is readable; start over.
             shutil.rmtree(directory)
         tuning = self.tuning
+        # On disk: vectors, their int8 copies and payload indexes are memory-mapped and
+        # left to the OS page cache (Memory.Cold) instead of held in the process. Only
+        # immutable (optimized) segments honour it; the appendable one stays in memory.
+        cold = qe.Memory.Cold if on_disk else None
         config = qe.EdgeConfig(
-            vectors=qe.EdgeVectorParams(size=dim, distance=_DISTANCES[distance]),
+            vectors=qe.EdgeVectorParams(size=dim, distance=_DISTANCES[distance], memory=cold),
             hnsw_config=qe.HnswIndexConfig(
                 m=tuning.hnsw_m,
                 ef_construct=tuning.hnsw_ef_construct,
                 full_scan_threshold=tuning.full_scan_threshold_kb,
             ),
             quantization_config=(
-                qe.ScalarQuantizationConfig(qe.ScalarType.Int8, always_ram=True)
+                (
+                    qe.ScalarQuantizationConfig(qe.ScalarType.Int8, memory=cold)
+                    if on_disk
+                    else qe.ScalarQuantizationConfig(qe.ScalarType.Int8, always_ram=True)
+                )
                 if tuning.quantize
                 else None
             ),
@@ -475,7 +505,7 @@ class EdgeStore(VectorStore):
             shard = qe.EdgeShard.create(str(directory), config)
         except Exception as exc:
             raise _locked_or(exc, directory) from exc
-        coll = _Collection(shard, dim, distance)
+        coll = _Collection(shard, dim, distance, on_disk)
         self._collections[name] = coll
         return coll
 
@@ -523,7 +553,8 @@ def _open_shard(directory: Path) -> _Collection:
         shard = qe.EdgeShard.load(str(directory))
     except Exception as exc:
         raise _locked_or(exc, directory) from exc
-    return _Collection(shard, int(vectors["size"]), vectors["distance"].lower())
+    on_disk = vectors.get("memory") == "cold"
+    return _Collection(shard, int(vectors["size"]), vectors["distance"].lower(), on_disk)
 
 
 def _locked_or(exc: Exception, directory: Path) -> Exception:

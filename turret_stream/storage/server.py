@@ -62,6 +62,20 @@ _INDEX_TYPES: dict[str, models.PayloadSchemaType] = {
 }
 
 
+def _index_params(index_type: IndexType, on_disk: bool) -> Any:
+    """The bare schema type (index in RAM), or parameters for an on-disk index."""
+    if not on_disk:
+        return _INDEX_TYPES[index_type]
+    return {
+        "keyword": lambda: models.KeywordIndexParams(type="keyword", on_disk=True),
+        "integer": lambda: models.IntegerIndexParams(
+            type="integer", lookup=True, range=True, on_disk=True
+        ),
+        "float": lambda: models.FloatIndexParams(type="float", on_disk=True),
+        "bool": lambda: models.BoolIndexParams(type="bool", on_disk=True),
+    }[index_type]()
+
+
 class ServerStore(VectorStore):
     """VectorStore on a Qdrant server (or qdrant-client's local mode)."""
 
@@ -94,6 +108,8 @@ class ServerStore(VectorStore):
         dim: int,
         distance: Distance = "cosine",
         indexes: Mapping[str, IndexType] | None = None,
+        *,
+        on_disk: bool = False,
     ) -> None:
         check_collection_name(name)
         if distance not in _DISTANCES:
@@ -109,7 +125,9 @@ class ServerStore(VectorStore):
                 try:
                     self.client.create_collection(
                         full,
-                        vectors_config=models.VectorParams(size=dim, distance=_DISTANCES[distance]),
+                        vectors_config=models.VectorParams(
+                            size=dim, distance=_DISTANCES[distance], on_disk=on_disk or None
+                        ),
                         # 0: never build a vector index (payload tables).
                         optimizers_config=(
                             models.OptimizersConfigDiff(indexing_threshold=0)
@@ -136,7 +154,9 @@ class ServerStore(VectorStore):
             for key, index_type in (indexes or {}).items():
                 wanted = _INDEX_TYPES[index_type]
                 if key not in schema or schema[key].data_type != wanted:
-                    self.client.create_payload_index(full, key, field_schema=wanted, wait=True)
+                    self.client.create_payload_index(
+                        full, key, field_schema=_index_params(index_type, on_disk), wait=True
+                    )
 
     def has_collection(self, name: str) -> bool:
         with self._guard:
