@@ -78,6 +78,8 @@ class ExactIndex(CentreIndex):
             rows = rows[np.argsort(distances[rows], kind="stable")]
         else:
             rows = np.argsort(distances, kind="stable")
+        if max_distance is not None:
+            rows = rows[distances[rows] <= max_distance]
         return [Neighbour(self._ids[r], float(distances[r]), self._matrix[r].copy()) for r in rows]
 
     def put(self, mc_id: int, centre: np.ndarray) -> None:
@@ -107,3 +109,13 @@ class ExactIndex(CentreIndex):
 
     def centre(self, mc_id: int) -> np.ndarray:
         return self._matrix[self._row[mc_id]].copy()
+
+    def __contains__(self, mc_id: object) -> bool:
+        return mc_id in self._row
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def items(self) -> dict[int, np.ndarray]:
+        """Every centre, by id (copies)."""
+        return {i: self._matrix[r].copy() for i, r in self._row.items()}

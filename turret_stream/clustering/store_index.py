@@ -3,7 +3,9 @@
 Centres move on almost every event. Writing each move to Qdrant at once would cost one
 write per event; instead moves are kept in a small in-memory overlay that every search
 consults, and written together by :meth:`StoreIndex.flush` (the owner calls it once per
-batch, with each micro-cluster's payload).
+batch, with each micro-cluster's payload). The overlay is an ``ExactIndex``: one matrix
+updated in place, so a search costs one vectorised scan of the batch's moves (stacking
+them into a new array per event was 6% of the owner's time).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from turret_stream.clustering.index import CentreIndex, Neighbour
+from turret_stream.clustering.index import CentreIndex, ExactIndex, Neighbour
 from turret_stream.storage import Point, VectorStore
 
 
@@ -26,7 +28,7 @@ class StoreIndex(CentreIndex):
         self.collection = collection
         self.dim = dim
         store.create_collection(collection, dim, "euclid", indexes={"topic": "keyword"})
-        self._pending: dict[int, np.ndarray] = {}
+        self._pending = ExactIndex(dim)  # moved or created since the last write
         self._removed: set[int] = set()
 
     def nearest(
@@ -46,37 +48,28 @@ class StoreIndex(CentreIndex):
             if len(hits) < want or len(fresh) >= limit or stale == 0:
                 break
             want += stale + len(self._pending) + len(self._removed)
-        found = {
-            int(h.id[3:]): Neighbour(int(h.id[3:]), h.score, np.asarray(h.vector, np.float64))
-            for h in fresh
-        }
-        if self._pending:
-            ids = list(self._pending)
-            centres = np.stack([self._pending[i] for i in ids])
-            distances = np.linalg.norm(centres - x, axis=1)
-            for i, d, c in zip(ids, distances, centres, strict=True):
-                if max_distance is None or d <= max_distance:
-                    found[i] = Neighbour(i, float(d), c.copy())
-        return sorted(found.values(), key=lambda n: n.distance)[:limit]
+        found = [Neighbour(int(h.id[3:]), h.score, np.asarray(h.vector, np.float64)) for h in fresh]
+        found.extend(self._pending.nearest(x, limit, max_distance))
+        return sorted(found, key=lambda n: n.distance)[:limit]
 
     def put(self, mc_id: int, centre: np.ndarray) -> None:
-        self._pending[mc_id] = np.asarray(centre, dtype=np.float64)
+        self._pending.put(mc_id, centre)
         self._removed.discard(mc_id)
 
     def remove(self, mc_ids: Iterable[int]) -> None:
-        for mc_id in mc_ids:
-            self._pending.pop(mc_id, None)
-            self._removed.add(mc_id)
+        ids = list(mc_ids)
+        self._pending.remove(ids)
+        self._removed.update(ids)
 
     def centre(self, mc_id: int) -> np.ndarray:
         if mc_id in self._pending:
-            return self._pending[mc_id].copy()
+            return self._pending.centre(mc_id)
         [record] = self.store.retrieve(self.collection, [mc_point_id(mc_id)], with_vectors=True)
         return np.asarray(record.vector, dtype=np.float64)
 
     def centres(self, mc_ids: Iterable[int]) -> dict[int, np.ndarray]:
         ids = list(mc_ids)
-        out = {i: self._pending[i].copy() for i in ids if i in self._pending}
+        out = {i: self._pending.centre(i) for i in ids if i in self._pending}
         stored = [mc_point_id(i) for i in ids if i not in out]
         for record in self.store.retrieve(self.collection, stored, with_vectors=True):
             out[int(record.id[3:])] = np.asarray(record.vector, dtype=np.float64)
@@ -85,7 +78,7 @@ class StoreIndex(CentreIndex):
     def pending(self) -> tuple[dict[int, np.ndarray], set[int]]:
         """The moves and removals not written yet (an owner journals them before
         :meth:`write`-ing them, so a crash in between can be redone)."""
-        return dict(self._pending), set(self._removed)
+        return self._pending.items(), set(self._removed)
 
     def write(self, moved: Mapping[int, np.ndarray], removed: Iterable[int]) -> None:
         """Write centres and delete removed micro-clusters (idempotent), then forget
@@ -96,8 +89,7 @@ class StoreIndex(CentreIndex):
         gone = [mc_point_id(i) for i in removed]
         if gone:
             self.store.delete(self.collection, gone)
-        for i in moved:
-            self._pending.pop(i, None)
+        self._pending.remove(moved)
         self._removed.difference_update(removed)
 
     def flush(self) -> None:
