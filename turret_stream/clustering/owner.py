@@ -245,6 +245,9 @@ class DimensionOwner:
         self.events = entry["events"] if entry else 0
         self.model: TopicModel | None = None
         self.index: StoreIndex | None = None
+        # Topics whose figures grew since their points were last written (monotonic time).
+        self._topics_due: set[str] = set()
+        self._topics_written = 0.0
         self.seq = 0
         self.base_version = 0
         self.communities: list[list[int]] = []
@@ -406,8 +409,12 @@ class DimensionOwner:
 
     def tick(self, now: float) -> bool:
         """Recluster if due (called on a timer, so the last events before a pause get
-        their topics without waiting for more traffic). True if it reclustered."""
-        if self.model is None or not self.model.recluster_due(now):
+        their topics without waiting for more traffic), and write the topic figures
+        still due. True if it reclustered."""
+        if self.model is None:
+            return False
+        if not self.model.recluster_due(now):
+            self._write_due_topics()
             return False
         try:
             self._commit([], {}, now)
@@ -530,8 +537,11 @@ class DimensionOwner:
                 self._sum_figures()
                 retired = [c for c in topic_changes if c.kind in ("merged", "retired")]
                 self._write_topics(retired=retired)
+                self._topics_due.clear()
+                self._topics_written = time.monotonic()
             elif touched_topics:
-                self._write_topics(only=touched_topics)
+                self._topics_due |= touched_topics
+                self._write_due_topics()
         crash_point("topics")
         if model is not None:
             self._announce(topic_changes, touched_topics, placed_in)
@@ -728,6 +738,19 @@ class DimensionOwner:
             for t in stale
         ]
         self._write_topics(retired=retired)
+
+    def _write_due_topics(self) -> None:
+        """Write the figures of the topics that grew since the last write, if
+        ``topic_points_interval_s`` has passed since it. Topic points are derived state:
+        what a crash leaves unwritten, the restart rewrites (``_reconcile_topics``)."""
+        interval = self.settings.clustering.topic_points_interval_s
+        if not self._topics_due or time.monotonic() - self._topics_written < interval:
+            return
+        assert self.model is not None
+        live = set(self.model.topics())
+        self._write_topics(only=self._topics_due & live)
+        self._topics_due.clear()
+        self._topics_written = time.monotonic()
 
     def _write_topics(self, only: set[str] | None = None, retired: Sequence = ()) -> None:
         """Write topic points: all of them (``only`` None: after a reclustering or a
