@@ -18,7 +18,7 @@ from turret_stream.clustering.model import TopicModel
 from turret_stream.clustering.owner import DimensionOwner
 from turret_stream.embedding import open_embedder
 from turret_stream.queries import Queries
-from turret_stream.records import EmbeddedText, encode_vector
+from turret_stream.records import EmbeddedText, decode_vector, encode_vector
 from turret_stream.settings import ClusteringSettings, Settings
 from turret_stream.storage.edge import EdgeStore
 from turret_stream.storage.server import ServerStore
@@ -85,6 +85,41 @@ def test_owner_state_survives_a_restart(backend, tmp_path, embedded_rows):
     _, text, vector = embedded_rows[0]
     [placed] = restored.process([item(999, text + " please", vector)])
     assert placed.topic == topics_before[items[0].event_id]
+    store.close()
+
+
+def test_topic_figures_reach_their_points_at_most_every_interval(tmp_path, embedded_rows):
+    """Batches between two writes of a topic's point add to the next one; the recluster
+    timer writes what is left once the interval has passed (clustering.topic_points_interval_s)."""
+    settings = Settings(
+        data_dir=tmp_path,
+        clustering={
+            "topic_points_interval_s": 30,
+            "recluster_interval_s": 1e9,  # only the first batch reclusters
+            "recluster_every_events": 10**6,
+        },
+    )
+    store = EdgeStore(tmp_path / "qdrant")
+    owner = DimensionOwner(store, Catalog(store), "acme", "prompt", settings, 384)
+    now = [0.0]
+    owner.clock = lambda: now[0]
+    items = [item(i, t, v) for i, (_, t, v) in enumerate(embedded_rows)]
+    twice = items + [item(i + 1000, e.text, decode_vector(e.vector)) for i, e in enumerate(items)]
+
+    def sizes() -> int:
+        got = Queries(store).clusters("acme", "prompt", limit=100, examples=0)["clusters"]
+        return sum(c["size"] for c in got)
+
+    owner.process(twice[: len(items)])  # reclustered: every topic point written
+    written = sizes()
+    assert 0 < written <= len(items)
+    owner.process(twice[len(items) :])  # the same texts again: every topic grows
+    assert sizes() == written  # not yet: the interval has not passed
+    assert not owner.tick(now=time.time())
+    assert sizes() == written
+    now[0] += 30
+    assert not owner.tick(now=time.time())  # written by the timer, not reclustered
+    assert sizes() == 2 * written
     store.close()
 
 

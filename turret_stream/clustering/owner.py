@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections import Counter, OrderedDict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -223,6 +224,7 @@ class DimensionOwner:
         # Each assignment carries its event's enum segments (for the journey aggregates).
         self.enum_keys = EnumKeys(catalog)
         self.last_persist = PersistCost()
+        self.clock: Callable[[], float] = time.monotonic  # paces topic point writes
         self.announcer = TopicAnnouncer(project, key)
         self._label_book = LabelBook(store)
         # Topic events of committed batches, taken and published by the cluster agent.
@@ -245,9 +247,9 @@ class DimensionOwner:
         self.events = entry["events"] if entry else 0
         self.model: TopicModel | None = None
         self.index: StoreIndex | None = None
-        # Topics whose figures grew since their points were last written (monotonic time).
+        # Topics whose figures grew since their points were last written (``clock`` time).
         self._topics_due: set[str] = set()
-        self._topics_written = 0.0
+        self._topics_written = -math.inf
         self.seq = 0
         self.base_version = 0
         self.communities: list[list[int]] = []
@@ -538,7 +540,7 @@ class DimensionOwner:
                 retired = [c for c in topic_changes if c.kind in ("merged", "retired")]
                 self._write_topics(retired=retired)
                 self._topics_due.clear()
-                self._topics_written = time.monotonic()
+                self._topics_written = self.clock()
             elif touched_topics:
                 self._topics_due |= touched_topics
                 self._write_due_topics()
@@ -744,13 +746,13 @@ class DimensionOwner:
         ``topic_points_interval_s`` has passed since it. Topic points are derived state:
         what a crash leaves unwritten, the restart rewrites (``_reconcile_topics``)."""
         interval = self.settings.clustering.topic_points_interval_s
-        if not self._topics_due or time.monotonic() - self._topics_written < interval:
+        if not self._topics_due or self.clock() - self._topics_written < interval:
             return
         assert self.model is not None
         live = set(self.model.topics())
         self._write_topics(only=self._topics_due & live)
         self._topics_due.clear()
-        self._topics_written = time.monotonic()
+        self._topics_written = self.clock()
 
     def _write_topics(self, only: set[str] | None = None, retired: Sequence = ()) -> None:
         """Write topic points: all of them (``only`` None: after a reclustering or a
