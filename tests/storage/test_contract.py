@@ -561,27 +561,34 @@ def test_on_disk_collections_answer_as_in_memory_ones(store: VectorStore) -> Non
 def test_edge_on_disk_collection_keeps_its_placement_through_optimize_and_reopen(
     tmp_path: Path,
 ) -> None:
-    """Indexed (optimized) segments of an ``on_disk`` collection keep exact scores, and the
-    placement is read back from the shard's own config after a restart."""
-    tuning = EdgeTuning(indexing_threshold_points=100)
+    """An ``on_disk`` collection is indexed a segment at a time (``on_disk_segment_points``:
+    each point once), keeps exact scores, and after a restart reads its placement and its
+    cadence back from the shard's own config."""
+    tuning = EdgeTuning(indexing_threshold_points=64, on_disk_segment_points=128)
     rng = np.random.default_rng(12)
-    vectors = rng.normal(size=(400, 16)).astype(np.float32)
+    vectors = rng.normal(size=(640, 16)).astype(np.float32)
+
+    def write(store: EdgeStore, start: int, stop: int) -> None:
+        for at in range(start, stop, 64):
+            store.upsert("ev", [Point(f"e{i}", vectors[i], {"i": i}) for i in range(at, at + 64)])
+
     with EdgeStore(tmp_path / "qdrant", tuning) as store:
         store.create_collection("ev", 16, indexes={"i": "integer"}, on_disk=True)
         store.create_collection("mc", 16)
-        for start in range(0, 400, 50):
-            store.upsert(
-                "ev", [Point(f"e{i}", vectors[i], {"i": i}) for i in range(start, start + 50)]
-            )
-        assert store.index_status("ev").indexed_vectors >= 300
-    with EdgeStore(tmp_path / "qdrant", tuning) as again:
+        write(store, 0, 512)
+        status = store.index_status("ev")
+        assert status.indexed_vectors == 512 and status.segments >= 4
+        assert status.optimize_runs == 4  # one per 128 points written, none at 64
+    with EdgeStore(tmp_path / "qdrant", EdgeTuning()) as again:  # defaults: read back
         assert again.index_status("ev").on_disk and not again.index_status("mc").on_disk
+        write(again, 512, 640)
+        assert again.index_status("ev").indexed_vectors == 640
         normed = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
         hits = again.search("ev", vectors[9], limit=3)
         assert hits[0].id == "e9"
         for hit in hits:
             assert hit.score == pytest.approx(float(normed[hit.payload["i"]] @ normed[9]), abs=1e-5)
-        assert again.count("ev", Filter(ranges={"i": (350, None)})) == 50
+        assert again.count("ev", Filter(ranges={"i": (350, None)})) == 290
 
 
 # --- open_store --------------------------------------------------------------------------

@@ -139,6 +139,12 @@ class EdgeTuning:
     # size, at the price of searching one more segment per 20k points. Vector
     # collections only (not payload tables).
     max_segment_points: int | None = 20_000
+    # Collections created ``on_disk`` (a dimension's events: written once per event,
+    # searched only by the read API) are indexed once per point: the appendable segment
+    # is indexed when it holds this many points, and that is also their segment cap.
+    # Measured on event points: optimize 0.35 -> 0.14 ms per point written, flat with
+    # size; each run pauses the process ~1.4 s (20,000: ~2.9 s).
+    on_disk_segment_points: int = 10_000
     auto_optimize: bool = True
     # Threads of each shard's search pool. The binding holds the GIL for a whole call,
     # so a shard never searches from two callers at once; the engine's default (one
@@ -148,14 +154,6 @@ class EdgeTuning:
     # Payload storage held in RAM ("cached", about 34 MB per shard even when nearly
     # empty) or left to the OS page cache (None, the engine default: a few hundred KB).
     payload_cached: bool = False
-
-    def indexing_threshold_kb(self, dim: int) -> int:
-        return _points_to_kb(self.indexing_threshold_points, dim)
-
-    def max_segment_kb(self, dim: int) -> int | None:
-        if self.max_segment_points is None:
-            return None
-        return _points_to_kb(self.max_segment_points, dim)
 
 
 def _points_to_kb(points: int, dim: int) -> int:
@@ -186,6 +184,8 @@ class _Collection:
     dim: int
     distance: Distance
     on_disk: bool = False
+    # Written points between optimize runs (None: the tuning's indexing threshold).
+    optimize_every: int | None = None
     writes_since_optimize: int = 0
     # Written since the last flush. A flush of a shard costs tens of milliseconds even
     # with nothing to write (it syncs every segment's files): only dirty ones are flushed.
@@ -471,6 +471,11 @@ class EdgeStore(VectorStore):
         # left to the OS page cache (Memory.Cold) instead of held in the process. Only
         # immutable (optimized) segments honour it; the appendable one stays in memory.
         cold = qe.Memory.Cold if on_disk else None
+        # Such collections are written far more than searched: their points are indexed
+        # once, when the appendable segment reaches the cap of their segments, instead of
+        # at the threshold and again at each merge on the way to the cap.
+        index_at = tuning.on_disk_segment_points if on_disk else tuning.indexing_threshold_points
+        cap_points = tuning.on_disk_segment_points if on_disk else tuning.max_segment_points
         config = qe.EdgeConfig(
             vectors=qe.EdgeVectorParams(size=dim, distance=_DISTANCES[distance], memory=cold),
             hnsw_config=qe.HnswIndexConfig(
@@ -489,13 +494,15 @@ class EdgeStore(VectorStore):
             ),
             optimizers=qe.EdgeOptimizersConfig(
                 # 0: never build a vector index (payload tables).
-                indexing_threshold=(
-                    0 if dim == PAYLOAD_ONLY_DIM else tuning.indexing_threshold_kb(dim)
-                ),
+                indexing_threshold=0 if dim == PAYLOAD_ONLY_DIM else _points_to_kb(index_at, dim),
                 default_segment_number=tuning.segment_number,
                 # The cap bounds the vector index an optimize rebuilds; payload tables
                 # have none, and their one-float vectors say nothing of their size.
-                max_segment_size=None if dim == PAYLOAD_ONLY_DIM else tuning.max_segment_kb(dim),
+                max_segment_size=(
+                    None
+                    if dim == PAYLOAD_ONLY_DIM or cap_points is None
+                    else _points_to_kb(cap_points, dim)
+                ),
             ),
             payload_memory=qe.Memory.Cached if tuning.payload_cached else None,
             max_search_threads=tuning.search_threads,
@@ -505,17 +512,15 @@ class EdgeStore(VectorStore):
             shard = qe.EdgeShard.create(str(directory), config)
         except Exception as exc:
             raise _locked_or(exc, directory) from exc
-        coll = _Collection(shard, dim, distance, on_disk)
+        coll = _Collection(shard, dim, distance, on_disk, index_at)
         self._collections[name] = coll
         return coll
 
     def _written(self, coll: _Collection, count: int) -> None:
         coll.dirty = True
         coll.writes_since_optimize += count
-        if (
-            self.tuning.auto_optimize
-            and coll.writes_since_optimize >= self.tuning.indexing_threshold_points
-        ):
+        every = coll.optimize_every or self.tuning.indexing_threshold_points
+        if self.tuning.auto_optimize and coll.writes_since_optimize >= every:
             self._optimize(coll)
 
     def _optimize(self, coll: _Collection) -> bool:
@@ -548,13 +553,19 @@ def _acquire_dir_lock(path: Path) -> IO[str]:
 
 
 def _open_shard(directory: Path) -> _Collection:
-    vectors = json.loads((directory / _CONFIG_FILE).read_text())["vectors"][""]
+    config = json.loads((directory / _CONFIG_FILE).read_text())
+    vectors = config["vectors"][""]
     try:
         shard = qe.EdgeShard.load(str(directory))
     except Exception as exc:
         raise _locked_or(exc, directory) from exc
     on_disk = vectors.get("memory") == "cold"
-    return _Collection(shard, int(vectors["size"]), vectors["distance"].lower(), on_disk)
+    dim = int(vectors["size"])
+    every = None
+    if on_disk:  # indexed at the cap it was created with (see _create_shard)
+        threshold_kb = config["optimizers"].get("indexing_threshold") or 0
+        every = max(1, threshold_kb * 1024 // (4 * dim)) if threshold_kb else None
+    return _Collection(shard, dim, vectors["distance"].lower(), on_disk, every)
 
 
 def _locked_or(exc: Exception, directory: Path) -> Exception:
