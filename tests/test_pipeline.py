@@ -84,6 +84,9 @@ def pipeline_run(tmp_path_factory, broker):
                 session_id="late",
             )
             await wait_until(lambda: len(seen) >= len(rows) + 2)
+            # Topic figures reach the read API within clustering.topic_points_interval_s.
+            owner = stack.topology.owners.get("acme", "prompt")
+            await wait_until(lambda: not owner.figures_pending)
             result["assignments"] = list(seen)
             async with aiohttp.ClientSession(stack.api_url) as http:
                 result["http"] = await read_api(http, acme, other, result)

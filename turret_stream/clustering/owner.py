@@ -741,6 +741,12 @@ class DimensionOwner:
         ]
         self._write_topics(retired=retired)
 
+    @property
+    def figures_pending(self) -> bool:
+        """Some topics' figures grew since their points were written (they will be
+        within ``topic_points_interval_s``)."""
+        return bool(self._topics_due)
+
     def _write_due_topics(self) -> None:
         """Write the figures of the topics that grew since the last write, if
         ``topic_points_interval_s`` has passed since it. Topic points are derived state:
