@@ -120,6 +120,10 @@ def test_topic_figures_reach_their_points_at_most_every_interval(tmp_path, embed
     now[0] += 30
     assert not owner.tick(now=time.time())  # written by the timer, not reclustered
     assert sizes() == 2 * written
+    owner.process([item(i + 2000, e.text, decode_vector(e.vector)) for i, e in enumerate(items)])
+    assert sizes() == 2 * written and owner.figures_pending
+    owner.write_figures()  # as when the owner is let go (a rebalance, a stop)
+    assert sizes() == 3 * written and not owner.figures_pending
     store.close()
 
 

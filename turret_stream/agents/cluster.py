@@ -234,6 +234,11 @@ class Owners:
         """Forget in-memory owners (after a rebalance a dimension may have moved to
         another worker; if it comes back, its owner is restored from the store)."""
         with self._lock:
+            for (project, key), owner in self._owners.items():
+                try:  # figures batched since the last write (a fenced write is refused)
+                    owner.write_figures()
+                except Exception as exc:
+                    log.warning("topic figures of %s:%s not written: %r", project, key, exc)
             self._owners.clear()
             self._text_dims.clear()
 

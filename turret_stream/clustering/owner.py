@@ -747,12 +747,18 @@ class DimensionOwner:
         within ``topic_points_interval_s``)."""
         return bool(self._topics_due)
 
-    def _write_due_topics(self) -> None:
+    def write_figures(self) -> None:
+        """Write the topic figures still due now (before the owner is let go)."""
+        self._write_due_topics(force=True)
+
+    def _write_due_topics(self, force: bool = False) -> None:
         """Write the figures of the topics that grew since the last write, if
         ``topic_points_interval_s`` has passed since it. Topic points are derived state:
         what a crash leaves unwritten, the restart rewrites (``_reconcile_topics``)."""
         interval = self.settings.clustering.topic_points_interval_s
-        if not self._topics_due or self.clock() - self._topics_written < interval:
+        if not self._topics_due:
+            return
+        if not force and self.clock() - self._topics_written < interval:
             return
         assert self.model is not None
         live = set(self.model.topics())
