@@ -142,8 +142,8 @@ class EdgeTuning:
     # Collections created ``on_disk`` (a dimension's events: written once per event,
     # searched only by the read API) are indexed once per point: the appendable segment
     # is indexed when it holds this many points, and that is also their segment cap.
-    # Measured on event points: optimize 0.35 -> 0.14 ms per point written, flat with
-    # size; each run pauses the process ~1.4 s (20,000: ~2.9 s).
+    # Measured on event points: optimize 0.35 -> 0.155 ms per point written, flat with
+    # size; each run pauses the process ~1.6 s (at 20,000: ~2.9 s).
     on_disk_segment_points: int = 10_000
     auto_optimize: bool = True
     # Threads of each shard's search pool. The binding holds the GIL for a whole call,
@@ -512,7 +512,7 @@ class EdgeStore(VectorStore):
             shard = qe.EdgeShard.create(str(directory), config)
         except Exception as exc:
             raise _locked_or(exc, directory) from exc
-        coll = _Collection(shard, dim, distance, on_disk, index_at)
+        coll = _Collection(shard, dim, distance, on_disk, index_at if on_disk else None)
         self._collections[name] = coll
         return coll
 
