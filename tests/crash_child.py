@@ -23,14 +23,16 @@ BATCH = 30
 
 
 def settings(data_dir: Path) -> Settings:
-    # Reclustering by event count only (deterministic), every other batch; fast fading and
-    # frequent cleanups so micro-clusters get absorbed within the stream.
+    # Reclustering by event count only (deterministic), every other batch: not paced by the
+    # wall time the last one took (recluster_max_share 1), which a slow machine stretches.
+    # Fast fading and frequent cleanups so micro-clusters get absorbed within the stream.
     return Settings(
         data_dir=data_dir,
         clustering={
             "clustering_threshold": 0.35,
             "recluster_every_events": 50,
             "recluster_interval_s": 1e9,
+            "recluster_max_share": 1.0,
             "half_life_s": 20.0,
             "cleanup_interval_s": 15.0,
             "weak_after_s": 10.0,
