@@ -7,8 +7,9 @@ restart finds a dimension's records and reads them back in any order):
 ``<slug>:log:<seq>``            what batch ``seq`` changed (:class:`Changes`): the records
                                 of the micro-clusters it touched or removed (DBSTREAM's
                                 ``micro_cluster_record``), their event counts over time,
-                                absorptions, moved centres, its event ids, the model's
-                                scalars and, at a reclustering, Leiden's start partition
+                                absorptions, its event ids, the model's scalars and, at a
+                                reclustering, Leiden's start partition (``blob``); beside
+                                it, the centres it moved (``centres``, float32 rows)
 ``<slug>:checkpoint``           which checkpoint is current: version, parts, last batch
 ``<slug>:checkpoint@<v>:<i>``   part ``i`` of checkpoint ``v``: the whole state, in chunks
 ==============================  =======================================================
@@ -21,11 +22,15 @@ the last batch can have been interrupted between its commit and those writes. Re
 written whole at a reclustering (the topic map base) go under a new version before the
 commit and are only used once it names them.
 
-Compaction: when the log since the last checkpoint outgrows that checkpoint (and
-``checkpoint_min_bytes``), the whole state is written as a new checkpoint version, the
-pointer is switched to it, and the older checkpoint and the log it covers are deleted.
-The cost per batch stays proportional to the batch (each checkpoint is paid for by at
-least as many bytes of log), and a restart reads at most about twice the state.
+Compaction: when the log's state (its blobs) since the last checkpoint outgrows that
+checkpoint (and ``checkpoint_min_bytes``), the whole state is written as a new checkpoint
+version, the pointer is switched to it, and the older checkpoint and the log it covers
+are deleted. The cost per batch stays proportional to the batch (each checkpoint is paid
+for by at least as many bytes of log), and a restart reads at most about twice the state.
+A record's centres do not count: only the last record's are ever read (to redo its
+centre writes), and they are most of a batch's bytes (a moved centre is 1.5 KB, its
+micro-cluster record about 80 bytes), so counting them made the owner write its whole
+state every other batch, a cost that grew with the number of micro-clusters.
 
 Dedupe window: the event ids of the most recent batches, at least ``dedupe_window``
 (``clustering.dedupe_window_events``): a redelivery within it is recognised exactly;
@@ -110,28 +115,46 @@ class Changes:
         return self.header.get("base") == self.seq
 
     def to_record(self) -> dict[str, Any]:
+        """Everything but the centres (see :meth:`centres_record`)."""
         return {
             "seq": self.seq,
             "header": self.header,
             "micro_clusters": self.micro_clusters,
             "stats": [[k, v] for k, v in self.stats.items()],
             "removed": self.removed,
-            "centres": [[k, _vector_to_text(v)] for k, v in self.centres.items()],
             "absorbed": [[k, v] for k, v in self.absorbed.items()],
             "seen": self.seen,
             "communities": self.communities,
             "assigned": [[k, v] for k, v in self.assigned.items()],
         }
 
+    def centres_record(self) -> dict[str, Any]:
+        """The moved centres: their ids and one float32 matrix (exactly what the store
+        keeps of a centre)."""
+        ids = list(self.centres)
+        rows = np.array([self.centres[m] for m in ids], dtype=np.float32)
+        return {"ids": ids, "rows": base64.b64encode(rows.tobytes()).decode()}
+
+    @staticmethod
+    def centres_from_record(r: Mapping[str, Any]) -> dict[int, np.ndarray]:
+        ids = [int(m) for m in r["ids"]]
+        if not ids:
+            return {}
+        rows = np.frombuffer(base64.b64decode(r["rows"]), dtype=np.float32)
+        rows = rows.reshape(len(ids), -1).astype(np.float64)
+        return dict(zip(ids, rows, strict=True))
+
     @classmethod
     def from_record(cls, r: Mapping[str, Any]) -> Changes:
+        """Centres are left out (read separately, for the last record only), except in
+        records of the previous layout, which kept them in the blob."""
         return cls(
             seq=int(r["seq"]),
             header=r["header"],
             micro_clusters=r["micro_clusters"],
             stats={int(k): v for k, v in r["stats"]},
             removed=[int(x) for x in r["removed"]],
-            centres={int(k): _vector_from_text(v) for k, v in r["centres"]},
+            centres={int(k): _vector_from_text(v) for k, v in r.get("centres", ())},
             absorbed={int(k): (None if v is None else int(v)) for k, v in r["absorbed"]},
             seen=list(r["seen"]),
             communities=r["communities"],
@@ -204,11 +227,14 @@ class OwnerStateStore:
     def commit(self, changes: Changes) -> int:
         """Write a batch's changes: one record, the batch's commit. Returns its bytes."""
         blob = pack(changes.to_record())
-        point = self._point("log", f"{self.slug}:log:{changes.seq}", seq=changes.seq, blob=blob)
+        centres = changes.centres_record()
+        point = self._point(
+            "log", f"{self.slug}:log:{changes.seq}", seq=changes.seq, blob=blob, centres=centres
+        )
         self.store.upsert(COLLECTION, [point])
         crash_point("log")
         self.log_bytes += len(blob)
-        return len(blob)
+        return len(blob) + len(centres["rows"])
 
     def compaction_due(self) -> bool:
         return self.log_bytes >= max(self.checkpoint_bytes, self.checkpoint_min_bytes)
@@ -257,12 +283,13 @@ class OwnerStateStore:
     def _delete_before(self, version: int) -> None:
         """Delete log records up to ``version`` and checkpoint parts of older versions."""
         keep = f"{self.slug}:checkpoint@{version}:"
-        stale = [r.id for r in self._scan("log") if int(r.payload["seq"]) <= version]
-        stale += [r.id for r in self._scan("part") if not r.id.startswith(keep)]
+        log = self._scan("log", fields=("seq",))
+        stale = [r.id for r in log if int(r.payload["seq"]) <= version]
+        stale += [r.id for r in self._scan("part", fields=()) if not r.id.startswith(keep)]
         if stale:
             self.store.delete(COLLECTION, stale)
 
-    def _scan(self, kind: str, with_payload: bool = True) -> Iterable[Any]:
+    def _scan(self, kind: str, fields: tuple[str, ...] | None = None) -> Iterable[Any]:
         offset = None
         while True:
             records, offset = self.store.scroll(
@@ -270,6 +297,7 @@ class OwnerStateStore:
                 filter=Filter(must={"slug": self.slug, "kind": kind}),
                 limit=256,
                 offset=offset,
+                fields=fields,
             )
             yield from records
             if offset is None:
@@ -301,12 +329,17 @@ class OwnerStateStore:
             self.checkpoint_bytes = int(pointer["bytes"])
             self.checkpoint_version = version
         log = sorted(
-            (int(r.payload["seq"]), r.payload["blob"])
-            for r in self._scan("log")
+            (int(r.payload["seq"]), r.id, r.payload["blob"])
+            for r in self._scan("log", fields=("seq", "blob"))
             if int(r.payload["seq"]) > state.seq
         )
         self.log_bytes = 0
-        for _, blob in log:
+        for _, _, blob in log:
             state.apply(Changes.from_record(unpack(blob)))
             self.log_bytes += len(blob)
+        if log and state.last is not None:
+            # Only the last batch's centres are read: its centre writes are redone.
+            (last,) = self.store.retrieve(COLLECTION, [log[-1][1]])
+            if "centres" in last.payload:
+                state.last.centres = Changes.centres_from_record(last.payload["centres"])
         return state
