@@ -59,6 +59,7 @@ import numpy as np
 from turret_stream.agents.sessions import IdleSessions, advance
 from turret_stream.catalog import Catalog
 from turret_stream.clustering.owner import DimensionOwner
+from turret_stream.gc_tuning import tune_gc
 from turret_stream.journey_book import derive
 from turret_stream.journey_owner import JourneyOwner, journey_owner
 from turret_stream.journey_queries import JourneyFilter, JourneyQueries
@@ -209,6 +210,7 @@ def main() -> None:
 
     workdir = Path(tempfile.mkdtemp(prefix="turret-scale-"))
     settings = Settings(data_dir=workdir)
+    tune_gc(settings.worker.gc_young_threshold)  # as the worker process runs
     store = EdgeStore(workdir / "qdrant")
     catalog = Catalog(store)
     for key in ("platform", "plan"):  # typed by their own owners in the pipeline

@@ -16,6 +16,7 @@ from turret_stream import __version__
 from turret_stream.dead_letters import DeadLetterStore, replay_dead_letters
 from turret_stream.errors import TurretError
 from turret_stream.export import ExportError, run_export
+from turret_stream.gc_tuning import tune_gc
 from turret_stream.journal import JournalError
 from turret_stream.keys import KeyStore
 from turret_stream.logging_setup import setup_logging
@@ -35,6 +36,7 @@ def _settings(ctx: click.Context, **overrides: Any) -> Settings:
 
 def _setup_logging(settings: Settings) -> None:
     setup_logging(settings)
+    tune_gc(settings.worker.gc_young_threshold)
 
 
 def _fail(message: str) -> None:

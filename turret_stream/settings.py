@@ -120,6 +120,9 @@ class WorkerSettings(_Section):
     # Longest a request forwarded to the worker process (every route but /track, /healthz,
     # /readyz, /metrics and /v1/live) may take before the client gets a 503.
     api_timeout_s: float = Field(60.0, gt=0)
+    # Python's young-generation GC threshold in every turret-stream process (0 keeps
+    # Python's 700): see gc_tuning.py.
+    gc_young_threshold: int = Field(50_000, ge=0)
 
 
 class TrackLimits(_Section):

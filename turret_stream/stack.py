@@ -24,6 +24,7 @@ from turret_stream.broker import EmbeddedBroker
 from turret_stream.embedding import Embedder, open_embedder
 from turret_stream.embedding.base import cores
 from turret_stream.embedding.pool import PooledEmbedder
+from turret_stream.gc_tuning import tune_gc
 from turret_stream.http.app import create_app
 from turret_stream.http.ingest_app import create_ingest_app
 from turret_stream.http.keys import WorkerProbe
@@ -117,6 +118,7 @@ async def running_worker(
     progress: ProgressReports | None = None,
 ) -> AsyncIterator[Topology]:
     """The Faust app started inside this event loop; stopped on exit."""
+    tune_gc(settings.worker.gc_young_threshold)  # the process that holds the state
     topology = build_topology(settings, store, embedder, progress=progress)
     # Declare every topic with its partition count before any consumer joins.
     k = settings.kafka
