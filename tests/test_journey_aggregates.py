@@ -293,3 +293,41 @@ def test_sessions_written_by_the_previous_format_are_rewritten_and_still_re_deri
         aggregate(journeys, now=0.0, dropoff_timeout_s=1.0)
     )
     store.close()
+
+
+def test_a_kept_sum_follows_rewritten_cells_as_a_fresh_sum_does(tmp_path):
+    """A reader keeps its sum between requests and applies only what differs in the cells
+    a flush rewrote; after every flush every figure, the drop-offs of cells whose hour is
+    past the boundary included, equals a fresh reader's sum. Real edge store."""
+    from turret_stream.journey_aggregates import CellReader
+    from turret_stream.journey_owner import JourneyOwner
+
+    store, names, _ = sessions_store(tmp_path)
+    events = sorted(corpus(5, sessions=80), key=lambda e: (e.ts, e.event_id))
+    live = JourneyOwner(store, 1, map_check_s=0.0)
+    now = events[len(events) // 2].ts  # the drop-off boundary inside the stream
+
+    def read(reader: CellReader) -> dict:
+        found = reader.stats(
+            names,
+            since=None,
+            until=None,
+            segments=[],
+            now=now,
+            dropoff_timeout_s=1800.0,
+            exact=lambda ids: [],
+        )
+        assert found is not None
+        stats, _ = found
+        return {**answers(stats), "dropped": dict(stats.dropped)}
+
+    kept = CellReader(store)
+    reads = 0
+    for k, e in enumerate(events):
+        deliver(store, names, live, e)
+        if k % 15 == 14:
+            live.flush(force=True)
+            assert read(kept) == read(CellReader(store))
+            reads += 1
+    assert reads > 10 and read(kept)["dropped"]
+    store.close()

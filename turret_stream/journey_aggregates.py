@@ -121,16 +121,26 @@ class CellReader:
         elif entry.idle_hour != idle_hour:
             entry.at_idle_hour(idle_hour)
         wanted = {r.row_id: r for r in rows}
-        for row_id, (seq, cell, end_hour) in list(entry.cells.items()):
-            row = wanted.get(row_id)
-            if row is None or row.seq != seq:
+        for row_id, (_, cell, end_hour) in list(entry.cells.items()):
+            if row_id not in wanted:
                 entry.add(cell, -1, end_hour)
                 del entry.cells[row_id]
-        cells = self._cells([r for r in rows if r.row_id not in entry.cells])
+        held = entry.cells
+        changed = [r for r in rows if r.row_id not in held or held[r.row_id][0] != r.seq]
+        cells = self._cells(changed)
         for row_id, (seq, cell) in cells.items():
+            before = held.get(row_id)
             end_hour = wanted[row_id].key.end_hour
-            entry.add(cell, 1, end_hour)
-            entry.cells[row_id] = (seq, cell, end_hour)
+            if before is None:
+                entry.add(cell, 1, end_hour)
+            else:
+                # Rewritten since (the hour's cells, at every flush): only what differs.
+                entry.replace(before[1], cell, end_hour)
+            held[row_id] = (seq, cell, end_hour)
+        for r in changed:  # deleted since it was listed
+            if r.row_id not in cells and r.row_id in held:
+                _, cell, end_hour = held.pop(r.row_id)
+                entry.add(cell, -1, end_hour)
         copy = entry.copy()
         with self._lock:
             self._sums[signature] = entry
@@ -247,6 +257,39 @@ class _Sum:
         if end_hour < self.idle_hour:
             _add_counts(self.dropped, cell.ended, sign)
 
+    def replace(self, old: Cell, new: Cell, end_hour: int) -> None:
+        """``add(old, -1)`` then ``add(new, 1)``, touching only the counts that differ:
+        a flush rewrites a few big cells, and retracting and adding them whole made every
+        read after it cost their size (``_add_diff``)."""
+        s = self.stats
+        s.events += new.events - old.events
+        s.sessions += new.sessions - old.sessions
+        s.sessions_with_topic += new.sessions_with_topic - old.sessions_with_topic
+        s.back_and_forth_sessions += new.back_and_forth_sessions - old.back_and_forth_sessions
+        _add_diff(self.users, old.users, new.users)
+        _add_diff(s.entries, old.entries, new.entries)
+        _add_diff(s.visited, old.visited, new.visited)
+        _add_diff(s.ended, old.ended, new.ended)
+        _add_diff(s.transitions, old.transitions, new.transitions, split_pair)
+        _add_diff(s.paths, old.paths, new.paths, split_path)
+        _add_diff(s.back_and_forth, old.back_and_forth, new.back_and_forth, split_pair)
+        empty: Counter[float] = Counter()
+        for pair in old.gaps.keys() | new.gaps.keys():
+            was, now = old.gaps.get(pair, empty), new.gaps.get(pair, empty)
+            if was == now:
+                continue
+            key = split_pair(pair)
+            self.medians.pop(key, None)
+            mine = s.gap_bins.get(key)
+            if mine is None:
+                mine = s.gap_bins[key] = Counter()
+            _add_diff(mine, was, now)
+            _add_diff(self.all_bins, was, now)
+            if not mine:
+                del s.gap_bins[key]
+        if end_hour < self.idle_hour:
+            _add_diff(self.dropped, old.ended, new.ended)
+
     def at_idle_hour(self, idle_hour: int) -> None:
         """The drop-off boundary moved (hourly): dropped recounted."""
         self.idle_hour, self.dropped = idle_hour, Counter()
@@ -325,6 +368,25 @@ def _add_counts(
         return
     for key, n in theirs.items():
         bump(mine, key if key_of is None else key_of(key), sign * n)
+
+
+def _add_diff(
+    mine: Counter,
+    old: Mapping[Any, int],
+    new: Mapping[Any, int],
+    key_of: Callable | None = None,
+) -> None:
+    """``mine`` += ``new`` - ``old`` (keys through ``key_of``), keeping no zeros: one pass
+    over each, a change only for the counts that differ (a rewritten cell's are mostly the
+    same)."""
+    get_old = old.get
+    for key, n in new.items():
+        d = n - get_old(key, 0)
+        if d:
+            bump(mine, key if key_of is None else key_of(key), d)
+    for key, n in old.items():
+        if key not in new:
+            bump(mine, key if key_of is None else key_of(key), -n)
 
 
 def _merge(stats: JourneyStats, extra: JourneyStats) -> None:
