@@ -123,6 +123,24 @@ class SessionRuns:
             runs.add(e.ts, e.event_id, e.mc, segments_of(e.event_id))
         return runs
 
+    def events_within(self, since: float | None, until: float | None) -> list[JourneyEvent] | None:
+        """The session's events with ``since <= ts <= until``, as far as its runs tell:
+        None when a bound falls inside a run (how many of its events lie on each side is
+        not kept). A journey reads only where runs start and end (a step starts at the
+        first event of a run, a session ends at its last one), so the events inside a run
+        get its first event's time; ids keep journey order."""
+        out: list[JourneyEvent] = []
+        for mc, count, first, last in self.runs:
+            if (since is not None and last < since) or (until is not None and first > until):
+                continue
+            if (since is not None and first < since) or (until is not None and last > until):
+                return None
+            for i in range(count):
+                ts = last if i == count - 1 else first
+                event_id = f"{self.session_id}/{len(out):010d}"
+                out.append(JourneyEvent(event_id, self.session_id, self.user_id, ts, mc))
+        return out
+
     def to_payload(self) -> dict[str, Any]:
         return {
             "session_id": self.session_id,

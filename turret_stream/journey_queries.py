@@ -307,18 +307,35 @@ class JourneyQueries:
     def _from_cells(
         self, project: str, dimension: str | None, flt: JourneyFilter, now: float
     ) -> tuple[Loaded, JourneyStats] | None:
-        if self.cells is None:
+        reader = self.cells
+        if reader is None:
             return None
         names = self.queries.dimension(project, dimension)
 
         def exact(session_ids: list[str]) -> list[SessionJourney]:
+            """The journeys within the window of the sessions it cuts: from their stored
+            paths where a bound falls between two runs (one read of a small row each),
+            else from their events."""
             events: list[JourneyEvent] = []
-            for i in range(0, len(session_ids), 256):
-                part = self.load(project, dimension, flt, session_id=session_ids[i : i + 256])
+            rest = session_ids
+            if not flt.segments:  # a segment filter can pick some of a session's events
+                rest = []
+                for i in range(0, len(session_ids), 256):
+                    part = session_ids[i : i + 256]
+                    stored = reader.rows.session_runs(names, part)
+                    for sid in part:
+                        runs = stored.get(sid)
+                        within = None if runs is None else runs.events_within(flt.since, flt.until)
+                        if within is None:
+                            rest.append(sid)
+                        else:
+                            events.extend(within)
+            for i in range(0, len(rest), 256):
+                part = self.load(project, dimension, flt, session_id=rest[i : i + 256])
                 events.extend(part.events)
             return self._journeys(Loaded(names, events))
 
-        found = self.cells.stats(
+        found = reader.stats(
             names,
             since=flt.since,
             until=flt.until,

@@ -274,6 +274,11 @@ class JourneyStore:
             for r in self.store.retrieve(SESSIONS, row_ids)
         }
 
+    def session_runs(self, names: DimensionNames, session_ids: list[str]) -> dict[str, SessionRuns]:
+        """Session id -> its stored path, for those of ``session_ids`` that have one."""
+        rows = self.sessions_by_id([f"{names.slug}/{sid}" for sid in session_ids])
+        return {runs.session_id: runs for runs in rows.values()}
+
     def cell_keys(self, names: DimensionNames, partition: int) -> list[CellKey]:
         """The keys of the partition's stored cells."""
         flt = Filter(must={"slug": names.slug, "partition": partition})
