@@ -92,6 +92,9 @@ class McStats:
     days: Counter[int] = field(default_factory=Counter)
     # Events per enum segment value (at most ``clustering.segment_values_max`` values).
     segments: Counter[Segment] = field(default_factory=Counter)
+    # The newest hour pruned for (not serialised): pruning walks every kept hour and day,
+    # up to a week and 90 days of them, so it runs once per new hour, not per event.
+    _pruned_at: int = field(default=-1, repr=False, compare=False)
 
     def add(self, t: float, segments: Iterable[Segment] = (), cap: int = 0) -> tuple[Segment, ...]:
         """Count one event at ``t``; returns the segment values counted (see the cap)."""
@@ -109,6 +112,7 @@ class McStats:
         self.hours.update(other.hours)
         self.days.update(other.days)
         _merge_segments(self.segments, other.segments, cap)
+        self._pruned_at = -1  # ``other``'s hours may be older than the window
         self._prune()
 
     def copy(self) -> McStats:
@@ -118,6 +122,9 @@ class McStats:
 
     def _prune(self) -> None:
         newest_hour, newest_day = int(self.last // HOUR), int(self.last // DAY)
+        if newest_hour == self._pruned_at:
+            return
+        self._pruned_at = newest_hour
         for h in [h for h in self.hours if h <= newest_hour - KEEP_HOURS]:
             del self.hours[h]
         for d in [d for d in self.days if d <= newest_day - KEEP_DAYS]:
