@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from turret_stream.clustering.owner import HOUR, KEEP_HOURS, McStats
+from turret_stream.clustering.mc_stats import HOUR, KEEP_HOURS, McStats
 
 
 def test_hours_beyond_a_week_are_dropped_as_time_moves_and_after_a_merge():

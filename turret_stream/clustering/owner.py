@@ -17,15 +17,16 @@ import json
 import logging
 import math
 import time
-from collections import Counter, OrderedDict, deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from turret_stream.catalog import Catalog, DimensionNames, EnumKeys, dimension_names
 from turret_stream.clustering.context import SessionContext, neutral_topics
+from turret_stream.clustering.mc_stats import McStats, Segment
 from turret_stream.clustering.model import TopicModel
 from turret_stream.clustering.owner_state import Changes, OwnerStateStore, State
 from turret_stream.clustering.store_index import StoreIndex
@@ -42,8 +43,6 @@ from turret_stream.storage import Filter, Point, VectorStore
 
 log = logging.getLogger(__name__)
 
-HOUR, DAY = 3600, 86400
-KEEP_HOURS, KEEP_DAYS = 7 * 24, 90
 # The session context (up to journeys.context_sessions sessions) is written at most this
 # often: it is statistics, and rewriting it at every reclustering would cost more than
 # relearning a minute of it after a crash.
@@ -53,95 +52,9 @@ CONTEXT_SAVE_INTERVAL_S = 60.0
 # value as a new key's first events are routed (``dimensions.classify_value``).
 SEGMENT_TYPES_TTL_S = 5.0
 
-# One segment value of an event: (metadata key, value as text: True is "true").
-Segment = tuple[str, str]
-
 
 # A topic sums its micro-clusters' counts as they are: no cap of its own.
 NO_CAP = 1 << 62
-
-
-def _add_segments(
-    counts: Counter[Segment], segments: Iterable[Segment], cap: int
-) -> tuple[Segment, ...]:
-    """Count ``segments`` into ``counts``, keeping at most ``cap`` distinct values (a value
-    first seen once the cap is reached is not counted: bounded state per micro-cluster).
-    Returns the values counted."""
-    counted = []
-    for seg in segments:
-        if seg in counts or len(counts) < cap:
-            counts[seg] += 1
-            counted.append(seg)
-    return tuple(counted)
-
-
-def _merge_segments(counts: Counter[Segment], other: Counter[Segment], cap: int) -> None:
-    for seg, n in other.items():
-        if seg in counts or len(counts) < cap:
-            counts[seg] += n
-
-
-@dataclass
-class McStats:
-    """Event counts of one micro-cluster over time (for topics' first/last seen and
-    per-hour/day counts)."""
-
-    first: float
-    last: float
-    hours: Counter[int] = field(default_factory=Counter)
-    days: Counter[int] = field(default_factory=Counter)
-    # Events per enum segment value (at most ``clustering.segment_values_max`` values).
-    segments: Counter[Segment] = field(default_factory=Counter)
-    # The newest hour pruned for (not serialised): pruning walks every kept hour and day,
-    # up to a week and 90 days of them, so it runs once per new hour, not per event.
-    _pruned_at: int = field(default=-1, repr=False, compare=False)
-
-    def add(self, t: float, segments: Iterable[Segment] = (), cap: int = 0) -> tuple[Segment, ...]:
-        """Count one event at ``t``; returns the segment values counted (see the cap)."""
-        self.first = min(self.first, t)
-        self.last = max(self.last, t)
-        self.hours[int(t // HOUR)] += 1
-        self.days[int(t // DAY)] += 1
-        counted = _add_segments(self.segments, segments, cap)
-        self._prune()
-        return counted
-
-    def merge(self, other: McStats, cap: int = 0) -> None:
-        self.first = min(self.first, other.first)
-        self.last = max(self.last, other.last)
-        self.hours.update(other.hours)
-        self.days.update(other.days)
-        _merge_segments(self.segments, other.segments, cap)
-        self._pruned_at = -1  # ``other``'s hours may be older than the window
-        self._prune()
-
-    def copy(self) -> McStats:
-        return McStats(
-            self.first, self.last, Counter(self.hours), Counter(self.days), Counter(self.segments)
-        )
-
-    def _prune(self) -> None:
-        newest_hour, newest_day = int(self.last // HOUR), int(self.last // DAY)
-        if newest_hour == self._pruned_at:
-            return
-        self._pruned_at = newest_hour
-        for h in [h for h in self.hours if h <= newest_hour - KEEP_HOURS]:
-            del self.hours[h]
-        for d in [d for d in self.days if d <= newest_day - KEEP_DAYS]:
-            del self.days[d]
-
-    def to_record(self) -> list[Any]:
-        record = [self.first, self.last, list(self.hours.items()), list(self.days.items())]
-        if self.segments:
-            record.append([[k, v, n] for (k, v), n in self.segments.items()])
-        return record
-
-    @classmethod
-    def from_record(cls, data: list[Any]) -> McStats:
-        first, last, hours, days = data[:4]
-        # Records written before segments were counted have four fields.
-        segments = Counter({(k, v): n for k, v, n in data[4]}) if len(data) > 4 else Counter()
-        return cls(first, last, Counter(dict(hours)), Counter(dict(days)), segments)
 
 
 @dataclass
@@ -276,6 +189,9 @@ class DimensionOwner:
         self.neutral: frozenset[str] = frozenset()
         self._context_saved_at = float("-inf")
         self._batch_texts: dict[int, list[str]] = {}
+        # Micro-clusters whose counts the batch's log carries whole (new, or merged into);
+        # the others carry only what the batch counted (``McStats.partial_record``).
+        self._stats_whole: set[int] = set()
         state = self.records.load()
         if state.header is not None:
             self._restore(state)
@@ -367,6 +283,7 @@ class DimensionOwner:
         placed_in: dict[int, list[tuple[float, tuple[Segment, ...]]]] = {}
         cap = self.settings.clustering.segment_values_max
         self._batch_texts = {}
+        self._stats_whole = set()
         for item in items:
             if item.event_id in self.seen:
                 continue
@@ -383,6 +300,7 @@ class DimensionOwner:
             stats = self.stats.get(placed.mc)
             if stats is None:
                 stats = self.stats[placed.mc] = McStats(item.received_at, item.received_at)
+                self._stats_whole.add(placed.mc)
             segments = self._segments(item.metadata) if cap else ()
             counted = stats.add(item.received_at, segments, cap)
             placed_in.setdefault(placed.mc, []).append((item.received_at, counted))
@@ -483,6 +401,7 @@ class DimensionOwner:
                 model.regroup_themes({t: c[0] for t, c in self._centres.items()}, now)
             touched, removed = model.take_dirty()
             stats_dirty = set(placed_in)
+            whole, self._stats_whole = self._stats_whole, set()
             for mc in removed:  # absorbed micro-clusters hand their counts to their new home
                 gone = self.stats.pop(mc, None)
                 home = model.engine.resolve(mc)
@@ -490,11 +409,16 @@ class DimensionOwner:
                     home_stats = self.stats.setdefault(home, McStats(gone.first, gone.last))
                     home_stats.merge(gone, cap)
                     stats_dirty.add(home)
+                    whole.add(home)
             engine = model.engine
             live = engine.micro_clusters
             changes.micro_clusters = [engine.micro_cluster_record(mc) for mc in sorted(touched)]
             changes.stats = {
                 mc: self.stats[mc].to_record()
+                if mc in whole
+                else self.stats[mc].partial_record(
+                    [t for t, _ in placed_in[mc]], [s for _, segs in placed_in[mc] for s in segs]
+                )
                 for mc in sorted(stats_dirty)
                 if mc in live and mc in self.stats
             }

@@ -6,7 +6,8 @@ restart finds a dimension's records and reads them back in any order):
 ==============================  =======================================================
 ``<slug>:log:<seq>``            what batch ``seq`` changed (:class:`Changes`): the records
                                 of the micro-clusters it touched or removed (DBSTREAM's
-                                ``micro_cluster_record``), their event counts over time,
+                                ``micro_cluster_record``), what it counted of their
+                                events over time (``McStats.partial_record``),
                                 absorptions, its event ids, the model's scalars and, at a
                                 reclustering, Leiden's start partition (``blob``); beside
                                 it, the centres it moved (``centres``, float32 rows)
@@ -52,6 +53,7 @@ from typing import Any
 import numpy as np
 
 from turret_stream.catalog import DimensionNames
+from turret_stream.clustering.mc_stats import McStats
 from turret_stream.faults import crash_point
 from turret_stream.storage import Filter, Point, VectorStore
 
@@ -190,7 +192,11 @@ class State:
         self.header = c.header
         for r in c.micro_clusters:
             self.micro_clusters[int(r["id"])] = r
-        self.stats.update(c.stats)
+        for mc, record in c.stats.items():
+            if isinstance(record, dict):  # what the batch counted (McStats.partial_record)
+                self.stats[mc] = McStats.apply_partial(self.stats.get(mc), record)
+            else:
+                self.stats[mc] = record
         for mc in c.removed:
             self.micro_clusters.pop(mc, None)
             self.stats.pop(mc, None)
