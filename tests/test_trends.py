@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from turret_stream.trends import HOUR, trend
+from turret_stream.trends import HOUR, SPIKE_P, _baseline, _spike_p, spike, trend
 
 NOW = 500_000  # an hour index
 
@@ -79,3 +80,19 @@ def test_a_topic_born_late_in_an_hour_does_not_spike_the_next_hour():
     assert trend({NOW - 1: 9, NOW: 180}, born, NOW).tag == "spiking"
     # Minutes of history are no baseline at all.
     assert trend({NOW - 1: 1, NOW: 50}, NOW * HOUR - 60, NOW).tag == "new"
+
+
+@pytest.mark.parametrize("baseline", [0.0, 0.3, 2.0, 17.5, 240.0, 3000.0])
+@pytest.mark.parametrize("first_hours_ago", [0.6, 5.0, 200.0])
+def test_the_spike_test_agrees_with_the_poisson_tail_at_every_count(baseline, first_hours_ago):
+    """``spike`` skips the Poisson tail below a count computed once per baseline; at every
+    count it still answers as the tail does."""
+    now_hour = 500_000
+    first_seen = (now_hour - first_hours_ago) * 3600
+    exposure = min(first_hours_ago, 7 * 24)
+    past = {now_hour - 1 - h: round(baseline) for h in range(int(exposure))}
+    rate, hours_seen = _baseline(past, first_seen, now_hour)
+    for count in range(0, int(rate * 3) + 60):
+        hours = {**past, now_hour: count}
+        expected = _spike_p(count, rate, hours_seen) < SPIKE_P
+        assert (spike(hours, first_seen, now_hour) is not None) == expected, count
