@@ -56,23 +56,28 @@ def batches(n: int = 10) -> list[list[EmbeddedText]]:
             # Topic 4 stops after the first third, so its micro-clusters fade and go.
             c = int(rng.integers(5 if b < n // 3 else 4))
             v = centres[c] + rng.normal(scale=0.12, size=DIM)
-            batch.append(
-                EmbeddedText(
-                    event_id=f"evt_{i:032x}",
-                    project="acme",
-                    dimension="prompt",
-                    text=f"question number {i} about subject {c}",
-                    vector=encode_vector(v / np.linalg.norm(v)),
-                    model_id="m",
-                    name="p",
-                    metadata={},
-                    session_id=f"s{i % 17}",
-                    user_id="u",
-                    received_at=1_700_000_000.0 + i,
-                )
-            )
+            batch.append(event(i, v, 1_700_000_000.0 + i, f"question number {i} about subject {c}"))
         out.append(batch)
     return out
+
+
+def event(
+    i: int, v: np.ndarray, received_at: float, text: str, metadata: dict | None = None
+) -> EmbeddedText:
+    """Event ``i`` of the test stream: ``v`` normalised, session ``s{i % 17}``."""
+    return EmbeddedText(
+        event_id=f"evt_{i:032x}",
+        project="acme",
+        dimension="prompt",
+        text=text,
+        vector=encode_vector(v / np.linalg.norm(v)),
+        model_id="m",
+        name="p",
+        metadata=metadata or {},
+        session_id=f"s{i % 17}",
+        user_id="u",
+        received_at=received_at,
+    )
 
 
 def open_owner(data_dir: Path) -> tuple[EdgeStore, DimensionOwner]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.crash_child import event
 from turret_stream.catalog import dimension_names
 from turret_stream.clustering.owner_state import Changes, OwnerStateStore
-from turret_stream.records import EmbeddedText, encode_vector
+from turret_stream.records import EmbeddedText
 from turret_stream.storage.edge import EdgeStore
 
 
@@ -65,21 +66,8 @@ def tight_batches(n: int = 10, size: int = 30) -> list[list[EmbeddedText]]:
         for j in range(size):
             i = b * size + j
             v = centres[int(rng.integers(5))] + rng.normal(scale=0.03, size=16)
-            batch.append(
-                EmbeddedText(
-                    event_id=f"evt_{i:032x}",
-                    project="acme",
-                    dimension="prompt",
-                    text=f"question number {i}",
-                    vector=encode_vector(v / np.linalg.norm(v)),
-                    model_id="m",
-                    name="p",
-                    metadata={"plan": ["free", "pro"][i % 2]},
-                    session_id=f"s{i % 17}",
-                    user_id="u",
-                    received_at=1_700_000_000.0 + 400 * i,
-                )
-            )
+            plan = {"plan": ["free", "pro"][i % 2]}
+            batch.append(event(i, v, 1_700_000_000.0 + 400 * i, f"question number {i}", plan))
         out.append(batch)
     return out
 
