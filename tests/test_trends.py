@@ -92,7 +92,10 @@ def test_the_spike_test_agrees_with_the_poisson_tail_at_every_count(baseline, fi
     exposure = min(first_hours_ago, 7 * 24)
     past = {now_hour - 1 - h: round(baseline) for h in range(int(exposure))}
     rate, hours_seen = _baseline(past, first_seen, now_hour)
-    for count in range(0, int(rate * 3) + 60):
+    # Small counts, and every count from the rate to well past where the tail drops below
+    # SPIKE_P (about 5 standard deviations above it).
+    counts = set(range(60)) | set(range(int(rate), int(rate + 8 * rate**0.5) + 60))
+    for count in sorted(counts):
         hours = {**past, now_hour: count}
         expected = _spike_p(count, rate, hours_seen) < SPIKE_P
         assert (spike(hours, first_seen, now_hour) is not None) == expected, count
