@@ -112,6 +112,12 @@ class JourneyStore:
     def cell_id(names: DimensionNames, partition: int, key: CellKey) -> str:
         return f"{names.slug}/p{partition}/{key.to_id()}"
 
+    @staticmethod
+    def session_row_id(names: DimensionNames, session_id: str) -> str:
+        """A session's row id, the same for its path (``journey_sessions``) and its
+        member (``journey_members``)."""
+        return f"{names.slug}/{session_id}"
+
     def write(
         self,
         names: DimensionNames,
@@ -203,7 +209,7 @@ class JourneyStore:
         # a moved micro-cluster are read back (``session_pages``).
         mcs = runs.micro_clusters()
         payload = {"slug": names.slug, "partition": partition, "mcs": mcs, "data": data}
-        return Point(f"{names.slug}/{runs.session_id}", _UNIT, payload)
+        return Point(JourneyStore.session_row_id(names, runs.session_id), _UNIT, payload)
 
     @staticmethod
     def _commit_point(names: DimensionNames, partition: int, commit: Commit) -> Point:
@@ -276,7 +282,7 @@ class JourneyStore:
 
     def session_runs(self, names: DimensionNames, session_ids: list[str]) -> dict[str, SessionRuns]:
         """Session id -> its stored path, for those of ``session_ids`` that have one."""
-        rows = self.sessions_by_id([f"{names.slug}/{sid}" for sid in session_ids])
+        rows = self.sessions_by_id([self.session_row_id(names, sid) for sid in session_ids])
         return {runs.session_id: runs for runs in rows.values()}
 
     def cell_keys(self, names: DimensionNames, partition: int) -> list[CellKey]:
@@ -318,7 +324,7 @@ class JourneyStore:
     ) -> Contribution | None:
         """The contribution a session's member row holds, if it was written by
         ``partition`` (what that partition's cells count for the session)."""
-        found = self.store.retrieve(MEMBERS, [f"{names.slug}/{session_id}"])
+        found = self.store.retrieve(MEMBERS, [self.session_row_id(names, session_id)])
         if not found or found[0].payload.get("partition") != partition:
             return None
         return _contribution(found[0].payload)
