@@ -85,12 +85,8 @@ def unpack(blob: str) -> Any:
     return json.loads(zlib.decompress(base64.b64decode(blob)))
 
 
-def _vector_to_text(v: np.ndarray) -> str:
-    # float32: exactly what the store keeps of a centre.
-    return base64.b64encode(np.asarray(v, dtype=np.float32).tobytes()).decode()
-
-
 def _vector_from_text(text: str) -> np.ndarray:
+    """A centre of the previous log layout (one text per centre, inside the blob)."""
     return np.frombuffer(base64.b64decode(text), dtype=np.float32).astype(np.float64)
 
 
