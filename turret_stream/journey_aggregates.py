@@ -38,6 +38,17 @@ MEMBER_CACHE_CELLS = 64
 SUM_CACHE_FILTERS = 16
 # Journeys of the sessions listed: session ids -> their journeys within the filter.
 Exact = Callable[[list[str]], list[SessionJourney]]
+# What a cell and a sum both count, under the same names: totals, and counters with how a
+# cell's key reads in the sum (None: as it is). Users and gaps are summed apart.
+_TOTALS = ("events", "sessions", "sessions_with_topic", "back_and_forth_sessions")
+_COUNTERS: tuple[tuple[str, Callable[[str], Any] | None], ...] = (
+    ("entries", None),
+    ("visited", None),
+    ("ended", None),
+    ("transitions", split_pair),
+    ("paths", split_path),
+    ("back_and_forth", split_pair),
+)
 
 
 def _accepted(value: str | list[Any]) -> set[str]:
@@ -262,17 +273,11 @@ class _Sum:
         a flush rewrites a few big cells, and retracting and adding them whole made every
         read after it cost their size (``_add_diff``)."""
         s = self.stats
-        s.events += new.events - old.events
-        s.sessions += new.sessions - old.sessions
-        s.sessions_with_topic += new.sessions_with_topic - old.sessions_with_topic
-        s.back_and_forth_sessions += new.back_and_forth_sessions - old.back_and_forth_sessions
+        for name in _TOTALS:
+            setattr(s, name, getattr(s, name) + getattr(new, name) - getattr(old, name))
         _add_diff(self.users, old.users, new.users)
-        _add_diff(s.entries, old.entries, new.entries)
-        _add_diff(s.visited, old.visited, new.visited)
-        _add_diff(s.ended, old.ended, new.ended)
-        _add_diff(s.transitions, old.transitions, new.transitions, split_pair)
-        _add_diff(s.paths, old.paths, new.paths, split_path)
-        _add_diff(s.back_and_forth, old.back_and_forth, new.back_and_forth, split_pair)
+        for name, key_of in _COUNTERS:
+            _add_diff(getattr(s, name), getattr(old, name), getattr(new, name), key_of)
         empty: Counter[float] = Counter()
         for pair in old.gaps.keys() | new.gaps.keys():
             was, now = old.gaps.get(pair, empty), new.gaps.get(pair, empty)
@@ -329,15 +334,11 @@ class _Sum:
 
 def _add_cell(stats: JourneyStats, users: Counter[str], cell: Cell, sign: int = 1) -> None:
     """Add (``sign`` 1) or retract (-1) one cell's counters."""
-    stats.events += sign * cell.events
-    stats.sessions += sign * cell.sessions
-    stats.sessions_with_topic += sign * cell.sessions_with_topic
-    stats.back_and_forth_sessions += sign * cell.back_and_forth_sessions
+    for name in _TOTALS:
+        setattr(stats, name, getattr(stats, name) + sign * getattr(cell, name))
     _add_counts(users, cell.users, sign)
-    _add_counts(stats.entries, cell.entries, sign)
-    _add_counts(stats.visited, cell.visited, sign)
-    _add_counts(stats.ended, cell.ended, sign)
-    _add_counts(stats.transitions, cell.transitions, sign, split_pair)
+    for name, key_of in _COUNTERS:
+        _add_counts(getattr(stats, name), getattr(cell, name), sign, key_of)
     for pair, bins in cell.gaps.items():
         key = split_pair(pair)
         mine = stats.gap_bins.get(key)
@@ -346,8 +347,6 @@ def _add_cell(stats: JourneyStats, users: Counter[str], cell: Cell, sign: int = 
         _add_counts(mine, bins, sign)
         if not mine:
             del stats.gap_bins[key]
-    _add_counts(stats.paths, cell.paths, sign, split_path)
-    _add_counts(stats.back_and_forth, cell.back_and_forth, sign, split_pair)
 
 
 def _add_counts(
@@ -393,11 +392,9 @@ def _merge(stats: JourneyStats, extra: JourneyStats) -> None:
     """Add ``extra`` to a sum from ``_Sum.copy``, whose counters are shared: each one
     ``extra`` adds to is replaced by a new one (medians of the pairs it adds to are
     recomputed)."""
-    stats.events += extra.events
-    stats.sessions += extra.sessions
-    stats.sessions_with_topic += extra.sessions_with_topic
-    stats.back_and_forth_sessions += extra.back_and_forth_sessions
-    for name in ("entries", "visited", "ended", "transitions", "paths", "back_and_forth"):
+    for name in _TOTALS:
+        setattr(stats, name, getattr(stats, name) + getattr(extra, name))
+    for name, _ in _COUNTERS:  # ``extra``'s keys are read already
         theirs = getattr(extra, name)
         if theirs:
             mine = Counter(getattr(stats, name))
