@@ -4,7 +4,8 @@
   spike episode).
 - ``new_topic`` rules fire on a ``topic_created``/``topic_split`` event whose hour already
   holds ``min_events_per_hour`` events, else at a later count check once a topic born
-  within the last 24 hours (event time) reaches it; once per rule and topic.
+  within the last 24 hours (event time) holds it in one of its hours (the newest such
+  hour is reported); once per rule and topic.
 - ``segment_share`` rules are checked on the counts of the dimension's current hour
   (event time): they fire once when the share reaches ``min_share`` and fire again only
   after it fell below.
@@ -112,8 +113,20 @@ class AlertEvaluator:
             young = first_seen is not None and first_seen // HOUR > now_hour - WINDOW_HOURS
             for rule in rules:
                 if rule.kind == "new_topic" and young:
-                    if this_hour >= (rule.min_events_per_hour or 0):
-                        event = {**base, "kind": "new_topic", "first_seen": first_seen}
+                    # In any hour of its life (the newest such hour), not only the current
+                    # one: events that arrive faster than this check (a backlog, a replay)
+                    # must not move the current hour past the one the topic reached it in.
+                    need = rule.min_events_per_hour or 0
+                    counts = hours[record.id]
+                    reached = max((h for h, c in counts.items() if c >= need), default=None)
+                    if reached is not None:
+                        event = {
+                            **base,
+                            "kind": "new_topic",
+                            "first_seen": first_seen,
+                            "this_hour": counts[reached],
+                            "hour_start": reached * HOUR,
+                        }
                         fired += self._once(rule, record.id, "new_topic", event)
                 elif rule.kind == "segment_share" and this_hour >= (rule.min_events or 0):
                     fired += self._check_share(names, rule, record.id, now_hour, base)
