@@ -7,7 +7,10 @@ the embedding model and Kafka: vectors drawn from a mixture of ``--topics`` topi
 few intents around a centre, 384 dimensions, unit length), sessions that move between
 topics (a Markov chain: stay, or go to one of the topic's usual next topics), two enum
 segments. Events arrive 20 per second of event time (1M events = 14 hours: hourly
-cleanups and drop-offs happen). At 10k, 100k and 1M events (those up to ``--max-events``)
+cleanups and drop-offs happen). ``--session-model spread`` (the default, the runs before
+it had only this) gives every session a few events hours apart all run long;
+``--session-model visits`` makes conversations of a few events, ``--open-sessions`` at a
+time (``Stream``). At 10k, 100k and 1M events (those up to ``--max-events``)
 it prints:
 
 - owner cost per event (ms, the batch's learning and persisting, over the last 5k events);
@@ -105,9 +108,20 @@ def bookkeeping_mb(*containers: object) -> float:
 
 
 class Stream:
-    """Synthetic sessions over a mixture of topics."""
+    """Synthetic sessions over a mixture of topics.
 
-    def __init__(self, topics: int, sessions: int, seed: int = 0) -> None:
+    Two session models. ``spread``: each event goes to one of ``sessions`` sessions drawn
+    at random, so every session stays alive for the whole run, a few events hours apart
+    (conversations resumed all day long: the costliest case for the journey books, whose
+    sessions keep leaving memory and coming back, and for a time window, which cuts every
+    session). ``visits``: ``open_sessions`` conversations at a time, each of 2 to 8 events
+    (one stretch of the Markov chain) that close when done, a new session taking the place
+    of each; session ids go up to ``sessions`` and then come round again; a user has two
+    sessions far apart."""
+
+    def __init__(
+        self, topics: int, sessions: int, seed: int = 0, open_sessions: int | None = None
+    ) -> None:
         rng = self.rng = np.random.default_rng(seed)
         centres = rng.normal(size=(topics, DIM))
         self.centres = centres / np.linalg.norm(centres, axis=1, keepdims=True)
@@ -118,17 +132,29 @@ class Stream:
         self.topics = topics
         self.sessions = sessions
         self.open: dict[int, tuple[int, int]] = {}  # session -> (topic, events left)
-        self.made = 0
+        self.open_sessions = open_sessions  # None: the spread model
+        self.visiting: list[int] = []  # the visits model's open sessions
+        self.started = 0  # sessions the visits model has opened
+
+    def _session(self) -> int:
+        if self.open_sessions is None:
+            return int(self.rng.integers(self.sessions))
+        while len(self.visiting) < self.open_sessions:
+            self.visiting.append(self.started % self.sessions)
+            self.started += 1
+        return self.visiting[int(self.rng.integers(len(self.visiting)))]
 
     def event(self, i: int) -> EmbeddedText:
         rng = self.rng
-        s = int(rng.integers(self.sessions))
+        s = self._session()
         topic, left = self.open.get(s, (int(rng.integers(self.topics)), int(rng.integers(2, 9))))
         if rng.random() < 0.3:
             topic = int(self.next[topic, rng.integers(3)])
         left -= 1
         if left <= 0:
             self.open.pop(s, None)
+            if self.open_sessions is not None:
+                self.visiting.remove(s)  # the conversation is over
         else:
             self.open[s] = (topic, left)
         v = self.intents[topic, rng.integers(4)] + rng.normal(scale=0.25 / np.sqrt(DIM), size=DIM)
@@ -204,6 +230,14 @@ def main() -> None:
     parser.add_argument("--max-events", type=int, default=1_000_000)
     parser.add_argument("--topics", type=int, default=300)
     parser.add_argument("--sessions", type=int, default=200_000)
+    parser.add_argument(
+        "--session-model",
+        choices=("spread", "visits"),
+        default="spread",
+        help="spread: every session alive all run long; visits: conversations of a few "
+        "events, --open-sessions at a time (Stream)",
+    )
+    parser.add_argument("--open-sessions", type=int, default=400)
     parser.add_argument("--repeat", type=int, default=5, help="reads per endpoint")
     args = parser.parse_args()
     checkpoints = [c for c in CHECKPOINTS if c <= args.max_events] or [args.max_events]
@@ -216,7 +250,10 @@ def main() -> None:
     for key in ("platform", "plan"):  # typed by their own owners in the pipeline
         catalog.save_dimension("bench", key, "enum", True, {}, 0)
     owner = DimensionOwner(store, catalog, "bench", "prompt", settings, DIM)
-    stream = Stream(args.topics, args.sessions)
+    visits = args.session_model == "visits"
+    stream = Stream(
+        args.topics, args.sessions, open_sessions=args.open_sessions if visits else None
+    )
     journeys = settings.journeys
 
     def books_of(store: EdgeStore) -> JourneyOwner:
@@ -237,8 +274,9 @@ def main() -> None:
     sessions_seen: list[str] = []  # one per batch: sessions whose journey is read
     distinct_sessions: set[str] = set()
     print(
-        f"scale: {args.topics} topics, up to {args.sessions} sessions, batches of {BATCH}, "
-        f"dim {DIM}, store in {workdir}"
+        f"scale: {args.topics} topics, up to {args.sessions} sessions "
+        f"({args.session_model}{f', {args.open_sessions} open at a time' if visits else ''}),"
+        f" batches of {BATCH}, dim {DIM}, store in {workdir}"
     )
     header = (
         f"{'events':>9} {'mcs':>6} {'owner ms/ev':>11} {'state log KB/batch':>21} "
