@@ -11,6 +11,7 @@ from turret_stream.alerts.evaluate import AlertEvaluator
 from turret_stream.alerts.rules import Rule, RuleBook
 from turret_stream.catalog import Catalog
 from turret_stream.clustering.owner import DimensionOwner
+from turret_stream.clustering.topic_series import TopicSeries
 from turret_stream.queries import Queries
 from turret_stream.settings import Settings
 from turret_stream.storage.edge import EdgeStore
@@ -68,7 +69,7 @@ def test_new_topic_fires_for_the_hour_it_reached_the_rule_in_once(tmp_path):
         fired = evaluator.check_counts()
 
         points = {
-            r.id: {int(h): int(c) for h, c in r.payload["hours"]}
+            r.id: TopicSeries.from_payload(r.payload).hours
             for r in Queries(store)._topic_records(owner.names)
         }
         busy = {t: [h for h, c in hours.items() if c >= 10] for t, hours in points.items()}

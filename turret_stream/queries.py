@@ -17,8 +17,9 @@ import numpy as np
 
 from turret_stream.catalog import Catalog, DimensionInfo, DimensionNames, dimension_names
 from turret_stream.clustering.topic_map import TopicMap, TopicMapReader
+from turret_stream.clustering.topic_series import TopicSeries
 from turret_stream.labels.book import Label, LabelBook
-from turret_stream.segments import as_counts, breakdown, over_represented
+from turret_stream.segments import breakdown, over_represented
 from turret_stream.storage import Filter, Record, VectorStore
 from turret_stream.trends import Trend, newest_hour, trend
 
@@ -32,7 +33,7 @@ class NotFound(Exception):
 
 
 def _hours(record: Record) -> dict[int, int]:
-    return {int(h): int(c) for h, c in record.payload.get("hours", [])}
+    return TopicSeries.from_payload(record.payload).hours
 
 
 def _trend(record: Record, now_hour: int | None) -> Trend | None:
@@ -267,8 +268,9 @@ class Queries:
         days: Counter[int] = Counter()
         firsts, lasts = [], []
         for r in members:
-            hours.update(_hours(r))
-            days.update({int(d): int(c) for d, c in r.payload.get("days", [])})
+            series = TopicSeries.from_payload(r.payload)
+            hours.update(series.hours)
+            days.update(series.days)
             if r.payload.get("first_seen") is not None:
                 firsts.append(r.payload["first_seen"])
             if r.payload.get("last_seen") is not None:
@@ -307,8 +309,8 @@ class Queries:
         enum_keys = {d.key for d in self.catalog.dimensions(project) if d.type == "enum"}
         project_counts: Counter[tuple[str, str]] = Counter()
         for r in self._topic_records(names):
-            project_counts.update(as_counts(r.payload.get("segments", [])))
-        mine = as_counts(record.payload.get("segments", []))
+            project_counts.update(TopicSeries.from_payload(r.payload).segments)
+        mine = TopicSeries.from_payload(record.payload).segments
         if record.payload.get("status") != "active":
             project_counts.update(mine)  # a merged topic is not among the active ones
         sections = breakdown(mine, project_counts, enum_keys)
@@ -417,6 +419,7 @@ class Queries:
         theme: str | None = None,
     ) -> dict[str, Any]:
         p = record.payload
+        series = TopicSeries.from_payload(p)
         size = p.get("size", 0)
         view = {
             "id": record.id,
@@ -433,8 +436,13 @@ class Queries:
             "first_seen": _iso(p.get("first_seen")),
             "last_seen": _iso(p.get("last_seen")),
             "counts": {
-                "hourly": [{"hour": _iso(h * 3600), "count": c} for h, c in p.get("hours", [])],
-                "daily": [{"day": _iso(d * 86400)[:10], "count": c} for d, c in p.get("days", [])],
+                "hourly": [
+                    {"hour": _iso(h * 3600), "count": c} for h, c in sorted(series.hours.items())
+                ],
+                "daily": [
+                    {"day": _iso(d * 86400)[:10], "count": c}
+                    for d, c in sorted(series.days.items())
+                ],
             },
             # Trend tag from the topic's own hourly counts (turret_stream/trends.py).
             "trend": trend.tag if trend else None,

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from scipy.stats import binom
 
@@ -31,14 +30,6 @@ MIN_LIFT = 1.2
 
 # (key, value) -> events
 Counts = Mapping[tuple[str, str], int]
-
-
-def as_counts(rows: Iterable[Iterable[Any]]) -> dict[tuple[str, str], int]:
-    """``[[key, value, events], ...]`` (a topic payload's ``segments``) as a mapping."""
-    out: dict[tuple[str, str], int] = defaultdict(int)
-    for key, value, n in rows:
-        out[(str(key), str(value))] += int(n)
-    return dict(out)
 
 
 def breakdown(topic: Counts, project: Counts, keys: Iterable[str] | None = None) -> list[dict]:

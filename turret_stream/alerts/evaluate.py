@@ -20,6 +20,7 @@ from typing import Any
 
 from turret_stream.alerts.rules import Rule, RuleBook
 from turret_stream.catalog import dimension_names
+from turret_stream.clustering.topic_series import TopicSeries
 from turret_stream.queries import Queries
 from turret_stream.storage import Filter
 from turret_stream.trends import HOUR, WINDOW_HOURS
@@ -91,7 +92,7 @@ class AlertEvaluator:
     def _check_dimension(self, project: str, key: str, rules: list[Rule]) -> list[Firing]:
         names = dimension_names(project, key)
         topics = self.queries._topic_records(names)
-        hours = {r.id: {int(h): int(c) for h, c in r.payload.get("hours", [])} for r in topics}
+        hours = {r.id: TopicSeries.from_payload(r.payload).hours for r in topics}
         now_hour = max((max(h) for h in hours.values() if h), default=None)
         if now_hour is None:
             return []

@@ -33,6 +33,7 @@ from turret_stream.clustering.store_index import StoreIndex
 from turret_stream.clustering.themes import ThemeRegistry
 from turret_stream.clustering.topic_events import EXAMPLES, TopicAnnouncer, TopicView
 from turret_stream.clustering.topic_map import TopicMap, TopicMapStore
+from turret_stream.clustering.topic_series import TopicSeries
 from turret_stream.clustering.topics import TopicChange, TopicRegistry
 from turret_stream.dimensions import FieldTypeTracker, classify_value
 from turret_stream.faults import crash_point
@@ -766,10 +767,8 @@ class DimensionOwner:
             "micro_clusters": f.micro_clusters,
             "first_seen": s.first if s else None,
             "last_seen": s.last if s else None,
-            "hours": sorted(s.hours.items()) if s else [],
-            "days": sorted(s.days.items()) if s else [],
-            # Events per enum segment value: [key, value, events] (segments.py reads them).
-            "segments": sorted([k, v, n] for (k, v), n in s.segments.items()) if s else [],
+            # Events by hour, day and enum segment value, as one text (topic_series.py).
+            **(TopicSeries(s.hours, s.days, s.segments) if s else TopicSeries()).to_payload(),
             "created_at": created,
             "neutral": topic in self.neutral,
             "updated_at": time.time(),
