@@ -4,6 +4,7 @@ sessions actor's owner on a real store filled by a real DimensionOwner."""
 
 from __future__ import annotations
 
+import json
 import random
 import zlib
 from collections import Counter
@@ -118,6 +119,28 @@ def test_derived_paths_equal_the_stored_journeys(minimum):
                 derived = derive(runs, mapping.get, minimum, neutral)
                 assert derived.path == tuple(s.topic for s in steps)
                 assert derived.step_starts == tuple(s.first_at for s in steps)
+
+
+@pytest.mark.parametrize("minimum", [1, 2])
+def test_a_cell_summed_from_stored_members_equals_the_cell_the_book_kept(minimum):
+    """``Cell.add_members`` (a window's boundary cells, counted per distinct path) adds up
+    to what ``apply``, session by session, kept: the members as stored (JSON)."""
+    from turret_stream.journey_book import Cell
+
+    mapping, neutral = MAPS[1]
+    book = JourneyBook(minimum)
+    for events in by_session(corpus(3, sessions=200)).values():
+        book.put(SessionRuns.from_events(events, lambda _: {}), mapping.get, neutral)
+    members: dict = {}
+    for c in book.contributions.values():
+        members.setdefault(c.key, []).append(json.loads(json.dumps(c.to_member())))
+    assert len(members) > 5 and any(len(m) > 10 for m in members.values())
+    # The corpus reaches every kind of count: moves with their gaps, back-and-forth.
+    assert any(c.back_and_forth and c.gaps for c in book.cells.values())
+    for key, cell in book.cells.items():
+        summed_cell = Cell()
+        summed_cell.add_members(members[key])
+        assert summed_cell == cell
 
 
 @pytest.mark.parametrize("minimum", [1, 2])

@@ -22,7 +22,6 @@ from turret_stream.journey_book import (
     MIXED,
     OTHER,
     Cell,
-    Contribution,
     bump,
     gap_bin,
     parse_segments_key,
@@ -215,7 +214,7 @@ class CellReader:
             # of it; one the window cuts (or, under a segment filter, one whose segments
             # changed) is computed from its events within the filter.
             extra = JourneyStats()
-            whole = Cell()
+            whole: list[list[Any]] = []  # members of the sessions that count whole
             cut: list[str] = []
             for row in boundary:
                 versions.add(row.version)
@@ -230,14 +229,16 @@ class CellReader:
                         until is None or last_at <= until
                     )
                     if inside and not by_event:
-                        c = Contribution.from_member(sid, m)
-                        whole.apply(c, 1)
-                        if c.derived.path and last_at < idle_before:
-                            stats.dropped[c.derived.path[-1]] += 1
+                        whole.append(m)
+                        path = m[4]
+                        if path and last_at < idle_before:
+                            stats.dropped[path[-1]] += 1
                     else:
                         cut.append(sid)
+            summed = Cell()
+            summed.add_members(whole)
             more: Counter[str] = Counter()
-            _add_cell(extra, more, whole)
+            _add_cell(extra, more, summed)
             _add_exact(extra, more, exact(cut) if cut else [], now, dropoff_timeout_s)
             _merge(stats, extra)
             stats.users += sum(1 for u in more if u not in users)
