@@ -143,8 +143,8 @@ class FencedStore(VectorStore):
     def list_collections(self) -> list[str]:
         return self.inner.list_collections()
 
-    def retrieve(self, name: str, ids: Sequence[str], with_vectors: bool = False) -> list:
-        return self.inner.retrieve(name, ids, with_vectors)
+    def retrieve(self, *args: Any, **kwargs: Any) -> list:
+        return self.inner.retrieve(*args, **kwargs)
 
     def search(self, *args: Any, **kwargs: Any) -> list:
         return self.inner.search(*args, **kwargs)

@@ -73,6 +73,7 @@ class CellReader:
         self._members: OrderedDict[str, tuple[int, dict[str, list[Any]]]] = OrderedDict()
         self._sums: OrderedDict[tuple, _Sum] = OrderedDict()
         self._lock = threading.Lock()
+        self.deltas_applied = 0  # rewritten cells brought up to date by their delta
 
     @staticmethod
     def answerable(rows: list[CellRow], keys: Iterable[str]) -> bool:
@@ -117,6 +118,32 @@ class CellReader:
                 found[row_id] = hit
         return found
 
+    def _step(self, entry: _Sum, rows: list[CellRow]) -> set[str]:
+        """Bring ``entry``'s cells of ``rows`` to their stored seq by the deltas their
+        writes carry (``JourneyStore.cell_deltas``), where a delta starts at the seq held;
+        returns the row ids brought up to date."""
+        if not rows:
+            return set()
+        stepped = set()
+        for row_id, (seq, base, text) in self.rows.cell_deltas([r.row_id for r in rows]).items():
+            held_seq, before, end_hour = entry.cells[row_id]
+            if text is None or base != held_seq:
+                continue
+            delta = Cell.from_payload(json.loads(text))
+            with self._lock:
+                hit = self._decoded.get(row_id)
+            if hit is not None and hit[0] == seq:
+                cell = hit[1]
+            else:
+                cell = before.plus(delta)
+                with self._lock:
+                    self._decoded[row_id] = (seq, cell)
+            entry.add_delta(delta, end_hour)
+            entry.cells[row_id] = (seq, cell, end_hour)
+            stepped.add(row_id)
+        self.deltas_applied += len(stepped)
+        return stepped
+
     def _summed(
         self, signature: tuple, rows: list[CellRow], idle_hour: int
     ) -> tuple[JourneyStats, Counter[str]]:
@@ -137,6 +164,10 @@ class CellReader:
                 del entry.cells[row_id]
         held = entry.cells
         changed = [r for r in rows if r.row_id not in held or held[r.row_id][0] != r.seq]
+        # Rewritten since this sum read them: where the write says what changed since
+        # the seq held, that change alone (not the whole cell decoded and compared).
+        stepped = self._step(entry, [r for r in changed if r.row_id in held])
+        changed = [r for r in changed if r.row_id not in stepped]
         cells = self._cells(changed)
         for row_id, (seq, cell) in cells.items():
             before = held.get(row_id)
@@ -296,6 +327,28 @@ class _Sum:
         if end_hour < self.idle_hour:
             _add_diff(self.dropped, old.ended, new.ended)
 
+    def add_delta(self, delta: Cell, end_hour: int) -> None:
+        """A rewritten cell's change (signed counts: ``JourneyBook.cell_deltas``), as
+        ``replace`` of the cell before and after would apply it."""
+        s = self.stats
+        for name in _TOTALS:
+            setattr(s, name, getattr(s, name) + getattr(delta, name))
+        _add_signed(self.users, delta.users)
+        for name, key_of in _COUNTERS:
+            _add_signed(getattr(s, name), getattr(delta, name), key_of)
+        for pair, bins in delta.gaps.items():
+            key = split_pair(pair)
+            self.medians.pop(key, None)
+            mine = s.gap_bins.get(key)
+            if mine is None:
+                mine = s.gap_bins[key] = Counter()
+            _add_signed(mine, bins)
+            _add_signed(self.all_bins, bins)
+            if not mine:
+                del s.gap_bins[key]
+        if end_hour < self.idle_hour:
+            _add_signed(self.dropped, delta.ended)
+
     def at_idle_hour(self, idle_hour: int) -> None:
         """The drop-off boundary moved (hourly): dropped recounted."""
         self.idle_hour, self.dropped = idle_hour, Counter()
@@ -368,6 +421,12 @@ def _add_counts(
         return
     for key, n in theirs.items():
         bump(mine, key if key_of is None else key_of(key), sign * n)
+
+
+def _add_signed(mine: Counter, theirs: Mapping[Any, int], key_of: Callable | None = None) -> None:
+    """``mine`` += ``theirs``, whose counts may be negative (a delta), keeping no zeros."""
+    for key, n in theirs.items():
+        bump(mine, key if key_of is None else key_of(key), n)
 
 
 def _add_diff(

@@ -279,6 +279,10 @@ def _pair(a: str, b: str) -> str:
     return f"{a}{SEP}{b}"
 
 
+# A cell's counters (key -> sessions), beside its totals and gaps.
+_COUNTED = ("users", "entries", "transitions", "paths", "visited", "ended", "back_and_forth")
+
+
 @dataclass
 class Cell:
     """The sum of the contributions of the sessions in one ``CellKey``."""
@@ -349,6 +353,30 @@ class Cell:
     @property
     def empty(self) -> bool:
         return self.sessions == 0
+
+    def plus(self, delta: Cell) -> Cell:
+        """A new cell: this one with ``delta``'s signed counts added (``cell_deltas``);
+        this one is left as it is (readers share it)."""
+        gaps = dict(self.gaps)
+        for pair, bins in delta.gaps.items():
+            mine = gaps[pair] = Counter(gaps.get(pair, ()))
+            for b, n in bins.items():
+                bump(mine, b, n)
+            if not mine:
+                del gaps[pair]
+        out = Cell(
+            events=self.events + delta.events,
+            sessions=self.sessions + delta.sessions,
+            sessions_with_topic=self.sessions_with_topic + delta.sessions_with_topic,
+            gaps=gaps,
+            back_and_forth_sessions=self.back_and_forth_sessions + delta.back_and_forth_sessions,
+        )
+        for name in _COUNTED:
+            mine = Counter(getattr(self, name))
+            for key, n in getattr(delta, name).items():
+                bump(mine, key, n)
+            setattr(out, name, mine)
+        return out
 
     def to_payload(self) -> dict[str, Any]:
         return {
@@ -619,6 +647,30 @@ class JourneyBook:
                 yield done
         self.version = version
         yield done
+
+    def cell_deltas(self, keys: Container[CellKey]) -> dict[CellKey, Cell]:
+        """Of the cells ``keys``, what changed since the last ``take_dirty``: per cell,
+        the signed difference (``Cell.plus``), from the sessions changed since (their
+        contribution then, ``written``, against now). Call before ``take_dirty``."""
+        deltas: dict[CellKey, Cell] = {}
+
+        def add(c: Contribution, sign: int) -> None:
+            if c.key in keys:
+                delta = deltas.get(c.key)
+                if delta is None:
+                    delta = deltas[c.key] = Cell()
+                delta.apply(c, sign)
+
+        for sid, old in self.written.items():
+            pending = self.dirty_evicted.get(sid)
+            new = pending[1] if pending is not None else self.contributions.get(sid)
+            if old == new:
+                continue
+            if old is not None:
+                add(old, -1)
+            if new is not None:
+                add(new, 1)
+        return deltas
 
     def take_dirty(
         self,

@@ -64,6 +64,9 @@ class _Slot:
     # micro-cluster are re-derived. None (restored under a map no longer stored): all.
     derived_map: TopicMap | None = None
     rederive_read: int = 0  # stored sessions read back by the last re-derivation
+    # The seq each cell was last written at by this slot: its next write carries what
+    # changed since (``JourneyStore.write``'s deltas). Unknown after a restore.
+    cell_seqs: dict[Any, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -361,15 +364,33 @@ class JourneyOwner:
         for slot in self.slots.values():
             if not slot.pending or (not force and now - slot.flushed_at < self.flush_interval_s):
                 continue
+            known = slot.cell_seqs
+            deltas = slot.book.cell_deltas(known)
             cells, sessions = slot.book.take_dirty()
             # Unique across restarts too: readers cache a row by (id, seq).
             slot.seq = max(slot.seq + 1, time.time_ns())
             version = _version_text(slot.book.version if not slot.stale else ("stale",))
             slot.written += 1
             commit = Commit(slot.written, _version_text(slot.book.version), slot.book.clock)
-            written += self.rows.write(
-                slot.names, slot.partition, version, slot.seq, cells, sessions, commit
-            )
+            try:
+                written += self.rows.write(
+                    slot.names,
+                    slot.partition,
+                    version,
+                    slot.seq,
+                    cells,
+                    sessions,
+                    commit,
+                    {k: (known[k], d) for k, d in deltas.items() if k in cells},
+                )
+            except BaseException:
+                known.clear()  # what landed is unknown: the next writes carry no deltas
+                raise
+            for key, cell in cells.items():
+                if cell is None:
+                    known.pop(key, None)
+                else:
+                    known[key] = slot.seq
             slot.flushed_at, slot.pending = now, False
             if self.idle_after_s is not None:
                 slot.book.evict_idle(self.idle_after_s)

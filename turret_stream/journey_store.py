@@ -127,9 +127,13 @@ class JourneyStore:
         cells: Mapping[CellKey, Cell | None],
         sessions: list[tuple[SessionRuns, Contribution, Contribution | None]],
         commit: Commit,
+        deltas: Mapping[CellKey, tuple[int, Cell]] | None = None,
     ) -> int:
         """Write commit ``commit.number``: changed sessions (each with the contribution the
-        cells counted before), then changed cells with the commit row; bytes written."""
+        cells counted before), then changed cells with the commit row; bytes written.
+        ``deltas``: for cells last written at a known ``seq``, (that seq, what changed
+        since): a reader holding the cell at that seq applies the change instead of
+        decoding the whole cell (``cell_deltas``)."""
         points, gone, size = [], [], 0
         for key, cell in cells.items():
             row_id = self.cell_id(names, partition, key)
@@ -138,6 +142,11 @@ class JourneyStore:
                 cell = Cell()  # written empty with the others, deleted after
             data = json.dumps(cell.to_payload(), separators=(",", ":"))
             size += len(data)
+            base, delta = (deltas or {}).get(key, (None, None))
+            delta_text = (
+                None if delta is None else json.dumps(delta.to_payload(), separators=(",", ":"))
+            )
+            size += len(delta_text or "")
             points.append(
                 Point(
                     row_id,
@@ -151,6 +160,8 @@ class JourneyStore:
                         "version": version,
                         "seq": seq,
                         "data": data,
+                        "base": None if delta_text is None else base,
+                        "delta": delta_text,
                     },
                 )
             )
@@ -348,7 +359,17 @@ class JourneyStore:
         """Row id -> (seq, ``Cell.to_payload`` as JSON text) as stored now (a row
         deleted since it was listed is missing)."""
         return {
-            r.id: (r.payload["seq"], r.payload["data"]) for r in self.store.retrieve(CELLS, row_ids)
+            r.id: (r.payload["seq"], r.payload["data"])
+            for r in self.store.retrieve(CELLS, row_ids, fields=["seq", "data"])
+        }
+
+    def cell_deltas(self, row_ids: list[str]) -> dict[str, tuple[int, int | None, str | None]]:
+        """Row id -> (seq, base, delta) as stored now: ``delta`` (JSON text of a signed
+        ``Cell``) turns the row at seq ``base`` into the row at ``seq``; None when the
+        write did not know the row's previous seq (the first write of a process)."""
+        found = self.store.retrieve(CELLS, row_ids, fields=["seq", "base", "delta"])
+        return {
+            r.id: (r.payload["seq"], r.payload.get("base"), r.payload.get("delta")) for r in found
         }
 
     def members(self, names: DimensionNames, row: CellRow) -> dict[str, list[Any]]:

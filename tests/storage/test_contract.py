@@ -268,7 +268,7 @@ def test_scroll_pages_through_every_point_once(store: VectorStore) -> None:
     assert all(r.payload["i"] == all_ids.index(r.id) for r in page)
 
 
-def test_scroll_can_bring_back_only_some_payload_fields(store: VectorStore) -> None:
+def test_scroll_and_retrieve_can_bring_back_only_some_payload_fields(store: VectorStore) -> None:
     store.create_collection("rows", DIM)
     big = "x" * 10_000
     store.upsert(
@@ -278,6 +278,10 @@ def test_scroll_can_bring_back_only_some_payload_fields(store: VectorStore) -> N
     assert sorted((r.id, r.payload) for r in page) == [(f"r{i}", {"i": i}) for i in range(5)]
     page, _ = store.scroll("rows", limit=10)
     assert all(r.payload["data"] == big for r in page)
+    # The same by id, in the order asked.
+    found = store.retrieve("rows", ["r3", "r1", "gone"], fields=["i"])
+    assert [(r.id, r.payload) for r in found] == [("r3", {"i": 3}), ("r1", {"i": 1})]
+    assert store.retrieve("rows", ["r2"])[0].payload == {"i": 2, "data": big}
 
 
 # --- search ----------------------------------------------------------------------------------

@@ -333,8 +333,15 @@ class VectorStore(ABC):
         """Delete points; missing ids are fine."""
 
     @abstractmethod
-    def retrieve(self, name: str, ids: Sequence[str], with_vectors: bool = False) -> list[Record]:
-        """The points with these ids, in the order of ``ids``; missing ids are left out."""
+    def retrieve(
+        self,
+        name: str,
+        ids: Sequence[str],
+        with_vectors: bool = False,
+        fields: Sequence[str] | None = None,
+    ) -> list[Record]:
+        """The points with these ids, in the order of ``ids``; missing ids are left out.
+        ``fields``: only those payload fields (None: all)."""
 
     @abstractmethod
     def search(

@@ -312,12 +312,20 @@ class EdgeStore(VectorStore):
                 coll.shard.update(qe.UpdateOperation.delete_points([point_uuid(i) for i in ids]))
                 self._written(coll, len(ids))
 
-    def retrieve(self, name: str, ids: Sequence[str], with_vectors: bool = False) -> list[Record]:
+    def retrieve(
+        self,
+        name: str,
+        ids: Sequence[str],
+        with_vectors: bool = False,
+        fields: Sequence[str] | None = None,
+    ) -> list[Record]:
         with self._lock:
             coll = self._get(name)
             if not ids:
                 return []
-            found = coll.shard.retrieve([point_uuid(i) for i in ids], True, with_vectors)
+            found = coll.shard.retrieve(
+                [point_uuid(i) for i in ids], selected_fields(fields), with_vectors
+            )
         records = (_record(r, with_vectors) for r in found)
         return ordered(ids, {r.id: r for r in records})
 

@@ -209,13 +209,22 @@ class ServerStore(VectorStore):
             selector = models.PointIdsList(points=_uuids(ids))
             self.client.delete(self._full(name), points_selector=selector, wait=True)
 
-    def retrieve(self, name: str, ids: Sequence[str], with_vectors: bool = False) -> list[Record]:
+    def retrieve(
+        self,
+        name: str,
+        ids: Sequence[str],
+        with_vectors: bool = False,
+        fields: Sequence[str] | None = None,
+    ) -> list[Record]:
         with self._call(name):
             if not ids:
                 self._require(name)
                 return []
             found = self.client.retrieve(
-                self._full(name), ids=_uuids(ids), with_payload=True, with_vectors=with_vectors
+                self._full(name),
+                ids=_uuids(ids),
+                with_payload=selected_fields(fields),
+                with_vectors=with_vectors,
             )
         records = (_record(r, with_vectors) for r in found)
         return ordered(ids, {r.id: r for r in records})
