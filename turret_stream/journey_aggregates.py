@@ -4,7 +4,9 @@
 Cost: O(cells) (hours x segment combinations x partitions), plus, for a request with a
 time window or at the drop-off boundary, the sessions of the cells that straddle it
 (their journeys are computed exactly from their stored events, as before). Never
-truncated. Cells are decoded once per written version (cached by row id and sequence).
+truncated. Cells are decoded once per written version (cached by row id and sequence);
+a cell rewritten since a kept sum read it is brought up to date by the change its write
+carries (``JourneyStore.cell_deltas``) when that change starts at the version held.
 """
 
 from __future__ import annotations
