@@ -61,3 +61,32 @@ def test_nearest_sees_pending_moves_and_removals_as_the_exact_index(tmp_path: Pa
         assert stored.pending() == ({}, set())
         x = rng.normal(size=DIM)
         same(x, 10, None)
+
+
+def test_the_exact_index_answers_as_a_sort_of_every_distance() -> None:
+    """``ExactIndex`` picks candidates by a fast formula, then ranks them by their exact
+    distance: the same neighbours, distances and centres as sorting every distance, through
+    growth, moves and removals (a removal moves the last row into the hole)."""
+    rng = np.random.default_rng(9)
+    index, centres = ExactIndex(DIM), {}
+    for step in range(400):
+        i = int(rng.integers(120))
+        if rng.random() < 0.15:
+            index.remove([i])
+            centres.pop(i, None)
+        else:
+            # Some far from the origin: a rounding of |m|^2 must not change the pick.
+            centres[i] = rng.normal(size=DIM) * (1000.0 if i % 7 == 0 else 1.0)
+            index.put(i, centres[i])
+        if step % 20 == 19:
+            x = rng.normal(size=DIM)
+            ids = np.array(sorted(centres))
+            d = np.linalg.norm(np.array([centres[k] for k in ids]) - x, axis=1)
+            for limit, radius in ((1, None), (5, None), (30, None), (500, None), (30, 3.0)):
+                got = index.nearest(x, limit, radius)
+                want = [(int(ids[r]), d[r]) for r in np.argsort(d, kind="stable")[:limit]]
+                want = [(k, v) for k, v in want if radius is None or v <= radius]
+                assert [(n.id, n.distance) for n in got] == want
+                for n in got:
+                    np.testing.assert_array_equal(n.centre, centres[n.id])
+    assert len(index) == len(centres) > 16
