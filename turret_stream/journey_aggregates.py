@@ -35,7 +35,11 @@ from turret_stream.journeys import JourneyStats, SessionJourney, aggregate, binn
 from turret_stream.storage import VectorStore
 
 HOUR = 3600.0
-MEMBER_CACHE_CELLS = 64
+# Members of the cells a window cuts, kept between requests: a bound on the sessions held
+# (about 0.3 KB each), not on cells. 64 cells had been the bound: a 3-hour window at 1M
+# events cuts 84 (6 segment combinations x 2 partitions x the cells across each bound),
+# so every request read them all again (1.4 s of 2 s).
+MEMBER_CACHE_SESSIONS = 200_000
 SUM_CACHE_FILTERS = 16
 # Journeys of the sessions listed: session ids -> their journeys within the filter.
 Exact = Callable[[list[str]], list[SessionJourney]]
@@ -73,6 +77,7 @@ class CellReader:
         # Members of cells cut by a window, by row id: (seq, members); a cell's members
         # change only with its counters, which give it a new seq.
         self._members: OrderedDict[str, tuple[int, dict[str, list[Any]]]] = OrderedDict()
+        self._members_held = 0  # sessions in ``_members``
         self._sums: OrderedDict[tuple, _Sum] = OrderedDict()
         self._lock = threading.Lock()
         self.deltas_applied = 0  # rewritten cells brought up to date by their delta
@@ -94,9 +99,13 @@ class CellReader:
                 return hit[1]
         found = self.rows.members(names, row)
         with self._lock:
+            old = self._members.pop(row.row_id, None)
+            self._members_held -= 0 if old is None else len(old[1])
             self._members[row.row_id] = (row.seq, found)
-            while len(self._members) > MEMBER_CACHE_CELLS:
-                self._members.popitem(last=False)
+            self._members_held += len(found)
+            while self._members_held > MEMBER_CACHE_SESSIONS and len(self._members) > 1:
+                _, (_, gone) = self._members.popitem(last=False)
+                self._members_held -= len(gone)
         return found
 
     def _cells(self, rows: list[CellRow]) -> dict[str, tuple[int, Cell]]:
