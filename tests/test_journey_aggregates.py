@@ -368,11 +368,19 @@ def test_a_kept_sum_follows_rewritten_cells_as_a_fresh_sum_does(tmp_path):
     store.close()
 
 
-def test_a_window_cuts_sessions_between_runs_from_their_stored_paths(tmp_path, monkeypatch):
+@pytest.mark.parametrize("member_cache", [None, 3])
+def test_a_window_cuts_sessions_between_runs_from_their_stored_paths(
+    tmp_path, monkeypatch, member_cache
+):
     """A time window that cuts sessions is answered exactly: where its bound falls between
     two runs of a session's events, from the session's stored path; inside a run, from the
-    session's events. Every figure equals the oracle's, for windows at many cut points."""
+    session's events. Every figure equals the oracle's, for windows at many cut points,
+    also when the cut cells' members do not fit the reader's cache (``member_cache``)."""
+    from turret_stream import journey_aggregates
     from turret_stream.catalog import Catalog
+
+    if member_cache is not None:
+        monkeypatch.setattr(journey_aggregates, "MEMBER_CACHE_SESSIONS", member_cache)
     from turret_stream.journey_owner import JourneyOwner
     from turret_stream.journey_queries import JourneyFilter, JourneyQueries
     from turret_stream.settings import JourneySettings
@@ -416,4 +424,12 @@ def test_a_window_cuts_sessions_between_runs_from_their_stored_paths(tmp_path, m
     # Both ways were taken: some cut sessions' events were read, most were not.
     cut_sessions = len(by_session(events))  # an upper bound per window
     assert 0 < len(from_events) < windows * cut_sessions / 4
+    reader = cells.cells
+    assert reader is not None
+    held = [len(m) for _, m in reader._members.values()]
+    assert reader._members_held == sum(held)
+    if member_cache is not None:
+        assert len(held) == 1  # over the bound: only the last cell read stays
+    else:
+        assert len(held) > 1
     store.close()
