@@ -21,10 +21,12 @@ from typing import Any
 
 from turret_stream.catalog import DimensionNames
 from turret_stream.journey_book import (
+    CELL_TOTALS,
     MIXED,
     OTHER,
     Cell,
     bump,
+    bump_all,
     gap_bin,
     parse_segments_key,
     split_pair,
@@ -43,9 +45,9 @@ MEMBER_CACHE_SESSIONS = 200_000
 SUM_CACHE_FILTERS = 16
 # Journeys of the sessions listed: session ids -> their journeys within the filter.
 Exact = Callable[[list[str]], list[SessionJourney]]
-# What a cell and a sum both count, under the same names: totals, and counters with how a
-# cell's key reads in the sum (None: as it is). Users and gaps are summed apart.
-_TOTALS = ("events", "sessions", "sessions_with_topic", "back_and_forth_sessions")
+# The counters a cell and a sum both keep, under the same names (beside the totals,
+# ``CELL_TOTALS``), with how a cell's key reads in the sum (None: as it is). Users and
+# gaps are summed apart.
 _COUNTERS: tuple[tuple[str, Callable[[str], Any] | None], ...] = (
     ("entries", None),
     ("visited", None),
@@ -316,7 +318,7 @@ class _Sum:
         a flush rewrites a few big cells, and retracting and adding them whole made every
         read after it cost their size (``_add_diff``)."""
         s = self.stats
-        for name in _TOTALS:
+        for name in CELL_TOTALS:
             setattr(s, name, getattr(s, name) + getattr(new, name) - getattr(old, name))
         _add_diff(self.users, old.users, new.users)
         for name, key_of in _COUNTERS:
@@ -342,23 +344,23 @@ class _Sum:
         """A rewritten cell's change (signed counts: ``JourneyBook.cell_deltas``), as
         ``replace`` of the cell before and after would apply it."""
         s = self.stats
-        for name in _TOTALS:
+        for name in CELL_TOTALS:
             setattr(s, name, getattr(s, name) + getattr(delta, name))
-        _add_signed(self.users, delta.users)
+        bump_all(self.users, delta.users)
         for name, key_of in _COUNTERS:
-            _add_signed(getattr(s, name), getattr(delta, name), key_of)
+            bump_all(getattr(s, name), getattr(delta, name), key_of)
         for pair, bins in delta.gaps.items():
             key = split_pair(pair)
             self.medians.pop(key, None)
             mine = s.gap_bins.get(key)
             if mine is None:
                 mine = s.gap_bins[key] = Counter()
-            _add_signed(mine, bins)
-            _add_signed(self.all_bins, bins)
+            bump_all(mine, bins)
+            bump_all(self.all_bins, bins)
             if not mine:
                 del s.gap_bins[key]
         if end_hour < self.idle_hour:
-            _add_signed(self.dropped, delta.ended)
+            bump_all(self.dropped, delta.ended)
 
     def at_idle_hour(self, idle_hour: int) -> None:
         """The drop-off boundary moved (hourly): dropped recounted."""
@@ -399,7 +401,7 @@ class _Sum:
 
 def _add_cell(stats: JourneyStats, users: Counter[str], cell: Cell, sign: int = 1) -> None:
     """Add (``sign`` 1) or retract (-1) one cell's counters."""
-    for name in _TOTALS:
+    for name in CELL_TOTALS:
         setattr(stats, name, getattr(stats, name) + sign * getattr(cell, name))
     _add_counts(users, cell.users, sign)
     for name, key_of in _COUNTERS:
@@ -430,14 +432,7 @@ def _add_counts(
                 k = key_of(key)
                 mine[k] = get(k, 0) + n
         return
-    for key, n in theirs.items():
-        bump(mine, key if key_of is None else key_of(key), sign * n)
-
-
-def _add_signed(mine: Counter, theirs: Mapping[Any, int], key_of: Callable | None = None) -> None:
-    """``mine`` += ``theirs``, whose counts may be negative (a delta), keeping no zeros."""
-    for key, n in theirs.items():
-        bump(mine, key if key_of is None else key_of(key), n)
+    bump_all(mine, theirs, key_of, sign)
 
 
 def _add_diff(
@@ -463,7 +458,7 @@ def _merge(stats: JourneyStats, extra: JourneyStats) -> None:
     """Add ``extra`` to a sum from ``_Sum.copy``, whose counters are shared: each one
     ``extra`` adds to is replaced by a new one (medians of the pairs it adds to are
     recomputed)."""
-    for name in _TOTALS:
+    for name in CELL_TOTALS:
         setattr(stats, name, getattr(stats, name) + getattr(extra, name))
     for name, _ in _COUNTERS:  # ``extra``'s keys are read already
         theirs = getattr(extra, name)

@@ -279,8 +279,10 @@ def _pair(a: str, b: str) -> str:
     return f"{a}{SEP}{b}"
 
 
-# A cell's counters (key -> sessions), beside its totals and gaps.
-_COUNTED = ("users", "entries", "transitions", "paths", "visited", "ended", "back_and_forth")
+# A cell's totals and its counters (key -> sessions), beside its gaps: what ``Cell.plus``
+# adds, and what the read side sums (``journey_aggregates``).
+CELL_TOTALS = ("events", "sessions", "sessions_with_topic", "back_and_forth_sessions")
+CELL_COUNTERS = ("users", "entries", "transitions", "paths", "visited", "ended", "back_and_forth")
 
 
 @dataclass
@@ -360,21 +362,13 @@ class Cell:
         gaps = dict(self.gaps)
         for pair, bins in delta.gaps.items():
             mine = gaps[pair] = Counter(gaps.get(pair, ()))
-            for b, n in bins.items():
-                bump(mine, b, n)
+            bump_all(mine, bins)
             if not mine:
                 del gaps[pair]
-        out = Cell(
-            events=self.events + delta.events,
-            sessions=self.sessions + delta.sessions,
-            sessions_with_topic=self.sessions_with_topic + delta.sessions_with_topic,
-            gaps=gaps,
-            back_and_forth_sessions=self.back_and_forth_sessions + delta.back_and_forth_sessions,
-        )
-        for name in _COUNTED:
+        out = Cell(gaps=gaps, **{n: getattr(self, n) + getattr(delta, n) for n in CELL_TOTALS})
+        for name in CELL_COUNTERS:
             mine = Counter(getattr(self, name))
-            for key, n in getattr(delta, name).items():
-                bump(mine, key, n)
+            bump_all(mine, getattr(delta, name))
             setattr(out, name, mine)
         return out
 
@@ -420,6 +414,15 @@ def bump(counter: Counter, key: Any, sign: int) -> None:
         counter[key] = n
     else:
         counter.pop(key, None)
+
+
+def bump_all(
+    counter: Counter, counts: Mapping[Any, int], key_of: Callable | None = None, sign: int = 1
+) -> None:
+    """``bump`` each of ``counts`` (keys through ``key_of``) times ``sign``: counts may be
+    negative (a delta)."""
+    for key, n in counts.items():
+        bump(counter, key if key_of is None else key_of(key), sign * n)
 
 
 def split_pair(text: str) -> tuple[str, str]:
