@@ -44,13 +44,11 @@ def _trend(record: Record, now_hour: int | None) -> Trend | None:
 
 def _trends(topics: list[Record]) -> dict[str, Trend]:
     """Every topic's trend, against the dimension's newest hour (event time)."""
-    now_hour = newest_hour(_hours(r) for r in topics)
-    out = {}
-    for r in topics:
-        t = _trend(r, now_hour)
-        if t is not None:
-            out[r.id] = t
-    return out
+    hours = {r.id: _hours(r) for r in topics}  # each topic's series decoded once
+    now_hour = newest_hour(hours.values())
+    if now_hour is None:
+        return {}
+    return {r.id: trend(hours[r.id], r.payload.get("first_seen"), now_hour) for r in topics}
 
 
 def _iso(ts: float | None) -> str | None:
