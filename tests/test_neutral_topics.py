@@ -13,7 +13,9 @@ from turret_stream.agents.sessions import advance
 from turret_stream.catalog import Catalog
 from turret_stream.clustering.context import (
     MAX_MCS_PER_SESSION,
+    Presence,
     SessionContext,
+    neutral_of,
     neutral_topics,
     otsu_threshold,
     topic_specificity,
@@ -92,6 +94,29 @@ def test_session_context_remembers_recent_sessions_and_distinct_micro_clusters()
     assert len(long.sessions["s"]) == MAX_MCS_PER_SESSION
     topics = {1: "A", 2: "A", 4: "B"}
     assert ctx.topic_sets(topics.get) == [{"A", "B"}, set()]
+
+
+def test_context_presence_equals_its_topic_sets():
+    """The owner's array-built presence gives what the per-session sets give: the same
+    (session, topic) pairs, and the same neutral topics, micro-clusters without a topic
+    and sessions left with one topic included."""
+    rng = random.Random(3)
+    ctx = SessionContext(max_sessions=400)
+    for s in range(500):
+        for _ in range(rng.randint(1, 7)):
+            ctx.observe(f"s{s}", rng.randrange(90))
+    # 80 of 90 micro-clusters in 12 topics; two of them beside everything (neutral).
+    topic_of = {mc: f"t{mc % 12}" for mc in range(80)}.get
+    sets = ctx.topic_sets(topic_of)
+    built = ctx.presence(topic_of)
+    oracle = Presence.of(sets)
+    assert built.topics == oracle.topics
+    assert built.rows.tolist() == oracle.rows.tolist()
+    assert built.cols.tolist() == oracle.cols.tolist()
+    found = neutral_of(built, min_sessions=50, min_topic_sessions=5)
+    assert found and found == neutral_topics(sets, min_sessions=50, min_topic_sessions=5)
+    empty = SessionContext(10).presence(topic_of)
+    assert neutral_of(empty, min_sessions=1, min_topic_sessions=1) == frozenset()
 
 
 # -- journeys do not switch on neutral topics ----------------------------------------------
