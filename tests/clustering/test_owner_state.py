@@ -7,7 +7,14 @@ import pytest
 
 from tests.crash_child import event
 from turret_stream.catalog import dimension_names
-from turret_stream.clustering.owner_state import Changes, OwnerStateStore
+from turret_stream.clustering.owner_state import (
+    COLLECTION,
+    Changes,
+    OwnerStateStore,
+    State,
+    pack,
+    unpack,
+)
 from turret_stream.records import EmbeddedText
 from turret_stream.storage.edge import EdgeStore
 
@@ -107,5 +114,79 @@ def test_a_restart_restores_every_micro_clusters_counts_from_partial_records(
         assert len(logged) > 10  # partial records were written
         assert any(len(s.hours) > 1 and len(s.days) > 1 for s in live.stats.values())
         assert {mc: s.to_record() for mc, s in again.stats.items()} == counts
+    finally:
+        store.close()
+
+
+def test_checkpoints_share_the_dedupe_windows_ids_instead_of_copying_them(tmp_path):
+    """A checkpoint writes only the event ids of the batches since the previous one (a
+    ``seen`` record) and lists the records the window spans: a restart reads the window
+    back exactly, and records out of the window are deleted."""
+    store = EdgeStore(tmp_path / "qdrant")
+    try:
+        names = dimension_names("acme", "prompt")
+        records = OwnerStateStore(store, names)
+        window: list[tuple[int, list[str]]] = []  # the owner's window: the last 12 batches
+        at_checkpoint: list[tuple[int, list[str]]] = []
+        ids_written = 0
+        for seq in range(1, 61):
+            ids = [f"evt_{seq}_{i}" for i in range(20)]
+            records.commit(Changes(seq=seq, header={"events": seq}, seen=ids))
+            window = [*window, (seq, ids)][-12:]
+            if seq % 7 == 0:  # compactions at other times than the window's edges
+                before = {r.id for r in records._scan("seen", fields=())}
+                records.checkpoint(State(seq=seq, header={"events": seq}, seen=list(window)))
+                at_checkpoint = list(window)
+                new = [r for r in records._scan("seen", fields=("blob",)) if r.id not in before]
+                # Only the batches since the previous checkpoint were written.
+                (record,) = new
+                batches = [s for s, _ in unpack(record.payload["blob"])]
+                assert batches == [s for s, _ in window if s > seq - 7]
+                ids_written += 20 * len(batches)
+            state = OwnerStateStore(store, names).load()
+            since = [(s, i) for s, i in window if s > (seq // 7) * 7]
+            assert state.seen == (at_checkpoint + since if at_checkpoint else window)
+        # Each id went into one seen record, not into every checkpoint while in the window.
+        assert ids_written == 20 * 56
+        # Records whose batches all left the window are gone: 12 batches span 2 or 3.
+        assert len(list(records._scan("seen", fields=()))) <= 3
+    finally:
+        store.close()
+
+
+def test_a_checkpoint_of_the_previous_layout_still_restores_its_window(tmp_path):
+    """Checkpoints written before the ``seen`` records held the window's ids in part 0;
+    they are read as they are, and the next checkpoint moves the ids to a record."""
+    store = EdgeStore(tmp_path / "qdrant")
+    try:
+        names = dimension_names("acme", "prompt")
+        records = OwnerStateStore(store, names)
+        window = [(s, [f"evt_{s}_{i}" for i in range(5)]) for s in range(1, 4)]
+        part = {
+            "micro_clusters": [],
+            "stats": [],
+            "header": {"events": 15},
+            "absorbed": [],
+            "seen": window,
+            "communities": [],
+            "assigned": [],
+            "absorbed_since": [],
+        }
+        store.upsert(
+            COLLECTION,
+            [
+                records._point("part", f"{names.slug}:checkpoint@3:0", blob=pack(part)),
+                records._point(
+                    "pointer", f"{names.slug}:checkpoint", version=3, parts=1, seq=3, bytes=100
+                ),
+            ],
+        )
+        reopened = OwnerStateStore(store, names)
+        state = reopened.load()
+        assert state.seq == 3 and state.seen == window
+        ids = [f"evt_4_{i}" for i in range(5)]
+        reopened.commit(Changes(seq=4, header={"events": 20}, seen=ids))
+        reopened.checkpoint(State(seq=4, header={"events": 20}, seen=[*window, (4, ids)]))
+        assert OwnerStateStore(store, names).load().seen == [*window, (4, ids)]
     finally:
         store.close()

@@ -13,6 +13,10 @@ restart finds a dimension's records and reads them back in any order):
                                 it, the centres it moved (``centres``, float32 rows)
 ``<slug>:checkpoint``           which checkpoint is current: version, parts, last batch
 ``<slug>:checkpoint@<v>:<i>``   part ``i`` of checkpoint ``v``: the whole state, in chunks
+``<slug>:seen:<first>-<last>``  the event ids of batches ``first`` to ``last`` (part of the
+                                dedupe window), written once by the checkpoint after them
+                                and shared by the checkpoints after it while any of them
+                                is still in the window
 ==============================  =======================================================
 
 A batch writes **one** log record (compressed JSON, its size follows what the batch
@@ -35,7 +39,12 @@ state every other batch, a cost that grew with the number of micro-clusters.
 
 Dedupe window: the event ids of the most recent batches, at least ``dedupe_window``
 (``clustering.dedupe_window_events``): a redelivery within it is recognised exactly;
-older ids are forgotten (checkpoints keep the window only).
+older ids are forgotten (checkpoints keep the window only). A checkpoint does not copy
+the window's ids into its parts: it writes the ids of the batches since the previous
+checkpoint as one ``seen`` record and lists the ``seen`` records the window spans, so
+each id is written twice in all (its batch's log record, one ``seen`` record) rather than
+once per checkpoint while it is in the window (at the default 200,000 ids, ~7 MB of JSON
+compressed at every checkpoint, the largest cost that grew with history).
 
 ``WRITE_BOUNDARIES`` are the points between writes; ``faults.crash_point`` stops the
 process at one of them in tests.
@@ -220,6 +229,8 @@ class OwnerStateStore:
         self.checkpoint_bytes = 0
         self.log_bytes = 0
         self.checkpoint_version = 0
+        # The (first, last, bytes) of the ``seen`` records the checkpoint lists.
+        self.seen_ranges: list[tuple[int, int, int]] = []
 
     def _point(self, kind: str, point_id: str, **payload: Any) -> Point:
         return Point(point_id, _UNIT, {"slug": self.slug, "kind": kind, **payload})
@@ -255,39 +266,64 @@ class OwnerStateStore:
                     "stats": [[m, state.stats[m]] for m in chunk if m in state.stats],
                 }
             )
+        # The dedupe window: the ``seen`` records still in it, and one more for the
+        # batches since the last one.
+        window_from = state.seen[0][0] if state.seen else state.seq + 1
+        ranges = [r for r in self.seen_ranges if r[1] >= window_from]
+        covered = ranges[-1][1] if ranges else 0
+        fresh = [[seq, ids] for seq, ids in state.seen if seq > covered]
+        points = []
+        written = 0
+        if fresh:
+            blob = pack(fresh)
+            written += len(blob)
+            ranges.append((fresh[0][0], fresh[-1][0], len(blob)))
+            points.append(self._point("seen", self._seen_id(ranges[-1]), blob=blob))
         parts[0].update(
             header=state.header,
             absorbed=[[k, v] for k, v in state.absorbed.items()],
-            seen=state.seen,
+            seen_ranges=[list(r) for r in ranges],
+            seen_from=window_from,
             communities=state.communities,
             assigned=[[k, v] for k, v in state.assigned.items()],
             absorbed_since=[[k, v] for k, v in state.absorbed_since.items()],
         )
-        written = 0
-        points = []
+        parts_bytes = 0
         for i, part in enumerate(parts):
             blob = pack(part)
-            written += len(blob)
+            parts_bytes += len(blob)
             points.append(self._point("part", f"{self.slug}:checkpoint@{version}:{i}", blob=blob))
+        written += parts_bytes
         self.store.upsert(COLLECTION, points)
         crash_point("checkpoint-parts")
-        pointer = {"version": version, "parts": len(parts), "seq": state.seq, "bytes": written}
+        # What a restart reads (the compaction threshold): the parts and every listed
+        # ``seen`` record, though only the newest one was written now.
+        size = parts_bytes + sum(r[2] for r in ranges)
+        pointer = {"version": version, "parts": len(parts), "seq": state.seq, "bytes": size}
         self.store.upsert(
             COLLECTION, [self._point("pointer", f"{self.slug}:checkpoint", **pointer)]
         )
         crash_point("checkpoint")
+        self.seen_ranges = ranges
         self._delete_before(version)
         crash_point("compacted")
-        self.checkpoint_bytes, self.log_bytes = written, 0
+        self.checkpoint_bytes, self.log_bytes = size, 0
         self.checkpoint_version = version
         return written
 
+    def _seen_id(self, batches: tuple[int, int, int]) -> str:
+        return f"{self.slug}:seen:{batches[0]}-{batches[1]}"
+
     def _delete_before(self, version: int) -> None:
-        """Delete log records up to ``version`` and checkpoint parts of older versions."""
+        """Delete log records up to ``version``, checkpoint parts of older versions and
+        ``seen`` records the checkpoint no longer lists (or never listed: written by a
+        compaction that crashed before its switch)."""
         keep = f"{self.slug}:checkpoint@{version}:"
         log = self._scan("log", fields=("seq",))
         stale = [r.id for r in log if int(r.payload["seq"]) <= version]
         stale += [r.id for r in self._scan("part", fields=()) if not r.id.startswith(keep)]
+        listed = {self._seen_id(r) for r in self.seen_ranges}
+        stale += [r.id for r in self._scan("seen", fields=()) if r.id not in listed]
         if stale:
             self.store.delete(COLLECTION, stale)
 
@@ -323,13 +359,15 @@ class OwnerStateStore:
                 if "header" in part:
                     state.header = part["header"]
                     state.absorbed = {int(k): v for k, v in part["absorbed"]}
-                    state.seen = [(int(s), ids_) for s, ids_ in part["seen"]]
+                    state.seen = self._load_seen(part)
                     state.communities = part["communities"]
                     state.assigned = {int(k): v for k, v in part["assigned"]}
                     state.absorbed_since = {int(k): v for k, v in part["absorbed_since"]}
             state.seq = int(pointer["seq"])
             self.checkpoint_bytes = int(pointer["bytes"])
             self.checkpoint_version = version
+        else:
+            self.seen_ranges = []
         log = sorted(
             (int(r.payload["seq"]), r.id, r.payload["blob"])
             for r in self._scan("log", fields=("seq", "blob"))
@@ -345,3 +383,27 @@ class OwnerStateStore:
             if "centres" in last.payload:
                 state.last.centres = Changes.centres_from_record(last.payload["centres"])
         return state
+
+    def _load_seen(self, part: Mapping[str, Any]) -> list[tuple[int, list[str]]]:
+        """The checkpoint's dedupe window, oldest batch first."""
+        if "seen" in part:  # a checkpoint of the previous layout holds the ids itself
+            self.seen_ranges = []
+            return [(int(s), ids) for s, ids in part["seen"]]
+        self.seen_ranges = [(int(a), int(b), int(n)) for a, b, n in part["seen_ranges"]]
+        window_from = int(part["seen_from"])
+        found = {
+            r.id: r
+            for r in self.store.retrieve(COLLECTION, [self._seen_id(r) for r in self.seen_ranges])
+        }
+        seen = []
+        for batches in self.seen_ranges:
+            record = found.get(self._seen_id(batches))
+            if record is None:
+                raise RuntimeError(
+                    f"owner state of {self.slug}: the checkpoint lists event ids of batches "
+                    f"{batches[0]}-{batches[1]} that are not in the store"
+                )
+            seen += [
+                (int(s), ids) for s, ids in unpack(record.payload["blob"]) if int(s) >= window_from
+            ]
+        return seen
