@@ -16,7 +16,10 @@ it prints:
 - owner cost per event (ms, the batch's learning and persisting, over the last 5k events);
 - the state log record per batch (KB, mean and p95), milliseconds persisting per batch
   (everything after learning: log, centres, topic map, topic points, catalog, and a
-  checkpoint when one is due; mean and p95), all bytes written per batch (checkpoints
+  checkpoint when one is due; mean and p95), the reclustering's own computing per batch
+  (topics, neutral topics, themes, topic figures: learning, which runs inside the commit
+  and was counted in the persist column before the ninth session; both are in the owner's
+  cost per event), all bytes written per batch (checkpoints
   and centres included) and centres moved per batch, next to the comparator: the whole
   learned state serialised as one blob, what every batch wrote before (JSON + zlib of
   every micro-cluster record, stats, topic map and the seen ids);
@@ -269,8 +272,8 @@ def main() -> None:
     live: dict[str, Counter] = {}  # session -> live moves (from, to)
     rows: dict[str, dict] = {}
     idle = IdleSessions(journeys.dropoff_timeout_s)
-    # (events, seconds, state log bytes, persist seconds, all bytes, centres)
-    costs: list[tuple[int, float, int, float, int, int]] = []
+    # (events, seconds, state log bytes, persist seconds, all bytes, centres, recluster s)
+    costs: list[tuple[int, float, int, float, int, int, float]] = []
     sessions_seen: list[str] = []  # one per batch: sessions whose journey is read
     distinct_sessions: set[str] = set()
     print(
@@ -280,7 +283,8 @@ def main() -> None:
     )
     header = (
         f"{'events':>9} {'mcs':>6} {'owner ms/ev':>11} {'state log KB/batch':>21} "
-        f"{'persist ms/batch':>20} {'all KB/batch':>12} {'centres/batch':>13} "
+        f"{'persist ms/batch':>20} {'recluster ms/batch':>18} {'all KB/batch':>12} "
+        f"{'centres/batch':>13} "
         f"| {'whole blob KB':>13} {'blob ms':>8}"
     )
     reads: list[str] = []
@@ -299,7 +303,17 @@ def main() -> None:
         placed = owner.process(batch)
         spent = time.perf_counter() - started
         cost = owner.last_persist
-        costs.append((n, spent, cost.log_bytes, cost.seconds, cost.bytes, cost.centres))
+        costs.append(
+            (
+                n,
+                spent,
+                cost.log_bytes,
+                cost.seconds - cost.recluster_seconds,
+                cost.bytes,
+                cost.centres,
+                cost.recluster_seconds,
+            )
+        )
         for a in placed:
             key = f"{a.project}:{a.session_id}"
             row = rows.setdefault(key, {})
@@ -347,12 +361,14 @@ def main() -> None:
         persist_ms = [c[3] * 1000 for c in recent]
         everything = [c[4] / 1024 for c in recent]
         centres = [c[5] for c in recent]
+        recluster_ms = [c[6] * 1000 for c in recent]
         blob_bytes, blob_s = whole_blob(owner)
         mcs = len(owner.model.engine.micro_clusters) if owner.model else 0
         line = (
             f"{done:>9} {mcs:>6} {per_event:>11.2f} "
             f"{statistics.mean(persisted):>8.0f} (p95 {np.percentile(persisted, 95):>4.0f})"
             f" {statistics.mean(persist_ms):>7.1f} (p95 {np.percentile(persist_ms, 95):>6.1f})"
+            f" {statistics.mean(recluster_ms):>18.1f}"
             f" {statistics.mean(everything):>12.0f} {statistics.mean(centres):>13.0f}"
             f" | {blob_bytes / 1024:>13.0f} {blob_s * 1000:>8.0f}"
         )

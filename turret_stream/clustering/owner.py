@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from turret_stream.catalog import Catalog, DimensionNames, EnumKeys, dimension_names
-from turret_stream.clustering.context import SessionContext, neutral_topics
+from turret_stream.clustering.context import SessionContext, neutral_of
 from turret_stream.clustering.mc_stats import McStats, Segment
 from turret_stream.clustering.model import TopicModel
 from turret_stream.clustering.owner_state import Changes, OwnerStateStore, State
@@ -90,10 +90,13 @@ class PersistCost:
     """What the last batch wrote of the owner's state (for the scale benchmark)."""
 
     bytes: int = 0  # state log, topic map, checkpoint (if one was due), centres
-    seconds: float = 0.0
+    seconds: float = 0.0  # the whole commit, reclustering included
     reclustered: bool = False
     log_bytes: int = 0  # the batch's log record alone
     centres: int = 0  # centres written
+    # Of ``seconds``, the reclustering's own computing (topics, neutral topics, themes,
+    # topic figures): learning, not persisting; the rest is what writing costs.
+    recluster_seconds: float = 0.0
 
 
 def event_payload(item: EmbeddedText, mc: int) -> dict[str, Any]:
@@ -375,6 +378,7 @@ class DimensionOwner:
     ) -> None:
         """Persist what this batch changed (see owner_state.py for the protocol)."""
         started = time.perf_counter()
+        recluster_seconds = 0.0
         seq = self.seq + 1
         changes = Changes(seq=seq, header={}, seen=fresh)
         written = 0
@@ -394,12 +398,14 @@ class DimensionOwner:
                     touched_topics.add(topic)
             reclustered = model.recluster_due(now)
             if reclustered:
+                learning = time.perf_counter()
                 topic_changes = model.recluster(now)
                 self._update_neutral()
                 # Themes group the topics by their centres (those written for the topic
                 # points, recomputed only where stale: not a read of every centre).
                 self._refresh_centres()
                 model.regroup_themes({t: c[0] for t, c in self._centres.items()}, now)
+                recluster_seconds = time.perf_counter() - learning
             touched, removed = model.take_dirty()
             stats_dirty = set(placed_in)
             whole, self._stats_whole = self._stats_whole, set()
@@ -468,7 +474,9 @@ class DimensionOwner:
             self._trim_seen()
         if model is not None:
             if reclustered:
+                learning = time.perf_counter()
                 self._sum_figures()
+                recluster_seconds += time.perf_counter() - learning
                 retired = [c for c in topic_changes if c.kind in ("merged", "retired")]
                 self._write_topics(retired=retired)
                 self._topics_due.clear()
@@ -483,7 +491,12 @@ class DimensionOwner:
         if self.records.compaction_due():
             written += self.records.checkpoint(self._whole_state())
         self.last_persist = PersistCost(
-            written, time.perf_counter() - started, reclustered, log_bytes, len(changes.centres)
+            written,
+            time.perf_counter() - started,
+            reclustered,
+            log_bytes,
+            len(changes.centres),
+            recluster_seconds,
         )
         if reclustered and model is not None:
             model.recluster_cost = self.last_persist.seconds
@@ -619,8 +632,8 @@ class DimensionOwner:
         if not journeys.neutral_topics:
             self.neutral = frozenset()
         else:
-            self.neutral = neutral_topics(
-                self.context.topic_sets(self.model.topic_of),
+            self.neutral = neutral_of(
+                self.context.presence(self.model.topic_of),
                 min_sessions=journeys.neutral_min_sessions,
                 min_topic_sessions=journeys.neutral_min_topic_sessions,
             )
