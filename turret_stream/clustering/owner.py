@@ -17,7 +17,7 @@ import json
 import logging
 import math
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -177,8 +177,11 @@ class DimensionOwner:
         self.seq = 0
         self.base_version = 0
         self.communities: list[list[int]] = []
-        self.seen: OrderedDict[str, None] = OrderedDict()
-        self._seen_batches: deque[tuple[int, int]] = deque()
+        # The dedupe window: its ids, and the same ids per batch, oldest batch first (so a
+        # checkpoint takes the window as it is, without walking 200,000 ids).
+        self.seen: set[str] = set()
+        self._seen_batches: deque[tuple[int, list[str]]] = deque()
+        self._seen_count = 0
         self.stats: dict[int, McStats] = {}
         self.figures: dict[str, TopicFigures] = {}
         self._key_types: tuple[float, dict[str, str]] = (float("-inf"), {})
@@ -212,8 +215,9 @@ class DimensionOwner:
         self.neutral = frozenset(h["neutral"])
         self.base_version = int(h["base"])
         for seq, ids in state.seen:
-            self.seen.update(dict.fromkeys(ids))
-            self._seen_batches.append((seq, len(ids)))
+            self.seen.update(ids)
+            self._seen_batches.append((seq, ids))
+            self._seen_count += len(ids)
         self._trim_seen()
         self._save_catalog()  # derived: the last batch may have stopped before it
         if h["clock"] is None:
@@ -291,7 +295,7 @@ class DimensionOwner:
         for item in items:
             if item.event_id in self.seen:
                 continue
-            self.seen[item.event_id] = None
+            self.seen.add(item.event_id)
             fresh.append(item.event_id)
             self.tracker.observe(item.text)
             # Provisional until min_observations values were seen (see dimensions.py).
@@ -470,7 +474,8 @@ class DimensionOwner:
             if reclustered and previous_base:
                 self.topic_maps.drop_base(self.names, previous_base)
         if fresh:
-            self._seen_batches.append((seq, len(fresh)))
+            self._seen_batches.append((seq, fresh))
+            self._seen_count += len(fresh)
             self._trim_seen()
         if model is not None:
             if reclustered:
@@ -595,12 +600,9 @@ class DimensionOwner:
 
     def _whole_state(self) -> State:
         """Everything, as a checkpoint holds it (the dedupe window's batches only)."""
-        ids = list(self.seen)
-        seen, at = [], 0
-        for seq, n in self._seen_batches:
-            seen.append((seq, ids[at : at + n]))
-            at += n
-        state = State(seq=self.seq, header=self._header(self.base_version), seen=seen)
+        state = State(
+            seq=self.seq, header=self._header(self.base_version), seen=list(self._seen_batches)
+        )
         model = self.model
         if model is not None:
             engine = model.engine
@@ -617,12 +619,10 @@ class DimensionOwner:
     def _trim_seen(self) -> None:
         """Forget the oldest batches' ids while the rest still cover the window."""
         window = self.settings.clustering.dedupe_window_events
-        total = sum(n for _, n in self._seen_batches)
-        while self._seen_batches and total - self._seen_batches[0][1] >= window:
-            _, n = self._seen_batches.popleft()
-            total -= n
-            for _ in range(n):
-                self.seen.popitem(last=False)
+        while self._seen_batches and self._seen_count - len(self._seen_batches[0][1]) >= window:
+            _, ids = self._seen_batches.popleft()
+            self._seen_count -= len(ids)
+            self.seen.difference_update(ids)
 
     def _update_neutral(self) -> None:
         """Re-learn which topics are neutral for journeys, through today's topics; the
