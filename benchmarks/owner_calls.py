@@ -17,21 +17,14 @@ from __future__ import annotations
 
 import argparse
 import gc
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from scale import BATCH, DIM, Stream
+from scale import BATCH, add_stream_arguments, new_owner, stream_of
 
 import turret_stream.clustering.owner_state as owner_state
-from turret_stream.catalog import Catalog
-from turret_stream.clustering.owner import DimensionOwner
-from turret_stream.gc_tuning import tune_gc
-from turret_stream.settings import Settings
-from turret_stream.storage.edge import EdgeStore
 
 # (object attribute path, label): the owner's calls timed, wrapped once the model exists.
 OWNER_CALLS = (
@@ -94,25 +87,12 @@ def major_faults() -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--marks", default="10000,100000,300000")
-    parser.add_argument("--topics", type=int, default=300)
-    parser.add_argument("--sessions", type=int, default=200_000)
-    parser.add_argument("--session-model", choices=("spread", "visits"), default="visits")
-    parser.add_argument("--open-sessions", type=int, default=400)
+    add_stream_arguments(parser, session_model="visits")
     args = parser.parse_args()
     marks = sorted(int(m) for m in args.marks.split(","))
 
-    workdir = Path(tempfile.mkdtemp(prefix="turret-owner-calls-"))
-    settings = Settings(data_dir=workdir)
-    tune_gc(settings.worker.gc_young_threshold)  # as the worker process runs
-    store = EdgeStore(workdir / "qdrant")
-    catalog = Catalog(store)
-    for key in ("platform", "plan"):
-        catalog.save_dimension("bench", key, "enum", True, {}, 0)
-    owner = DimensionOwner(store, catalog, "bench", "prompt", settings, DIM)
-    visits = args.session_model == "visits"
-    stream = Stream(
-        args.topics, args.sessions, open_sessions=args.open_sessions if visits else None
-    )
+    workdir, settings, store, owner = new_owner("turret-owner-calls-")
+    stream = stream_of(args)
     timings = Timings()
     # Store writes by collection (the owner's events, centres, topics, state log, ...).
     store.upsert = timings.timed(  # type: ignore[method-assign]

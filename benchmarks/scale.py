@@ -176,6 +176,43 @@ class Stream:
         )
 
 
+def add_stream_arguments(parser: argparse.ArgumentParser, session_model: str) -> None:
+    """The synthetic stream's options (``Stream``), shared with ``owner_calls.py``."""
+    parser.add_argument("--topics", type=int, default=300)
+    parser.add_argument("--sessions", type=int, default=200_000)
+    parser.add_argument(
+        "--session-model",
+        choices=("spread", "visits"),
+        default=session_model,
+        help="spread: every session alive all run long; visits: conversations of a few "
+        "events, --open-sessions at a time (Stream)",
+    )
+    parser.add_argument("--open-sessions", type=int, default=400)
+
+
+def stream_of(args: argparse.Namespace) -> Stream:
+    visits = args.session_model == "visits"
+    return Stream(args.topics, args.sessions, open_sessions=args.open_sessions if visits else None)
+
+
+def new_owner(prefix: str) -> tuple[Path, Settings, EdgeStore, DimensionOwner]:
+    """A fresh store in a temporary directory and the ``bench``/``prompt`` dimension's
+    owner on it, as the worker process runs it (its GC thresholds included)."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    settings = Settings(data_dir=workdir)
+    tune_gc(settings.worker.gc_young_threshold)  # as the worker process runs
+    store = EdgeStore(workdir / "qdrant")
+    catalog = Catalog(store)
+    for key in ("platform", "plan"):  # typed by their own owners in the pipeline
+        catalog.save_dimension("bench", key, "enum", True, {}, 0)
+    return (
+        workdir,
+        settings,
+        store,
+        DimensionOwner(store, catalog, "bench", "prompt", settings, DIM),
+    )
+
+
 def whole_blob(owner: DimensionOwner) -> tuple[int, float]:
     """The comparator: the whole learned state as one blob (what each batch wrote before)."""
     started = time.perf_counter()
@@ -231,32 +268,14 @@ def timed(fn, repeat: int) -> tuple[float, float, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--max-events", type=int, default=1_000_000)
-    parser.add_argument("--topics", type=int, default=300)
-    parser.add_argument("--sessions", type=int, default=200_000)
-    parser.add_argument(
-        "--session-model",
-        choices=("spread", "visits"),
-        default="spread",
-        help="spread: every session alive all run long; visits: conversations of a few "
-        "events, --open-sessions at a time (Stream)",
-    )
-    parser.add_argument("--open-sessions", type=int, default=400)
+    add_stream_arguments(parser, session_model="spread")
     parser.add_argument("--repeat", type=int, default=5, help="reads per endpoint")
     args = parser.parse_args()
     checkpoints = [c for c in CHECKPOINTS if c <= args.max_events] or [args.max_events]
 
-    workdir = Path(tempfile.mkdtemp(prefix="turret-scale-"))
-    settings = Settings(data_dir=workdir)
-    tune_gc(settings.worker.gc_young_threshold)  # as the worker process runs
-    store = EdgeStore(workdir / "qdrant")
-    catalog = Catalog(store)
-    for key in ("platform", "plan"):  # typed by their own owners in the pipeline
-        catalog.save_dimension("bench", key, "enum", True, {}, 0)
-    owner = DimensionOwner(store, catalog, "bench", "prompt", settings, DIM)
+    workdir, settings, store, owner = new_owner("turret-scale-")
     visits = args.session_model == "visits"
-    stream = Stream(
-        args.topics, args.sessions, open_sessions=args.open_sessions if visits else None
-    )
+    stream = stream_of(args)
     journeys = settings.journeys
 
     def books_of(store: EdgeStore) -> JourneyOwner:
