@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import gc
 import json
 import resource
 import statistics
@@ -254,6 +255,69 @@ def live_vs_history(books: JourneyOwner, live: dict[str, Counter], done: int) ->
     )
 
 
+class Progress:
+    """Where the time went since the previous progress line: the owner's wall and
+    CPU time per event over the last 5k events, how many batches reclustered, the
+    journey books and store flushes since
+    the previous line, the CPU the process's other threads (the store's own, in Rust)
+    used meanwhile, and the cyclic GC's full collections. Wall time the main thread did
+    not spend on CPU is waiting: for the other threads or for the disk."""
+
+    def __init__(self, figures) -> None:
+        self.figures = figures
+        self.gc_seconds, self.gc_full, self._gc_began = 0.0, 0, 0.0
+        self.batches = 0  # batches before the last line
+        gc.callbacks.append(self._on_gc)
+        self.mark = self._now()
+
+    def _on_gc(self, phase: str, info: dict) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._gc_began = time.perf_counter()
+        else:
+            self.gc_seconds += time.perf_counter() - self._gc_began
+            self.gc_full += 1
+
+    def _now(self) -> tuple[float, ...]:
+        _, _, books, flushed, flushes = self.figures()
+        return (
+            time.perf_counter(),
+            time.process_time(),
+            time.thread_time(),
+            books,
+            flushed,
+            flushes,
+            self.gc_seconds,
+            self.gc_full,
+        )
+
+    def line(self, done: int) -> str:
+        costs, owner_cpu, *_ = self.figures()
+        batches = len(costs) - self.batches
+        reclusters = sum(1 for c in costs[self.batches :] if c[6] > 0)
+        self.batches = len(costs)
+        recent, events = 0, 0
+        for n, *_ in reversed(costs):
+            recent += 1
+            events += n
+            if events >= WINDOW:
+                break
+        wall = sum(c[1] for c in costs[-recent:]) / events * 1000
+        cpu = sum(owner_cpu[-recent:]) / events * 1000
+        now, before = self._now(), self.mark
+        self.mark = now
+        d = [a - b for a, b in zip(now, before, strict=True)]
+        others = (d[1] - d[2]) / d[0]
+        return (
+            f"owner {wall:.2f} ms/ev (its CPU {cpu:.2f}); since the last line: reclustered in"
+            f" {reclusters} of {batches} batches, books"
+            f" {d[3] / d[0]:.0%} of wall, flushes {int(d[5])} of {d[4] / max(d[5], 1) * 1000:.0f}"
+            f" ms, other threads {others:.2f} cores, full GCs {int(d[7])} of"
+            f" {d[6] / max(d[7], 1) * 1000:.0f} ms, main thread off CPU {1 - d[2] / d[0]:.0%}"
+        )
+
+
 def timed(fn, repeat: int) -> tuple[float, float, object]:
     times, result = [], None
     for _ in range(repeat):
@@ -313,14 +377,25 @@ def main() -> None:
     flush_every = settings.pipeline.checkpoint_interval_s
     last_flush, flush_seconds, flushes = time.perf_counter(), 0.0, 0
     done = 0
+    owner_cpu: list[float] = []  # this thread's CPU in each batch's owner.process
+    progress = Progress(
+        lambda: (
+            costs,
+            owner_cpu,
+            book_seconds,
+            flush_seconds,
+            flushes,
+        )
+    )
 
     def feed(n: int) -> None:
         """One batch of ``n`` events through the owner, the live actor and the books."""
         nonlocal done, book_seconds, last_flush, flush_seconds, flushes
         batch = [stream.event(done + k) for k in range(n)]
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         placed = owner.process(batch)
         spent = time.perf_counter() - started
+        owner_cpu.append(time.thread_time() - cpu)
         cost = owner.last_persist
         costs.append(
             (
@@ -363,7 +438,7 @@ def main() -> None:
         distinct_sessions.update(e.session_id for e in batch)
         done += n
         if done % 50_000 < BATCH:
-            print(f"  ... {done} events", flush=True)
+            print(f"  ... {done} events  {progress.line(done)}", flush=True)
 
     for target in checkpoints:
         while done < target:

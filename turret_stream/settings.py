@@ -209,10 +209,14 @@ class ClusteringSettings(_Section):
     resolution_full_at: int = Field(2000, ge=1)
     # A group of micro-clusters becomes a topic once it holds this many events.
     min_topic_events: int = Field(3, ge=1)
-    # Topics are recomputed after this many new events, or this long after the last
-    # change, whichever comes first.
+    # Topics are recomputed after this many new events, or once events pause for this
+    # long (no batch since), or this long after the last reclustering while events keep
+    # coming, whichever comes first. Under load the event count decides: a time rule
+    # that fired while the owner is behind would make it spend more per event the
+    # slower it runs (every batch once batches take longer than the interval).
     recluster_every_events: int = Field(500, ge=1)
     recluster_interval_s: float = Field(2.0, gt=0)
+    recluster_max_wait_s: float = Field(5.0, gt=0)
     # At most this share of the owner's time goes to reclustering: after one that took
     # t seconds, the next waits at least t * (1 - share) / share, whatever the above say.
     recluster_max_share: float = Field(0.25, gt=0, le=1)

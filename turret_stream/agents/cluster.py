@@ -269,7 +269,8 @@ def register_cluster_agent(
     async def forget_owners(app: faust.App, revoked: object, **_: object) -> None:
         await asyncio.to_thread(owners.clear)
 
-    # Check often; each owner reclusters only when due (recluster_interval_s since its last).
+    # Check often; each owner reclusters only when due (a pause of recluster_interval_s
+    # after its last batch, or recluster_max_wait_s since its last reclustering).
     tick = min(0.5, owners.settings.clustering.recluster_interval_s / 4)
 
     @app.timer(tick, name="turret.recluster")

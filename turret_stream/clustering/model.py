@@ -60,7 +60,6 @@ class TopicModel:
         self._themes_before: dict[int, str] = {}
         self.theme_changes: list[TopicChange] = []
         self._since_recluster = 0
-        self._last_change: float | None = None
         self._last_recluster: float | None = None
         # Seconds the last reclustering cost, with what its owner wrote for it (the owner
         # sets it): the next one waits long enough that reclustering takes at most
@@ -89,24 +88,30 @@ class TopicModel:
                     self.registry.assign(a.mc, topic)
                     break
         self._since_recluster += 1
-        self._last_change = t
         return Placement(a.mc, self.registry.mapping.get(a.mc), a.created)
 
     # -- topics ---------------------------------------------------------------------------
 
-    def recluster_due(self, now: float) -> bool:
+    def recluster_due(self, now: float, last_batch: float | None = None) -> bool:
+        """Whether to recompute topics now (``ClusteringSettings``: event count, a pause
+        of ``recluster_interval_s`` since ``last_batch``, or ``recluster_max_wait_s``
+        since the last reclustering; never above ``recluster_max_share`` of the time).
+        Without ``last_batch`` (callers that learn in one go) the interval counts from
+        the last reclustering."""
         if self._since_recluster == 0:
             return False
         last = self._last_recluster
         if last is None:
             return True
+        s = self.settings
         since = now - last
-        share = self.settings.recluster_max_share
+        share = s.recluster_max_share
         if since < self.recluster_cost * (1 - share) / share:
             return False
-        if self._since_recluster >= self.settings.recluster_every_events:
+        if self._since_recluster >= s.recluster_every_events or since >= s.recluster_max_wait_s:
             return True
-        return since >= self.settings.recluster_interval_s
+        quiet = since if last_batch is None else now - last_batch
+        return quiet >= s.recluster_interval_s
 
     def recluster(self, now: float) -> list[TopicChange]:
         s = self.settings

@@ -195,6 +195,9 @@ class DimensionOwner:
         self.context = SessionContext(journeys.context_sessions)
         self.neutral: frozenset[str] = frozenset()
         self._context_saved_at = float("-inf")
+        # Wall time of the last batch that brought new events: reclustering by time waits
+        # for a pause after it (``ClusteringSettings.recluster_interval_s``).
+        self._last_batch: float | None = None
         self._batch_texts: dict[int, list[str]] = {}
         # Micro-clusters whose counts the batch's log carries whole (new, or merged into);
         # the others carry only what the batch counted (``McStats.partial_record``).
@@ -348,7 +351,7 @@ class DimensionOwner:
         still due. True if it reclustered."""
         if self.model is None:
             return False
-        if not self.model.recluster_due(now):
+        if not self.model.recluster_due(now, self._last_batch):
             self._write_due_topics()
             return False
         try:
@@ -400,7 +403,9 @@ class DimensionOwner:
                     for t, segments in placed:
                         figures.add_event(t, segments)
                     touched_topics.add(topic)
-            reclustered = model.recluster_due(now)
+            if fresh:
+                self._last_batch = now
+            reclustered = model.recluster_due(now, self._last_batch)
             if reclustered:
                 learning = time.perf_counter()
                 topic_changes = model.recluster(now)
