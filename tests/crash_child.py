@@ -32,7 +32,6 @@ def settings(data_dir: Path) -> Settings:
             "clustering_threshold": 0.35,
             "recluster_every_events": 50,
             "recluster_interval_s": 1e9,
-            "recluster_max_wait_s": 1e9,
             "recluster_max_share": 1.0,
             "half_life_s": 20.0,
             "cleanup_interval_s": 15.0,

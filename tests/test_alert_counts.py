@@ -41,7 +41,6 @@ def test_new_topic_fires_for_the_hour_it_reached_the_rule_in_once(tmp_path):
             "clustering_threshold": 0.35,
             "recluster_every_events": 10,
             "recluster_interval_s": 1e9,
-            "recluster_max_wait_s": 1e9,
             "recluster_max_share": 1.0,
         },
     )

@@ -96,7 +96,6 @@ def test_topic_figures_reach_their_points_at_most_every_interval(tmp_path, embed
         clustering={
             "topic_points_interval_s": 30,
             "recluster_interval_s": 1e9,  # only the first batch reclusters
-            "recluster_max_wait_s": 1e9,
             "recluster_every_events": 10**6,
         },
     )

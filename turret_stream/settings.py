@@ -210,10 +210,11 @@ class ClusteringSettings(_Section):
     # A group of micro-clusters becomes a topic once it holds this many events.
     min_topic_events: int = Field(3, ge=1)
     # Topics are recomputed after this many new events, or once events pause for this
-    # long (no batch since), or this long after the last reclustering while events keep
-    # coming, whichever comes first. Under load the event count decides: a time rule
-    # that fired while the owner is behind would make it spend more per event the
-    # slower it runs (every batch once batches take longer than the interval).
+    # long (no batch since), or this long (never less than the interval) after the last
+    # reclustering while events keep coming, whichever comes first. Under load the event
+    # count decides: a time rule that fired while the owner is behind would make it
+    # spend more per event the slower it runs (every batch once batches take longer than
+    # the interval).
     recluster_every_events: int = Field(500, ge=1)
     recluster_interval_s: float = Field(2.0, gt=0)
     recluster_max_wait_s: float = Field(5.0, gt=0)

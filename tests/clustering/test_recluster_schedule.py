@@ -67,6 +67,16 @@ def test_a_pause_reclusters_after_the_interval_and_a_trickle_after_the_longest_w
     assert not model().recluster_due(0.0)  # nothing learned: nothing to do
 
 
+def test_a_longer_interval_makes_the_longest_wait_longer_too() -> None:
+    rng = np.random.default_rng(3)
+    m = model(recluster_every_events=10**6, recluster_interval_s=60.0, recluster_max_wait_s=5.0)
+    learn(m, 10, rng)
+    m.recluster(0.0)
+    learn(m, 100, rng)
+    assert not m.recluster_due(30.0, last_batch=30.0)  # 5 s would have fired
+    assert m.recluster_due(60.0, last_batch=59.0)
+
+
 def test_the_time_share_caps_every_rule() -> None:
     rng = np.random.default_rng(2)
     m = model(recluster_every_events=10, recluster_max_share=0.25)

@@ -108,7 +108,10 @@ class TopicModel:
         share = s.recluster_max_share
         if since < self.recluster_cost * (1 - share) / share:
             return False
-        if self._since_recluster >= s.recluster_every_events or since >= s.recluster_max_wait_s:
+        # The longest wait is never shorter than the interval: raising the interval
+        # (to recluster less) raises it too.
+        max_wait = max(s.recluster_max_wait_s, s.recluster_interval_s)
+        if self._since_recluster >= s.recluster_every_events or since >= max_wait:
             return True
         quiet = since if last_batch is None else now - last_batch
         return quiet >= s.recluster_interval_s
