@@ -42,6 +42,11 @@ it prints:
 - RSS of the process (and its anonymous part: most of RSS is the store's mapped files),
   the number of session rows held, and about how much of it is the benchmark's own records.
 
+Every 50k events a progress line says where the time went since the previous one
+(``Progress``): the owner's wall and CPU time per event, how many batches reclustered,
+the journey books' share of the wall time, the store's flushes, the CPU of the process's
+other threads, full garbage collections.
+
 Timings are wall-clock on whatever else the machine is doing: compare the rows of one run.
 """
 
