@@ -260,13 +260,23 @@ def live_vs_history(books: JourneyOwner, live: dict[str, Counter], done: int) ->
     )
 
 
+def last_window(costs: list[tuple]) -> list[tuple]:
+    """The last batches' rows (``main``'s costs) that hold ``WINDOW`` events."""
+    total = 0
+    for k, c in enumerate(reversed(costs), 1):
+        total += c[0]
+        if total >= WINDOW:
+            return costs[-k:]
+    return costs
+
+
 class Progress:
     """Where the time went since the previous progress line: the owner's wall and
     CPU time per event over the last 5k events, how many batches reclustered, the
-    journey books and store flushes since
-    the previous line, the CPU the process's other threads (the store's own, in Rust)
-    used meanwhile, and the cyclic GC's full collections. Wall time the main thread did
-    not spend on CPU is waiting: for the other threads or for the disk."""
+    journey books and store flushes since the previous line, the CPU the process's
+    other threads (the store's own, in Rust) used meanwhile, and the cyclic GC's full
+    collections. Wall time the main thread did not spend on CPU is waiting: for the
+    other threads or for the disk."""
 
     def __init__(self, figures) -> None:
         self.figures = figures
@@ -285,7 +295,7 @@ class Progress:
             self.gc_full += 1
 
     def _now(self) -> tuple[float, ...]:
-        _, _, books, flushed, flushes = self.figures()
+        _, books, flushed, flushes = self.figures()
         return (
             time.perf_counter(),
             time.process_time(),
@@ -298,18 +308,14 @@ class Progress:
         )
 
     def line(self, done: int) -> str:
-        costs, owner_cpu, *_ = self.figures()
+        costs, *_ = self.figures()
         batches = len(costs) - self.batches
         reclusters = sum(1 for c in costs[self.batches :] if c[6] > 0)
         self.batches = len(costs)
-        recent, events = 0, 0
-        for n, *_ in reversed(costs):
-            recent += 1
-            events += n
-            if events >= WINDOW:
-                break
-        wall = sum(c[1] for c in costs[-recent:]) / events * 1000
-        cpu = sum(owner_cpu[-recent:]) / events * 1000
+        recent = last_window(costs)
+        events = sum(c[0] for c in recent)
+        wall = sum(c[1] for c in recent) / events * 1000
+        cpu = sum(c[7] for c in recent) / events * 1000
         now, before = self._now(), self.mark
         self.mark = now
         d = [a - b for a, b in zip(now, before, strict=True)]
@@ -360,8 +366,9 @@ def main() -> None:
     live: dict[str, Counter] = {}  # session -> live moves (from, to)
     rows: dict[str, dict] = {}
     idle = IdleSessions(journeys.dropoff_timeout_s)
-    # (events, seconds, state log bytes, persist seconds, all bytes, centres, recluster s)
-    costs: list[tuple[int, float, int, float, int, int, float]] = []
+    # (events, seconds, state log bytes, persist seconds, all bytes, centres, recluster s,
+    # this thread's CPU seconds in owner.process)
+    costs: list[tuple[int, float, int, float, int, int, float, float]] = []
     sessions_seen: list[str] = []  # one per batch: sessions whose journey is read
     distinct_sessions: set[str] = set()
     print(
@@ -382,11 +389,9 @@ def main() -> None:
     flush_every = settings.pipeline.checkpoint_interval_s
     last_flush, flush_seconds, flushes = time.perf_counter(), 0.0, 0
     done = 0
-    owner_cpu: list[float] = []  # this thread's CPU in each batch's owner.process
     progress = Progress(
         lambda: (
             costs,
-            owner_cpu,
             book_seconds,
             flush_seconds,
             flushes,
@@ -400,7 +405,7 @@ def main() -> None:
         started, cpu = time.perf_counter(), time.thread_time()
         placed = owner.process(batch)
         spent = time.perf_counter() - started
-        owner_cpu.append(time.thread_time() - cpu)
+        cpu = time.thread_time() - cpu
         cost = owner.last_persist
         costs.append(
             (
@@ -411,6 +416,7 @@ def main() -> None:
                 cost.bytes,
                 cost.centres,
                 cost.recluster_seconds,
+                cpu,
             )
         )
         for a in placed:
@@ -449,12 +455,7 @@ def main() -> None:
         while done < target:
             feed(min(BATCH, target - done))
         # -- figures at this checkpoint
-        recent, total = [], 0
-        for c in reversed(costs):
-            recent.append(c)
-            total += c[0]
-            if total >= WINDOW:
-                break
+        recent = last_window(costs)
         per_event = sum(c[1] for c in recent) / sum(c[0] for c in recent) * 1000
         persisted = [c[2] / 1024 for c in recent]
         persist_ms = [c[3] * 1000 for c in recent]
