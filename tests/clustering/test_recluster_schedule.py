@@ -57,13 +57,12 @@ def test_a_pause_reclusters_after_the_interval_and_a_trickle_after_the_longest_w
     assert m.recluster_due(3.0, last_batch=1.0)
     m.recluster(3.0)
     # A trickle: a few events every second, never a 2 s pause, never 500 events.
-    now = 3.0
-    while True:
+    now, due = 3.0, []
+    for _ in range(8):
         learn(m, 3, rng)
         now += 1.0
-        if m.recluster_due(now, last_batch=now):
-            break
-    assert now - 3.0 == 5.0  # recluster_max_wait_s
+        due.append(m.recluster_due(now, last_batch=now))
+    assert due.index(True) == 4  # at t=8: recluster_max_wait_s after the last one
     assert not model().recluster_due(0.0)  # nothing learned: nothing to do
 
 
