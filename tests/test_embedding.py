@@ -188,3 +188,23 @@ def test_model_dir_with_the_wrong_dimension_is_refused_at_load(tmp_path: Path):
 def test_model_dir_without_model_files_is_refused(tmp_path: Path):
     with pytest.raises(EmbeddingModelError, match=r"model\.onnx"):
         FastEmbedder(EmbeddingSettings(model_dir=str(tmp_path)))
+
+
+def _spinning_entry(embedder: FastEmbedder) -> str | None:
+    options = embedder._model.model.model.get_session_options()
+    try:
+        return options.get_session_config_entry("session.intra_op.allow_spinning")
+    except RuntimeError:  # not set: ONNX Runtime's default, which spins
+        return None
+
+
+def test_model_threads_sleep_instead_of_spinning_unless_asked(tmp_path: Path):
+    # Spinning ONNX threads took the core the worker's Python thread needed (README
+    # *Pipeline*). The rebuilt session must embed exactly as fastembed's own does.
+    texts = ["How do I reset my password?", "card arrived damaged", "exchange rate today"]
+    quiet = FastEmbedder(EmbeddingSettings(threads=2), cache_dir=tmp_path)
+    spinning = FastEmbedder(EmbeddingSettings(threads=2, thread_spinning=True), cache_dir=tmp_path)
+    assert _spinning_entry(quiet) == "0"
+    assert quiet._model.model.model.get_session_options().intra_op_num_threads == 2
+    assert _spinning_entry(spinning) is None
+    np.testing.assert_allclose(quiet.embed(texts), spinning.embed(texts), atol=1e-6)

@@ -170,6 +170,10 @@ class EmbeddingSettings(_Section):
     batch_size: int = Field(64, ge=1)
     # ONNX Runtime threads; 0: one per core this process may run on (its affinity).
     threads: int = Field(0, ge=0)
+    # Whether ONNX Runtime's threads busy-wait for work between and inside runs (its own
+    # default). Off: they sleep, so a worker whose Python thread needs a core does not lose
+    # it to spinning model threads (measured: README *Pipeline*).
+    thread_spinning: bool = False
     # Texts are cut to this many characters before embedding (the model sees 256 tokens).
     max_chars: int = Field(2000, ge=1)
 
