@@ -1,0 +1,187 @@
+"""Where the pipeline's CPU goes per event, stage by stage, next to the model's own cost.
+
+    python benchmarks/pipeline_stages.py --data ../shared/data/banking77.csv --events 2000
+
+Runs the embedded stack as `benchmarks/pipeline.py` does (tansu, the worker and the API in
+this process, ``--workers`` model processes) and posts the texts from a separate client
+process as fast as /track takes them. Once everything is posted it measures the rest of
+the run, when only the pipeline works: events processed per second and CPU time per
+event of this process, of the model processes, of the broker and of the whole machine,
+and the thread CPU time of the worker's main stages (each stage runs on one thread at a
+time, so its thread time is its cost). In the same run, as the comparator, the product's
+embedder alone on the same texts (CPU per text in one process, batches of 64 in arrival
+order, as the embed agent gets them).
+
+The stages are timed by wrapping their methods here (the benchmark's own instrument; the
+product does not carry it): `DimensionOwner.process` (a dimension owner's batch), inside
+it `TopicModel.learn`, the journey books' `observe` and `flush`, and the labeller's
+`scan`. What is left of the process is the event loop: Faust's streams, the Kafka client
+for four hops per event, records' (de)serialising, the live feed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from pipeline import post_from_client_process, read_texts
+
+from turret_stream.agents.labels import Labeller
+from turret_stream.broker import free_port
+from turret_stream.clustering.model import TopicModel
+from turret_stream.clustering.owner import DimensionOwner
+from turret_stream.embedding import open_embedder
+from turret_stream.journey_owner import JourneyOwner
+from turret_stream.keys import KeyStore
+from turret_stream.settings import EmbeddingSettings, Settings
+from turret_stream.stack import running_stack
+
+STAGES = {
+    "dimension owners' batches": (DimensionOwner, "process"),
+    "  of which TopicModel.learn": (TopicModel, "learn"),
+    "journey books: observe": (JourneyOwner, "observe"),
+    "journey books: flush": (JourneyOwner, "flush"),
+    "labeller scans": (Labeller, "scan"),
+}
+TICK = os.sysconf("SC_CLK_TCK")
+SPENT: dict[str, float] = {}  # stage -> thread CPU seconds so far (instrument)
+
+
+def instrument(spent: dict[str, float]) -> None:
+    """Add each stage's thread CPU time to ``spent`` as it runs."""
+
+    def timed(name: str, method: Callable) -> Callable:
+        def run(self: object, *args: object, **kwargs: object) -> object:
+            started = time.thread_time()
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                spent[name] = spent.get(name, 0.0) + time.thread_time() - started
+
+        return run
+
+    for name, (cls, attr) in STAGES.items():
+        setattr(cls, attr, timed(name, getattr(cls, attr)))
+
+
+def _cpu_seconds(pid: int | str) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def children_cpu() -> dict[str, float]:
+    """CPU seconds of this process's children by kind: the model processes (Python) and
+    the broker (tansu)."""
+    me = str(os.getpid())
+    out = {"model processes": 0.0, "broker (tansu)": 0.0}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+            if f"\nPPid:\t{me}\n" not in status:
+                continue
+            kind = "broker (tansu)" if "tansu" in status.split("\n", 1)[0] else "model processes"
+            out[kind] += _cpu_seconds(pid)
+        except OSError:
+            continue  # exited meanwhile
+    return out
+
+
+def machine_cpu() -> float:
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v) - v[3] - v[4]) / TICK
+
+
+def model_cost(texts: list[str]) -> float:
+    """The product's embedder alone: CPU milliseconds of this process per text."""
+    embedder = open_embedder(EmbeddingSettings())
+    embedder.embed(texts[:64])
+    started = time.process_time()
+    for i in range(0, len(texts), 64):
+        embedder.embed(texts[i : i + 64])
+    return 1000 * (time.process_time() - started) / len(texts)
+
+
+async def run(texts: list[str], workers: int, concurrency: int) -> None:
+    settings = Settings(
+        data_dir=Path(tempfile.mkdtemp(prefix="turret-stages-")),
+        log_level="warning",
+        kafka={"embedded_port": free_port()},
+        http={"port": 0},
+        rate_limit={"enabled": False},
+        worker={"embed_processes": workers},
+    )
+    key = KeyStore(settings.keys_db_path).create("bench").secret
+    done: dict[str, float] = {}
+    spent = SPENT
+    async with running_stack(settings, broker=True, worker=True, api=True) as stack:
+        stack.topology.owners.listeners.append(
+            lambda a: done.setdefault(a.event_id, time.perf_counter())
+        )
+        started = time.perf_counter()
+        await post_from_client_process(
+            stack.api_url, key, list(enumerate(texts)), concurrency, 0.0, None
+        )
+        posted = time.perf_counter()
+        print(
+            f"  posted {len(texts)} in {posted - started:.1f} s; "
+            f"{len(done)} processed meanwhile ({len(done) / (posted - started):.0f}/s)"
+        )
+        # From here only the pipeline works (the client process has exited).
+        before = (len(done), os.times(), children_cpu(), machine_cpu(), dict(spent))
+        deadline = time.perf_counter() + 600
+        while len(done) < len(texts) and time.perf_counter() < deadline:
+            await asyncio.sleep(0.05)
+        wall = time.perf_counter() - posted
+        count = len(done) - before[0]
+        times = os.times()
+        own = times.user + times.system - before[1].user - before[1].system
+        children = {k: v - before[2][k] for k, v in children_cpu().items()}
+        machine = machine_cpu() - before[3]
+    stages = {k: v - before[4].get(k, 0.0) for k, v in spent.items()}
+    if count == 0:
+        print("  nothing was processed after posting")
+        return
+    per = 1000 / count
+    print(f"  after posting: {count} events in {wall:.1f} s ({count / wall:.0f} events/s)")
+    print(f"  {'':<48} {'cores':>6} {'CPU ms/event':>13}")
+    rows = [("this process (worker, API, journal)", own)]
+    rows += [(f"  {name}", stages.get(name, 0.0)) for name in STAGES]
+    rows.append(("  the rest (event loop, Kafka client, ...)", own - _top_level(stages)))
+    rows += list(children.items())
+    rows.append(("the machine", machine))
+    for name, seconds in rows:
+        print(f"  {name:<48} {seconds / wall:>6.2f} {seconds * per:>13.2f}")
+
+
+def _top_level(stages: dict[str, float]) -> float:
+    return sum(v for k, v in stages.items() if not k.startswith("  "))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--events", type=int, default=2000)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="model processes (up --workers); with 1 the model runs in this process and its "
+        "CPU counts in 'the rest'",
+    )
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+    texts = read_texts(args.data, args.events)
+    print(f"{len(texts)} texts from {args.data.name}, --workers {args.workers}")
+    print(f"  comparator, the product's embedder alone: {model_cost(texts):.1f} CPU ms/text")
+    instrument(SPENT)
+    asyncio.run(run(texts, args.workers, args.concurrency))
+
+
+if __name__ == "__main__":
+    main()
