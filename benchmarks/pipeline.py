@@ -169,6 +169,20 @@ async def post_from_client_process(
         await asyncio.to_thread(proc.join, 10)
 
 
+def stack_settings(workers: int) -> tuple[Settings, str]:
+    """Settings of a fresh embedded stack with ``workers`` model processes, no rate
+    limit, and an API key for it."""
+    settings = Settings(
+        data_dir=Path(tempfile.mkdtemp(prefix="turret-pipeline-")),
+        log_level="warning",
+        kafka={"embedded_port": free_port()},
+        http={"port": 0},
+        rate_limit={"enabled": False},
+        worker={"embed_processes": workers},
+    )
+    return settings, KeyStore(settings.keys_db_path).create("bench").secret
+
+
 async def run_pipeline(
     texts: list[str],
     concurrency: int,
@@ -179,16 +193,7 @@ async def run_pipeline(
     """First half of the texts as fast as possible (capacity); second half paced at half
     that rate (latency at a steady load). ``workers``: embedding processes (up --workers).
     The texts are posted from a separate client process (``client_cpus``)."""
-    workdir = Path(tempfile.mkdtemp(prefix="turret-pipeline-"))
-    settings = Settings(
-        data_dir=workdir,
-        log_level="warning",
-        kafka={"embedded_port": free_port()},
-        http={"port": 0},
-        rate_limit={"enabled": False},
-        worker={"embed_processes": workers},
-    )
-    key = KeyStore(settings.keys_db_path).create("bench").secret
+    settings, key = stack_settings(workers)
     done_at: dict[str, float] = {}
     half = len(texts) // 2
     async with running_stack(settings, broker=True, worker=True, api=True) as stack:

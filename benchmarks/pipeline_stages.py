@@ -24,21 +24,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline import post_from_client_process, read_texts
+from pipeline import post_from_client_process, read_texts, stack_settings
 
 from turret_stream.agents.labels import Labeller
-from turret_stream.broker import free_port
 from turret_stream.clustering.model import TopicModel
 from turret_stream.clustering.owner import DimensionOwner
 from turret_stream.embedding import open_embedder
 from turret_stream.journey_owner import JourneyOwner
-from turret_stream.keys import KeyStore
-from turret_stream.settings import EmbeddingSettings, Settings
+from turret_stream.settings import EmbeddingSettings
 from turret_stream.stack import running_stack
 
 STAGES = {
@@ -108,15 +105,7 @@ def model_cost(texts: list[str]) -> float:
 
 
 async def run(texts: list[str], workers: int, concurrency: int) -> None:
-    settings = Settings(
-        data_dir=Path(tempfile.mkdtemp(prefix="turret-stages-")),
-        log_level="warning",
-        kafka={"embedded_port": free_port()},
-        http={"port": 0},
-        rate_limit={"enabled": False},
-        worker={"embed_processes": workers},
-    )
-    key = KeyStore(settings.keys_db_path).create("bench").secret
+    settings, key = stack_settings(workers)
     done: dict[str, float] = {}
     spent = SPENT
     async with running_stack(settings, broker=True, worker=True, api=True) as stack:
