@@ -87,25 +87,39 @@ class LabelBook:
         return {t for t, p in self._read(manual_collection(names), topics).items() if p.get("name")}
 
     def _write(
-        self, collection: str, topic: str, label: Label, extra: dict[str, Any] | None = None
+        self, collection: str, labels: list[tuple[str, Label, dict[str, Any] | None]]
     ) -> None:
+        """Each (topic, label, extra fields), appended to the topic's history: one read and
+        one write for all of them (a scan names dozens of topics at once)."""
+        if not labels:
+            return
         self._ensure(collection)
-        previous = self._read(collection, [topic]).get(topic, {})
-        history = list(previous.get("history", []))
-        history.append(label.view())
-        payload = {**label.view(), **(extra or {}), "history": history[-HISTORY_LIMIT:]}
-        self.store.upsert(collection, [Point(topic, _UNIT, payload)])
+        previous = self._read(collection, list(dict.fromkeys(t for t, _, _ in labels)))
+        points: dict[str, Point] = {}
+        for topic, label, extra in labels:
+            history = list(previous.get(topic, {}).get("history", []))
+            history.append(label.view())
+            payload = {**label.view(), **(extra or {}), "history": history[-HISTORY_LIMIT:]}
+            previous[topic] = payload  # a topic given twice keeps both in its history
+            points[topic] = Point(topic, _UNIT, payload)
+        self.store.upsert(collection, list(points.values()))
 
     def set_automatic(
         self, names: DimensionNames, topic: str, label: Label, basis: dict[str, Any]
     ) -> None:
         """Written by the labeller only. ``basis``: the topic's size and centre when named."""
-        self._write(auto_collection(names), topic, label, {"basis": basis})
+        self.set_automatic_many(names, [(topic, label, basis)])
+
+    def set_automatic_many(
+        self, names: DimensionNames, labels: list[tuple[str, Label, dict[str, Any]]]
+    ) -> None:
+        """``set_automatic`` for several topics (topic, label, basis) in one write."""
+        self._write(auto_collection(names), [(t, label, {"basis": b}) for t, label, b in labels])
 
     def set_manual(self, names: DimensionNames, topic: str, name: str, description: str) -> Label:
         """Written by the API only."""
         label = Label(name, description, "manual", time.time())
-        self._write(manual_collection(names), topic, label)
+        self._write(manual_collection(names), [(topic, label, None)])
         return label
 
     def history(self, names: DimensionNames, topic: str) -> list[dict[str, Any]]:
