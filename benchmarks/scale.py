@@ -307,7 +307,7 @@ class Progress:
             self.gc_full,
         )
 
-    def line(self, done: int) -> str:
+    def line(self) -> str:
         costs, *_ = self.figures()
         batches = len(costs) - self.batches
         reclusters = sum(1 for c in costs[self.batches :] if c[6] > 0)
@@ -449,7 +449,7 @@ def main() -> None:
         distinct_sessions.update(e.session_id for e in batch)
         done += n
         if done % 50_000 < BATCH:
-            print(f"  ... {done} events  {progress.line(done)}", flush=True)
+            print(f"  ... {done} events  {progress.line()}", flush=True)
 
     for target in checkpoints:
         while done < target:

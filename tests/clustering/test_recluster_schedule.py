@@ -24,6 +24,22 @@ def learn(m: TopicModel, n: int, rng: np.random.Generator) -> None:
         m.learn(v / np.linalg.norm(v), 0.0)
 
 
+def batches(
+    m: TopicModel, rng: np.random.Generator, now: float, n: int, size: int, every_s: float
+) -> tuple[float, list[bool]]:
+    """``n`` batches of ``size`` events, one every ``every_s`` seconds, each asking right
+    after it whether reclustering is due (and reclustering if so): the time after them,
+    and which were due."""
+    due = []
+    for _ in range(n):
+        learn(m, size, rng)
+        now += every_s
+        due.append(m.recluster_due(now, last_batch=now))
+        if due[-1]:
+            m.recluster(now)
+    return now, due
+
+
 def test_a_busy_owner_reclusters_by_event_count_however_slow_its_batches() -> None:
     rng = np.random.default_rng(0)
     m = model(recluster_every_events=500, recluster_interval_s=2.0, recluster_max_wait_s=5.0)
@@ -32,13 +48,7 @@ def test_a_busy_owner_reclusters_by_event_count_however_slow_its_batches() -> No
     m.recluster(0.0)
     # Batches of 256 back to back, each taking 2.4 s (longer than the interval): the
     # interval never passes without a batch, so only the count decides: every 2nd batch.
-    now, due = 0.0, []
-    for _ in range(6):
-        learn(m, 256, rng)
-        now += 2.4
-        due.append(m.recluster_due(now, last_batch=now))
-        if due[-1]:
-            m.recluster(now)
+    now, due = batches(m, rng, 0.0, 6, 256, 2.4)
     assert due == [False, True, False, True, False, True]
     # Without the time of the last batch, the interval counts from the last
     # reclustering (callers that learn in one go): the slow batches would all recluster.
@@ -57,11 +67,7 @@ def test_a_pause_reclusters_after_the_interval_and_a_trickle_after_the_longest_w
     assert m.recluster_due(3.0, last_batch=1.0)
     m.recluster(3.0)
     # A trickle: a few events every second, never a 2 s pause, never 500 events.
-    now, due = 3.0, []
-    for _ in range(8):
-        learn(m, 3, rng)
-        now += 1.0
-        due.append(m.recluster_due(now, last_batch=now))
+    _, due = batches(m, rng, 3.0, 8, 3, 1.0)
     assert due.index(True) == 4  # at t=8: recluster_max_wait_s after the last one
     assert not model().recluster_due(0.0)  # nothing learned: nothing to do
 

@@ -186,7 +186,7 @@ class Labeller:
             if level == "topic" and before.get("name") != made.name:
                 self._labelled(names, record.id, made.name, basis["size"], examples)
             jobs.append(LlmJob(names, record.id, examples, basis, made, level))
-        # One write for the scan (a write per topic was a third of a scan's time).
+        # One read and one write for the scan's labels (the book packs each basis).
         self.book.set_automatic_many(names, written)
         return jobs
 

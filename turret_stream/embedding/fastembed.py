@@ -141,8 +141,8 @@ def _stop_spinning(model: TextEmbedding, threads: int) -> None:
 
     ONNX Runtime's intra-op threads busy-wait by default. Alone on its cores that costs
     little, but a worker's Python thread (the agents, the owners) runs beside the model:
-    with one core taken by such a thread, two spinning model threads embedded 81 texts/s
-    at 16 core-ms a text, and two sleeping ones 127 texts/s at 10 (README *Pipeline*).
+    with one of two cores kept busy, two spinning model threads embedded 99 texts/s at
+    13.2 CPU ms a text, two sleeping ones 143 at 9.0 (``benchmarks/model_threads.py``).
     fastembed does not expose the option, so the session is built again (~0.3 s, once)
     from the same file, with the options fastembed uses plus this one.
     """
