@@ -117,8 +117,15 @@ async def _post_all(
 
         async def post(i: int, text: str) -> None:
             body = {"name": "user_prompt", "metadata": {"prompt": text}, "session_id": f"s{i % 50}"}
-            async with session.post(f"{url}/track", json=body, headers=headers) as r:
-                data = await r.json()
+            while True:
+                async with session.post(f"{url}/track", json=body, headers=headers) as r:
+                    data = await r.json()
+                    if r.status != 503:
+                        break
+                    # Back-pressure (pipeline.max_lag_events): a client waits and resends.
+                    await asyncio.sleep(float(r.headers.get("Retry-After", "1")))
+            if "event_id" not in data:
+                raise RuntimeError(f"/track answered {r.status}: {data}")
             sent_at[data["event_id"]] = time.perf_counter()
 
         sent_at["began"] = time.perf_counter()
