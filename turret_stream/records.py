@@ -61,6 +61,52 @@ class EmbeddedText(faust.Record, serializer="json", namespace="turret.EmbeddedTe
     received_at: float
 
 
+class TextBatch(faust.Record, serializer="json", namespace="turret.TextBatch"):
+    """Texts of one (project, dimension), in event order, as one message on the texts topic.
+
+    Why one message for many: a Kafka hop through Faust and aiokafka costs about 0.4 ms of
+    CPU per message on both sides together, ten times the cost of the same texts in one
+    message (measured with the embedded broker); the model's batch is already together.
+    Keyed by :func:`dimension_key` like the texts it holds. Built and read by this class
+    only (``split``, ``texts``): the items are :class:`EmbeddedText` fields.
+    """
+
+    project: str
+    dimension: str
+    items: list[dict[str, Any]]
+
+    @classmethod
+    def split(cls, texts: list[EmbeddedText], max_bytes: int) -> list[TextBatch]:
+        """``texts`` of one (project, dimension) in messages of at most about ``max_bytes``
+        of JSON each (a text larger than that goes alone)."""
+        out: list[TextBatch] = []
+        items: list[dict[str, Any]] = []
+        size = 0
+        for text in texts:
+            cost = _json_bound(text)
+            if items and size + cost > max_bytes:
+                out.append(cls(texts[0].project, texts[0].dimension, items))
+                items, size = [], 0
+            items.append(text.asdict())
+            size += cost
+        if items:
+            out.append(cls(texts[0].project, texts[0].dimension, items))
+        return out
+
+    def texts(self) -> list[EmbeddedText]:
+        return [EmbeddedText(**item) for item in self.items]
+
+
+def _json_bound(text: EmbeddedText) -> int:
+    # An upper bound without serialising: JSON escapes a character to at most 6 bytes
+    # (a \uXXXX escape; a surrogate pair is two characters), the vector is base64 (ASCII),
+    # and 512 covers field names and numbers.
+    chars = len(text.text) + len(text.name) + len(text.event_id) + len(text.session_id)
+    chars += len(text.user_id) + len(text.project) + len(text.dimension)
+    chars += sum(len(str(k)) + len(str(v)) for k, v in text.metadata.items())
+    return 512 + len(text.vector) + 6 * chars
+
+
 class TopicAssignment(faust.Record, serializer="json", namespace="turret.TopicAssignment"):
     """Where one event's text landed; keyed by project:session_id for the session actors."""
 

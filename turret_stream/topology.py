@@ -2,9 +2,9 @@
 
     /track (API)
       -> <prefix>.events  (key project:session_id)
-           -> agents.ingest.count_events   counts, drops duplicate event ids
-           -> agents.embed.embed           one embedding per metadata string
-      -> <prefix>.texts   (key project:dimension)
+           -> agents.embed.embed           counts arrivals (agents.ingest), one
+                                           embedding per metadata string
+      -> <prefix>.texts   (key project:dimension; a batch's texts of a dimension a message)
            -> agents.cluster.cluster       owns each dimension: typing, DBSTREAM,
                                            topics, event store
       -> <prefix>.assignments (key project:session_id)   where each event landed
@@ -34,7 +34,7 @@ from turret_stream.agents.alerts import Alerts, register_alerts_agent
 from turret_stream.agents.cluster import Owners, register_cluster_agent
 from turret_stream.agents.dead_letters import register_dead_letters_agent
 from turret_stream.agents.embed import register_embed_agent
-from turret_stream.agents.ingest import IngestStats, register_ingest_agent
+from turret_stream.agents.ingest import IngestStats
 from turret_stream.agents.labels import Labeller, make_ollama, register_labeller
 from turret_stream.agents.liveness import register_heartbeat
 from turret_stream.agents.sessions import (
@@ -50,7 +50,6 @@ from turret_stream.labels.book import LabelBook
 from turret_stream.progress import ProgressReports
 from turret_stream.records import (
     DeadLetter,
-    EmbeddedText,
     TopicAssignment,
     TopicEvent,
     TrackedEvent,
@@ -127,8 +126,10 @@ def build_topology(
     events = app.topic(
         k.events_topic, key_type=bytes, value_type=TrackedEvent, partitions=k.partitions
     )
+    # No value type: each message is decoded by the record class its JSON names, so the
+    # cluster agent also reads the lone EmbeddedText an older worker left (unpack).
     texts = app.topic(
-        k.texts_topic, key_type=bytes, value_type=EmbeddedText, partitions=k.partitions
+        k.texts_topic, key_type=bytes, value_serializer="json", partitions=k.partitions
     )
     assignments = app.topic(
         k.assignments_topic, key_type=bytes, value_type=TopicAssignment, partitions=k.partitions
@@ -136,8 +137,7 @@ def build_topology(
     dead = app.topic(
         k.dead_letters_topic, key_type=bytes, value_type=DeadLetter, partitions=k.partitions
     )
-    stats = register_ingest_agent(app, events)
-    register_embed_agent(app, events, texts, embedder, settings, dead, progress)
+    stats = register_embed_agent(app, events, texts, embedder, settings, dead, progress)
     owners = Owners(store, settings, embedder.dim)
     topic_events = app.topic(
         k.topic_events_topic, key_type=bytes, value_type=TopicEvent, partitions=k.partitions

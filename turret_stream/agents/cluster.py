@@ -1,7 +1,8 @@
 """The cluster agent: the one owner of each (project, dimension)'s topics.
 
 Its input, the texts topic, is keyed by project:dimension, so every text of a dimension
-reaches the same agent instance, in order. The instance keeps a DimensionOwner per
+reaches the same agent instance, in order (a message holds one embed batch's texts of one
+dimension: ``TextBatch``). The instance keeps a DimensionOwner per
 dimension it has seen, hands it each batch, and publishes where every event landed on
 the assignments topic (keyed by project:session_id for the session actors).
 
@@ -33,6 +34,7 @@ from turret_stream.progress import ProgressReports
 from turret_stream.records import (
     DeadLetter,
     EmbeddedText,
+    TextBatch,
     TopicAssignment,
     TopicEvent,
     dimension_key,
@@ -243,6 +245,21 @@ class Owners:
             self._text_dims.clear()
 
 
+def unpack(messages: Sequence[TextBatch | EmbeddedText]) -> list[EmbeddedText]:
+    """The texts of the texts topic's messages, in order. A lone ``EmbeddedText`` is what
+    a worker before ``TextBatch`` sent: left on the topic by an upgrade, it still counts."""
+    out: list[EmbeddedText] = []
+    for message in messages:
+        if isinstance(message, EmbeddedText):
+            out.append(message)
+            continue
+        try:
+            out.extend(message.texts())
+        except Exception as exc:  # not written by an embed agent: skipped like bad JSON
+            log.warning("skipped a malformed message on the texts topic: %r", exc)
+    return out
+
+
 def register_cluster_agent(
     app: faust.App,
     texts: faust.TopicT,
@@ -278,9 +295,13 @@ def register_cluster_agent(
         await asyncio.to_thread(owners.tick)
         await asyncio.gather(*await announce())
 
+    # About 256 texts per owner batch, as the embed agent's messages hold a batch each.
+    per_take = max(1, 256 // owners.settings.embedding.batch_size)
+
     @app.agent(texts, name="turret.cluster")
-    async def cluster(stream: faust.StreamT[EmbeddedText]) -> None:
-        async for batch in stream.take(256, within=0.05):
+    async def cluster(stream: faust.StreamT[TextBatch | EmbeddedText]) -> None:
+        async for messages in stream.take(per_take, within=0.05):
+            batch = unpack(messages)
             placed, failed = await asyncio.to_thread(owners.process_isolated, batch)
             sent = []
             for a in placed:

@@ -1,10 +1,12 @@
 """The embedding agent: events -> one embedded text per metadata string.
 
-It reads accepted events in batches, embeds every string metadata value that could be
-text (each distinct string once per batch: repeated values such as "mobile" cost one
-embedding), and sends each one to the owner of its (project, metadata key) on the texts
-topic. Whether a key is a text dimension or a segment is decided by that owner, which
-sees all of the key's values; keys configured as enum, number or ignore are not embedded.
+It is the one reader of the events topic: it counts what arrives (``IngestStats``), reads
+accepted events in batches, embeds every string metadata value that could be text (each
+distinct string once per batch: repeated values such as "mobile" cost one embedding), and
+sends them to the owner of their (project, metadata key) on the texts topic, a batch's
+texts of one key as one message (``TextBatch``). Whether a key is a text dimension or a
+segment is decided by that owner, which sees all of the key's values; keys configured as
+enum, number or ignore are not embedded.
 
 A batch that fails is retried event by event; an event that fails twice alone (e.g. a
 string the tokenizer cannot take) goes to the dead-letters topic and the others go on.
@@ -20,10 +22,17 @@ from collections.abc import Sequence
 import faust
 
 from turret_stream import dead_letters
+from turret_stream.agents.ingest import IngestStats
 from turret_stream.embedding import Embedder
 from turret_stream.poison import PoisonEvent, carry_problem
 from turret_stream.progress import ProgressReports
-from turret_stream.records import EmbeddedText, TrackedEvent, dimension_key, encode_vector
+from turret_stream.records import (
+    EmbeddedText,
+    TextBatch,
+    TrackedEvent,
+    dimension_key,
+    encode_vector,
+)
 from turret_stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -84,14 +93,21 @@ def register_embed_agent(
     settings: Settings,
     dead: faust.TopicT,
     progress: ProgressReports | None = None,
-) -> None:
+) -> IngestStats:
+    """The embed agent on ``events``; returns the counts of what it takes."""
+    stats = IngestStats()
+
     async def embed_and_send(batch: Sequence[TrackedEvent]) -> None:
         # The model runs outside the event loop, which keeps serving the API and
         # Kafka heartbeats meanwhile.
         embedded = await asyncio.to_thread(embed_batch, batch, embedder, settings)
+        by_dimension: dict[tuple[str, str], list[EmbeddedText]] = {}
+        for item in embedded:  # in event order within each dimension
+            by_dimension.setdefault((item.project, item.dimension), []).append(item)
         sent = [
-            await texts.send(key=dimension_key(item.project, item.dimension), value=item)
-            for item in embedded
+            await texts.send(key=dimension_key(*dimension), value=message)
+            for dimension, items in by_dimension.items()
+            for message in TextBatch.split(items, settings.kafka.text_batch_bytes)
         ]
         # Wait for the broker to take them before the batch's events are acknowledged
         # (take() acks them when this body returns): a crash in between redelivers
@@ -122,6 +138,7 @@ def register_embed_agent(
         async for batch in stream.take(settings.embedding.batch_size, within=0.05):
             carried = []
             for event in batch:
+                stats.record(event)
                 problem = carry_problem(event.asdict())
                 if problem is None:
                     carried.append(event)
@@ -132,3 +149,5 @@ def register_embed_agent(
             except Exception as exc:
                 log.warning("embedding a batch of %d failed (%r): one by one", len(carried), exc)
                 await isolate(carried)
+
+    return stats

@@ -1,27 +1,24 @@
-"""The first agent on the events topic.
+"""What arrived on the events topic: per-project counts and duplicate deliveries.
 
-For now it keeps per-project counts of what arrived and drops duplicate deliveries of an
-event id (a client retry after a timeout, or a redelivery after a worker restart); the
-embedding and clustering agents take its place in the pipeline next.
+The embed agent, the one reader of the events topic, records every event here as it takes
+it (a second agent on the topic would cost every event a second stream's dispatch and
+acknowledgement). A duplicate is a client retry after a timeout or a redelivery after a
+worker restart; it is only counted here: the dimension owners are what drop a repeated
+event id (they remember ids across restarts, this does not).
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
-import faust
-
 from turret_stream.records import TrackedEvent
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
 class IngestStats:
-    """What the agent has seen; read by /readyz and tests."""
+    """What the worker has taken from the events topic; read by tests."""
 
     processed: int = 0
     duplicates: int = 0
@@ -40,18 +37,11 @@ class IngestStats:
             self.recent_ids.popitem(last=False)
         return False
 
-
-def register_ingest_agent(app: faust.App, events: faust.TopicT) -> IngestStats:
-    stats = IngestStats()
-
-    @app.agent(events, name="turret.ingest")
-    async def count_events(stream: faust.StreamT[TrackedEvent]) -> None:
-        async for event in stream:
-            if stats.seen(event.event_id):
-                stats.duplicates += 1
-                continue
-            stats.processed += 1
-            stats.per_project[event.project] += 1
-            stats.last_event_at = time.time()
-
-    return stats
+    def record(self, event: TrackedEvent) -> None:
+        """Count one event taken from the events topic."""
+        if self.seen(event.event_id):
+            self.duplicates += 1
+            return
+        self.processed += 1
+        self.per_project[event.project] += 1
+        self.last_event_at = time.time()
