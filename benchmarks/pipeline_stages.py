@@ -16,7 +16,7 @@ The stages are timed by wrapping their methods here (the benchmark's own instrum
 product does not carry it): `DimensionOwner.process` (a dimension owner's batch), inside
 it `TopicModel.learn`, the journey books' `observe` and `flush`, and the labeller's
 `scan`. What is left of the process is the event loop: Faust's streams, the Kafka client
-for four hops per event, records' (de)serialising, the live feed.
+for the hops between agents, records' (de)serialising, the live feed.
 """
 
 from __future__ import annotations

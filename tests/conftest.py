@@ -67,10 +67,13 @@ def keystore(settings: Settings) -> KeyStore:
     store.close()
 
 
-async def consume(settings: Settings, count: int, timeout: float = 15.0) -> list:
-    """Read ``count`` messages back from the events topic, from the beginning."""
+async def consume(
+    settings: Settings, count: int, timeout: float = 15.0, topic: str | None = None
+) -> list:
+    """Read ``count`` messages (fewer if ``timeout`` passes first) back from ``topic``
+    (default: the events topic), from the beginning."""
     consumer = AIOKafkaConsumer(
-        settings.kafka.events_topic,
+        topic or settings.kafka.events_topic,
         bootstrap_servers=settings.bootstrap_servers,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
