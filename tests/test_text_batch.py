@@ -10,28 +10,18 @@ import pytest
 
 from turret_stream.agents.cluster import unpack
 from turret_stream.keys import KeyStore
-from turret_stream.records import EmbeddedText, TextBatch, dimension_key, encode_vector
+from turret_stream.records import EmbeddedText, TextBatch, dimension_key
 from turret_stream.stack import running_stack
 
 from .conftest import consume, decode, make_settings, wait_until
+from .crash_child import event
 
 
 def _text(i: int, text: str = "", metadata: dict | None = None) -> EmbeddedText:
-    v = np.random.default_rng(i).standard_normal(384).astype(np.float32)
+    """Text ``i`` (crash_child's test event), its metadata by default holding the text."""
     text = text or f"text number {i}"
-    return EmbeddedText(
-        event_id=f"evt_{i}",
-        project="acme",
-        dimension="prompt",
-        text=text,
-        vector=encode_vector(v / np.linalg.norm(v)),
-        model_id="m",
-        name="prompt",
-        metadata=metadata if metadata is not None else {"prompt": text},
-        session_id=f"s{i % 3}",
-        user_id="u",
-        received_at=float(i),
-    )
+    vector = np.random.default_rng(i).standard_normal(384)
+    return event(i, vector, float(i), text, {"prompt": text} if metadata is None else metadata)
 
 
 def _json_size(message: TextBatch) -> int:
@@ -57,13 +47,9 @@ def test_split_stays_under_the_byte_bound(text):
 
 
 def test_a_text_over_the_bound_goes_alone():
-    big = _text(1, "long " * 3000)
-    messages = TextBatch.split([_text(0), big, _text(2)], 8192)
-    assert [[t.event_id for t in m.texts()] for m in messages] == [
-        ["evt_0"],
-        ["evt_1"],
-        ["evt_2"],
-    ]
+    texts = [_text(0), _text(1, "long " * 3000), _text(2)]
+    messages = TextBatch.split(texts, 8192)
+    assert [[t.event_id for t in m.texts()] for m in messages] == [[t.event_id] for t in texts]
 
 
 async def test_a_batch_travels_as_one_message_and_an_old_lone_text_still_counts(tmp_path, broker):
@@ -86,19 +72,19 @@ async def test_a_batch_travels_as_one_message_and_an_old_lone_text_still_counts(
         # topic by an upgrade is clustered too.
         lone = _text(99, "where is my card, it has not arrived")
         await (await stack.topology.texts.send(key=dimension_key("acme", "prompt"), value=lone))
-        await wait_until(lambda: any(a.event_id == "evt_99" for a in placed), timeout=30)
+        await wait_until(lambda: any(a.event_id == lone.event_id for a in placed), timeout=30)
         # Everything on the texts topic so far (fewer than asked: read until the timeout).
         found = await consume(settings, 1000, timeout=3.0, topic=settings.kafka.texts_topic)
         messages = [decode(m) for m in found]
     batches = [m for m in messages if "items" in m]
     assert sorted(item["event_id"] for m in batches for item in m["items"]) == sorted(ids)
     assert any(len(m["items"]) > 1 for m in batches)  # together, not a message a text
-    assert sorted(a.event_id for a in placed) == sorted([*ids, "evt_99"])
+    assert sorted(a.event_id for a in placed) == sorted([*ids, lone.event_id])
 
 
 def test_a_message_no_embed_agent_wrote_is_skipped_not_fatal(caplog):
     good = TextBatch.split([_text(1), _text(2)], 100_000)[0]
     broken = TextBatch(project="acme", dimension="prompt", items=[{"event_id": "x"}])
     texts = unpack([good, {"some": "json"}, broken, _text(3)])
-    assert [t.event_id for t in texts] == ["evt_1", "evt_2", "evt_3"]
+    assert [t.event_id for t in texts] == [_text(i).event_id for i in (1, 2, 3)]
     assert caplog.text.count("skipped a malformed message on the texts topic") == 2
