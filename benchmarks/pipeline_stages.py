@@ -41,7 +41,7 @@ from turret_stream.stack import running_stack
 STAGES = {
     "dimension owners' batches": (DimensionOwner, "process"),
     "  of which TopicModel.learn": (TopicModel, "learn"),
-    "journey books: observe": (JourneyOwner, "observe"),
+    "journey books: observe": (JourneyOwner, "observe_all"),
     "journey books: flush": (JourneyOwner, "flush"),
     "labeller scans": (Labeller, "scan"),
 }

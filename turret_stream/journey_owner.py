@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -221,6 +221,13 @@ class JourneyOwner:
         """One assignment: the session's compact path and its contribution follow it."""
         with self.lock:
             self._observe(partition, a)
+
+    def observe_all(self, partition: int, assignments: Iterable[TopicAssignment]) -> None:
+        """Assignments of one partition, in order (one message's worth: one lock, one
+        thread hand-off for them all)."""
+        with self.lock:
+            for a in assignments:
+                self._observe(partition, a)
 
     def _observe(self, partition: int, a: TopicAssignment) -> None:
         names = dimension_names(a.project, a.dimension)

@@ -79,32 +79,49 @@ class TextBatch(faust.Record, serializer="json", namespace="turret.TextBatch"):
     def split(cls, texts: list[EmbeddedText], max_bytes: int) -> list[TextBatch]:
         """``texts`` of one (project, dimension) in messages of at most about ``max_bytes``
         of JSON each (a text larger than that goes alone)."""
-        out: list[TextBatch] = []
-        items: list[dict[str, Any]] = []
-        size = 0
-        for text in texts:
-            cost = _json_bound(text)
-            if items and size + cost > max_bytes:
-                out.append(cls(texts[0].project, texts[0].dimension, items))
-                items, size = [], 0
-            items.append(text.asdict())
-            size += cost
-        if items:
-            out.append(cls(texts[0].project, texts[0].dimension, items))
-        return out
+        project, dimension = texts[0].project, texts[0].dimension
+        return [cls(project, dimension, items) for items in _chunks(texts, max_bytes)]
 
     def texts(self) -> list[EmbeddedText]:
         return [EmbeddedText(**item) for item in self.items]
 
 
-def _json_bound(text: EmbeddedText) -> int:
+def _chunks(records: list[faust.Record], max_bytes: int) -> list[list[dict[str, Any]]]:
+    """``records`` as dicts, in order, in runs of at most about ``max_bytes`` of JSON."""
+    out: list[list[dict[str, Any]]] = []
+    items: list[dict[str, Any]] = []
+    size = 0
+    for record in records:
+        item = record.asdict()
+        cost = _json_bound(item)
+        if items and size + cost > max_bytes:
+            out.append(items)
+            items, size = [], 0
+        items.append(item)
+        size += cost
+    if items:
+        out.append(items)
+    return out
+
+
+# Fields known to hold ASCII that JSON does not escape (base64).
+_ASCII_FIELDS = frozenset({"vector"})
+
+
+def _json_bound(item: dict[str, Any]) -> int:
     # An upper bound without serialising: JSON escapes a character to at most 6 bytes
-    # (a \uXXXX escape; a surrogate pair is two characters), the vector is base64 (ASCII),
-    # and 512 covers field names and numbers.
-    chars = len(text.text) + len(text.name) + len(text.event_id) + len(text.session_id)
-    chars += len(text.user_id) + len(text.project) + len(text.dimension)
-    chars += sum(len(str(k)) + len(str(v)) for k, v in text.metadata.items())
-    return 512 + len(text.vector) + 6 * chars
+    # (a \uXXXX escape; a surrogate pair is two characters), a number or a literal is no
+    # longer than its str(), a nested value (metadata, segments) is no longer than its
+    # str() escaped, and 512 covers field names and punctuation.
+    ascii_chars = chars = 0
+    for key, value in item.items():
+        if key in _ASCII_FIELDS:
+            ascii_chars += len(value)
+        elif isinstance(value, dict):
+            chars += sum(len(str(k)) + len(str(v)) + 4 for k, v in value.items())
+        elif value is not None:
+            chars += len(str(value))
+    return 512 + ascii_chars + 6 * chars
 
 
 class TopicAssignment(faust.Record, serializer="json", namespace="turret.TopicAssignment"):
@@ -122,6 +139,27 @@ class TopicAssignment(faust.Record, serializer="json", namespace="turret.TopicAs
     # The topic keeps company with every kind of topic (clustering/context.py): journeys
     # do not switch on it.
     neutral: bool = False
+
+
+class AssignmentBatch(faust.Record, serializer="json", namespace="turret.AssignmentBatch"):
+    """Where a cluster batch's events landed, for the sessions of one assignments partition.
+
+    One message for many, as :class:`TextBatch` and for the same reason. It is sent to the
+    partition its sessions' keys (:func:`event_key`) hash to, so each session's
+    assignments still reach one session actor in order, and the sessions table writes a
+    row to the changelog partition of the message that changed it. Built and read by this
+    class only (``split``, ``assignments``): the items are :class:`TopicAssignment` fields.
+    """
+
+    items: list[dict[str, Any]]
+
+    @classmethod
+    def split(cls, assignments: list[TopicAssignment], max_bytes: int) -> list[AssignmentBatch]:
+        """``assignments`` (of one partition) in messages of at most about ``max_bytes``."""
+        return [cls(items) for items in _chunks(assignments, max_bytes)]
+
+    def assignments(self) -> list[TopicAssignment]:
+        return [TopicAssignment(**item) for item in self.items]
 
 
 def dimension_key(project: str, dimension: str) -> bytes:

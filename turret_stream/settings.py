@@ -62,11 +62,12 @@ class KafkaSettings(_Section):
     # Longest wait of a worker's fetch for new messages. tansu holds a fetch for the whole
     # wait even when data arrives, so this bounds the latency of every hop.
     fetch_max_wait_ms: int = Field(100, ge=1)
-    # The embed agent sends a batch's texts of one dimension as one message of at most
-    # about this many bytes (a text larger than that goes alone): per message, a hop costs
-    # more CPU than the texts in it. Keep it under the broker's message.max.bytes (1 MB
-    # by default) and the producer's max_request_size (1,000,000).
-    text_batch_bytes: int = Field(512 * 1024, ge=4096, le=1_000_000)
+    # The embed agent sends a batch's texts of one dimension as one message, and the
+    # cluster agent a batch's assignments of one partition, of at most about this many
+    # bytes (a record larger than that goes alone): per message, a hop costs more CPU
+    # than the records in it. Keep it under the broker's message.max.bytes (1 MB by
+    # default) and the producer's max_request_size (1,000,000).
+    batch_message_bytes: int = Field(512 * 1024, ge=4096, le=1_000_000)
 
     @property
     def events_topic(self) -> str:

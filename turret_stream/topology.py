@@ -7,7 +7,9 @@
       -> <prefix>.texts   (key project:dimension; a batch's texts of a dimension a message)
            -> agents.cluster.cluster       owns each dimension: typing, DBSTREAM,
                                            topics, event store
-      -> <prefix>.assignments (key project:session_id)   where each event landed
+      -> <prefix>.assignments (a batch's assignments of a partition a message, sent to the
+                              partition of their keys, project:session_id)
+                                           where each event landed
            -> agents.sessions.follow       owns each session's row (turret-sessions table)
       -> <prefix>.transitions (key project:session_id)   topic changes, for the live feed
     agents.cluster.cluster (topics born, split, merged, spiking) and the labeller (named):
@@ -50,7 +52,6 @@ from turret_stream.labels.book import LabelBook
 from turret_stream.progress import ProgressReports
 from turret_stream.records import (
     DeadLetter,
-    TopicAssignment,
     TopicEvent,
     TrackedEvent,
     Transition,
@@ -131,8 +132,9 @@ def build_topology(
     texts = app.topic(
         k.texts_topic, key_type=bytes, value_serializer="json", partitions=k.partitions
     )
+    # Likewise for the lone TopicAssignment among the AssignmentBatch messages.
     assignments = app.topic(
-        k.assignments_topic, key_type=bytes, value_type=TopicAssignment, partitions=k.partitions
+        k.assignments_topic, key_type=bytes, value_serializer="json", partitions=k.partitions
     )
     dead = app.topic(
         k.dead_letters_topic, key_type=bytes, value_type=DeadLetter, partitions=k.partitions

@@ -4,7 +4,8 @@ Its input, the texts topic, is keyed by project:dimension, so every text of a di
 reaches the same agent instance, in order (a message holds one embed batch's texts of one
 dimension: ``TextBatch``). The instance keeps a DimensionOwner per
 dimension it has seen, hands it each batch, and publishes where every event landed on
-the assignments topic (keyed by project:session_id for the session actors).
+the assignments topic: one ``AssignmentBatch`` per partition, sent to the partition its
+sessions' keys (project:session_id) hash to, for the session actors.
 
 One bad text never stops the line: when a dimension's batch fails, its owner is dropped
 (so it comes back from its last saved state, not from a half-applied batch) and the
@@ -32,6 +33,7 @@ from turret_stream.fencing import FencedStore, Lease, StaleOwner
 from turret_stream.poison import PoisonEvent, carry_problem
 from turret_stream.progress import ProgressReports
 from turret_stream.records import (
+    AssignmentBatch,
     DeadLetter,
     EmbeddedText,
     TextBatch,
@@ -260,6 +262,24 @@ def unpack(messages: Sequence[TextBatch | EmbeddedText]) -> list[EmbeddedText]:
     return out
 
 
+class KeyPartitions:
+    """The partition the producer's own partitioner (``producer_partitioner``) gives a key
+    on ``topic``: a batch message for several keys goes to their partition explicitly."""
+
+    def __init__(self, app: faust.App, topic: faust.TopicT) -> None:
+        self.app = app
+        self.name = topic.get_topic_name()
+        self._known = False
+
+    async def __call__(self, key: bytes) -> int:
+        if not self._known:
+            # The partitioner needs the topic's metadata, which aiokafka loads on a topic's
+            # first send; load it the way that send would.
+            await self.app.producer._ensure_producer().partitions_for(self.name)
+            self._known = True
+        return self.app.producer.key_partition(self.name, key).partition
+
+
 def register_cluster_agent(
     app: faust.App,
     texts: faust.TopicT,
@@ -297,17 +317,31 @@ def register_cluster_agent(
 
     # About 256 texts per owner batch, as the embed agent's messages hold a batch each.
     per_take = max(1, 256 // owners.settings.embedding.batch_size)
+    partition_of = KeyPartitions(app, assignments)
+    max_bytes = owners.settings.kafka.batch_message_bytes
+
+    async def publish(placed: list[TopicAssignment]) -> list:
+        """Send the assignments as one message per partition (in event order within it)."""
+        by_partition: dict[int, list[TopicAssignment]] = {}
+        for a in placed:
+            partition = await partition_of(event_key(a.project, a.session_id))
+            by_partition.setdefault(partition, []).append(a)
+        sent = []
+        for partition, group in by_partition.items():
+            key = event_key(group[0].project, group[0].session_id)
+            for message in AssignmentBatch.split(group, max_bytes):
+                sent.append(await assignments.send(key=key, value=message, partition=partition))
+        for a in placed:
+            for listener in owners.listeners:
+                listener(a)
+        return sent
 
     @app.agent(texts, name="turret.cluster")
     async def cluster(stream: faust.StreamT[TextBatch | EmbeddedText]) -> None:
         async for messages in stream.take(per_take, within=0.05):
             batch = unpack(messages)
             placed, failed = await asyncio.to_thread(owners.process_isolated, batch)
-            sent = []
-            for a in placed:
-                sent.append(await assignments.send(key=event_key(a.project, a.session_id), value=a))
-                for listener in owners.listeners:
-                    listener(a)
+            sent = await publish(placed)
             letters: list[DeadLetter] = []
             for item, exc in failed:
                 log.warning("text of event %s dead-lettered: %r", item.event_id, exc)

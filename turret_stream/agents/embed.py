@@ -107,7 +107,7 @@ def register_embed_agent(
         sent = [
             await texts.send(key=dimension_key(*dimension), value=message)
             for dimension, items in by_dimension.items()
-            for message in TextBatch.split(items, settings.kafka.text_batch_bytes)
+            for message in TextBatch.split(items, settings.kafka.batch_message_bytes)
         ]
         # Wait for the broker to take them before the batch's events are acknowledged
         # (take() acks them when this body returns): a crash in between redelivers

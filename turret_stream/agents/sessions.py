@@ -1,8 +1,10 @@
 """Session actors: one table row per project:session_id, owned by the sessions agent.
 
-The agent reads where each event landed (the assignments topic, keyed by session, so a
-session's events arrive in order) and follows each session's topic per dimension. A
-change of topic is a transition, published on the transitions topic for the live feed.
+The agent reads where each event landed (the assignments topic: a message holds a cluster
+batch's assignments of one partition, sent to the partition of their sessions' keys, so a
+session's events arrive in order at one agent instance) and follows each session's topic
+per dimension. A change of topic is a transition, published on the transitions topic for
+the live feed.
 
 A switch needs evidence: the session moves from topic A to B once ``min_switch_events``
 consecutive events land in B (events without a topic neither count nor break the run),
@@ -31,7 +33,7 @@ from turret_stream.clustering.topic_map import TopicMapReader
 from turret_stream.journey_owner import JourneyOwner
 from turret_stream.journeys import JourneyEvent, follow_topic, session_path
 from turret_stream.labels.book import LabelBook
-from turret_stream.records import TopicAssignment, Transition, event_key
+from turret_stream.records import AssignmentBatch, TopicAssignment, Transition, event_key
 from turret_stream.storage import Filter, VectorStore
 
 log = logging.getLogger(__name__)
@@ -132,6 +134,19 @@ def store_labels(book: LabelBook, ttl_s: float = 5.0) -> LabelOf:
         return found.name
 
     return label_of
+
+
+def unpack(message: AssignmentBatch | TopicAssignment) -> list[TopicAssignment]:
+    """The assignments a message of the assignments topic holds, in order. A lone
+    ``TopicAssignment`` is what a worker before ``AssignmentBatch`` sent: left on the topic
+    by an upgrade, it still counts."""
+    if isinstance(message, TopicAssignment):
+        return [message]
+    try:
+        return message.assignments()
+    except Exception as exc:  # not written by a cluster agent: skipped like bad JSON
+        log.warning("skipped a malformed message on the assignments topic: %r", exc)
+        return []
 
 
 PARTITION = ""  # the row key holding the row's partition (metadata keys are never empty)
@@ -240,42 +255,68 @@ def register_sessions_agent(
             if mine:
                 await asyncio.to_thread(journeys.forget, mine)
 
+    def bootstrap_all(found: list[TopicAssignment]) -> list[tuple[str, int] | None]:
+        assert bootstrap is not None
+        return [bootstrap(a.project, a.dimension, a.session_id, a) for a in found]
+
+    def name_moves(moves: list[Transition]) -> None:
+        assert label_of is not None
+        for moved in moves:
+            moved.to_label = label_of(moved.project, moved.dimension, moved.to_topic)
+            if moved.from_topic is not None:
+                moved.from_label = label_of(moved.project, moved.dimension, moved.from_topic)
+
     @app.agent(assignments, name="turret.sessions")
-    async def follow(stream: faust.StreamT[TopicAssignment]) -> None:
+    async def follow(stream: faust.StreamT[AssignmentBatch | TopicAssignment]) -> None:
         nonlocal indexed
-        async for a in stream:
-            key = f"{a.project}:{a.session_id}"
+        async for message in stream:
+            batch = unpack(message)
+            if not batch:
+                continue
             event = stream.current_event
             partition = event.message.partition if event is not None else 0
             if idle is not None and not indexed:
                 idle.index((k, dict(v)) for k, v in sessions.items())
                 indexed = True
-            row = dict(sessions[key])
-            row[PARTITION] = partition
-            state = dict(row.get(a.dimension) or {})
-            if not state and bootstrap is not None:
-                known = await asyncio.to_thread(bootstrap, a.project, a.dimension, a.session_id, a)
-                if known is not None:
-                    state = {"topic": known[0], "step": known[1]}
-            moved = advance(state, a, min_switch)
+            # The message's sessions, each read once and written once.
+            rows: dict[str, dict[str, Any]] = {}
+            states: dict[tuple[str, str], dict[str, Any]] = {}
+            unknown: list[tuple[tuple[str, str], TopicAssignment]] = []
+            for a in batch:
+                key = f"{a.project}:{a.session_id}"
+                if key not in rows:
+                    rows[key] = dict(sessions[key])
+                    rows[key][PARTITION] = partition
+                if (key, a.dimension) not in states:
+                    state = states[(key, a.dimension)] = dict(rows[key].get(a.dimension) or {})
+                    if not state and bootstrap is not None:
+                        unknown.append(((key, a.dimension), a))
+            if unknown:  # sessions new to the table: rebuilt from the event store
+                found = await asyncio.to_thread(bootstrap_all, [a for _, a in unknown])
+                for (slot, _), known in zip(unknown, found, strict=True):
+                    if known is not None:
+                        states[slot].update(topic=known[0], step=known[1])
+            moves = []
+            for a in batch:
+                moved = advance(states[(f"{a.project}:{a.session_id}", a.dimension)], a, min_switch)
+                if moved is not None:
+                    moves.append(moved)
             if journeys is not None:
-                await asyncio.to_thread(journeys.observe, partition, a)
-            row[a.dimension] = state
-            sessions[key] = row
+                await asyncio.to_thread(journeys.observe_all, partition, batch)
+            for (key, dimension), state in states.items():
+                rows[key][dimension] = state
+            for key, row in rows.items():
+                sessions[key] = row
             if idle is not None:
-                for gone in idle.touch(partition, key, a.received_at):
-                    if gone in sessions:
-                        del sessions[gone]
-            if moved is not None:
-                if label_of is not None:
-                    moved.to_label = await asyncio.to_thread(
-                        label_of, a.project, a.dimension, moved.to_topic
-                    )
-                    if moved.from_topic is not None:
-                        moved.from_label = await asyncio.to_thread(
-                            label_of, a.project, a.dimension, moved.from_topic
-                        )
-                await transitions.send(key=event_key(a.project, a.session_id), value=moved)
+                for a in batch:
+                    key = f"{a.project}:{a.session_id}"
+                    for gone in idle.touch(partition, key, a.received_at):
+                        if gone in sessions:
+                            del sessions[gone]
+            if moves and label_of is not None:
+                await asyncio.to_thread(name_moves, moves)
+            for moved in moves:
+                await transitions.send(key=event_key(moved.project, moved.session_id), value=moved)
                 for listener in listeners:
                     listener(moved)
 
