@@ -113,6 +113,10 @@ class WorkerSettings(_Section):
     # Processes that run the embedding model for this worker (a pool; 1 = in the worker
     # itself); 0 picks one per core, at most 8. `up --workers N` sets it.
     embed_processes: int = Field(0, ge=0)
+    # With more than one: a batch's texts go to them in chunks of at most this many texts
+    # of similar length, the longest first, each to the next free process (balanced:
+    # a long text costs more than a short one).
+    embed_chunk_texts: int = Field(8, ge=1)
     # Niceness added to the model processes (0-19): the model uses idle cores but yields
     # them to the API and the broker, so a backlog does not slow /track (0 = equal terms).
     model_nice: int = Field(10, ge=0, le=19)

@@ -107,7 +107,10 @@ def open_worker_embedder(settings: Settings) -> Embedder:
     if processes == 1:
         return open_embedder(settings.embedding)
     threads = settings.embedding.threads or max(1, cores() // processes)
-    return PooledEmbedder(settings.embedding, processes, threads, settings.worker.model_nice)
+    worker = settings.worker
+    return PooledEmbedder(
+        settings.embedding, processes, threads, worker.model_nice, worker.embed_chunk_texts
+    )
 
 
 @contextlib.asynccontextmanager
