@@ -3,12 +3,15 @@ clustering cost as micro-clusters grow.
 
     python benchmarks/pipeline.py --data ../shared/data/banking77.csv --events 2000 --workers 1 2
 
-Part 1 runs the embedded stack in this process (tansu, the Faust worker, the API) and
-posts texts to /track over loopback as fast as the pipeline takes them; it prints events
-per second processed (accepted -> embedded -> clustered -> stored), event-to-topic
-latency (from /track's answer to the cluster agent's assignment), a row per `--workers`
-value (model processes, as `up --workers N`), and, in the same run on the same texts,
-the product's own embedder (sorted batches, one process) with the ratio.
+Part 1 runs the embedded stack (tansu, the Faust worker, the API) and posts texts to
+/track over loopback as fast as the pipeline takes them; it prints events per second
+processed (accepted -> embedded -> clustered -> stored), event-to-topic latency (from
+/track's answer to the cluster agent's assignment), a row per `--workers` value (model
+processes, as `up --workers N`), and, in the same run on the same texts, the product's own
+embedder (sorted batches, one process) with the ratio. By default everything runs in this
+process (`worker.separate_process: false`); `--split` runs it as `up` ships: the worker in
+a child process, whose progress reaches this one over the worker link (batched every
+20 ms, so its event -> topic times include up to 20 ms of that).
 
 Part 2 measures TopicModel.learn (neighbour search in Qdrant's in-process engine, the
 DBSTREAM update, links) per event on models holding 1k, 10k and 100k micro-clusters.
@@ -38,7 +41,7 @@ from turret_stream.clustering.store_index import StoreIndex
 from turret_stream.embedding.base import cores
 from turret_stream.keys import KeyStore
 from turret_stream.settings import ClusteringSettings, EmbeddingSettings, Settings
-from turret_stream.stack import running_stack
+from turret_stream.stack import running_split_stack, running_stack
 from turret_stream.storage.edge import EdgeStore
 
 
@@ -109,7 +112,9 @@ async def _post_all(
 ) -> dict[str, float]:
     """Post ``texts`` to /track: ``concurrency`` clients as fast as answered, or (``interval``
     > 0) one every ``interval`` seconds. Returns event id -> when /track answered, and
-    ``"began"`` -> when the first request was sent."""
+    ``"began"`` -> when the first request was sent and ``"client_cpu_s"`` -> the CPU
+    seconds this client spent sending them."""
+    cpu_started = time.process_time()
     sent_at: dict[str, float] = {}
     headers = {"X-API-Key": key}
     connector = aiohttp.TCPConnector(limit=max(concurrency, 100))
@@ -143,6 +148,7 @@ async def _post_all(
                     await post(*queue.pop(0))
 
             await asyncio.gather(*(client() for _ in range(concurrency)))
+    sent_at["client_cpu_s"] = time.process_time() - cpu_started
     return sent_at
 
 
@@ -196,6 +202,7 @@ async def run_pipeline(
     journeys: list[tuple[str, str]] | None = None,
     workers: int = 1,
     client_cpus: list[int] | None = None,
+    split: bool = False,
 ) -> dict:
     """First half of the texts as fast as possible (capacity); second half paced at half
     that rate (latency at a steady load). ``workers``: embedding processes (up --workers).
@@ -203,10 +210,24 @@ async def run_pipeline(
     settings, key = stack_settings(workers)
     done_at: dict[str, float] = {}
     half = len(texts) // 2
-    async with running_stack(settings, broker=True, worker=True, api=True) as stack:
-        stack.topology.owners.listeners.append(
-            lambda a: done_at.setdefault(a.event_id, time.perf_counter())
-        )
+    if split:
+        opened = running_split_stack(settings, broker=True)
+    else:
+        opened = running_stack(settings, broker=True, worker=True, api=True)
+    async with opened as stack:
+        if split:  # the worker's progress, as the ingest process hears of it
+            assert stack.progress is not None
+            clustered = stack.progress.clustered
+
+            def heard(event_id: str) -> None:
+                done_at.setdefault(event_id, time.perf_counter())
+                clustered(event_id)
+
+            stack.progress.clustered = heard  # type: ignore[method-assign]
+        else:
+            stack.topology.owners.listeners.append(
+                lambda a: done_at.setdefault(a.event_id, time.perf_counter())
+            )
         await asyncio.sleep(1)
 
         async def wait_done(n: int) -> None:
@@ -231,7 +252,7 @@ async def run_pipeline(
             if journeys
             else []
         )
-    paced = [e for e in paced_sent if e in done_at]  # "began" is not an event id
+    paced = [e for e in paced_sent if e in done_at]  # "began", "client_cpu_s": no event ids
     latencies = sorted(done_at[e] - paced_sent[e] for e in paced)
     q = statistics.quantiles(latencies, n=100)
     return {
@@ -326,7 +347,13 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--sizes", type=int, nargs="*", default=[1000, 10_000, 100_000])
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="*",
+        default=[1000, 10_000, 100_000],
+        help="micro-clusters for Part 2, a row each (none: Part 2 skipped)",
+    )
     parser.add_argument("--probes", type=int, default=500)
     parser.add_argument(
         "--workers",
@@ -343,6 +370,11 @@ def main() -> None:
     parser.add_argument(
         "--client-cpus", type=_cpu_list, help="cores of the load-generating client process"
     )
+    parser.add_argument(
+        "--split",
+        action="store_true",
+        help="the worker in its own process, as `up` runs it (worker.separate_process)",
+    )
     args = parser.parse_args()
     if args.cpus:
         os.sched_setaffinity(0, args.cpus)  # the broker and model processes inherit it
@@ -350,7 +382,8 @@ def main() -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
     texts = read_texts(args.data, args.events)
-    print(f"Part 1: {len(texts)} texts from {args.data.name} through the embedded stack")
+    layout = "worker in a child process, as up" if args.split else "all in one process"
+    print(f"Part 1: {len(texts)} texts from {args.data.name} through the embedded stack ({layout})")
     print(f"  on {cores()} cores; client process on {args.client_cpus or 'the same cores'}")
     a_texts = intent_texts(args.data, "card_arrival")
     b_texts = intent_texts(args.data, "exchange_rate")
@@ -371,6 +404,7 @@ def main() -> None:
                 journeys if n == args.workers[0] else None,
                 n,
                 args.client_cpus,
+                args.split,
             )
         )
         result = result or row
