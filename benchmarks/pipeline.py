@@ -40,7 +40,12 @@ from turret_stream.clustering.model import TopicModel
 from turret_stream.clustering.store_index import StoreIndex
 from turret_stream.embedding.base import cores
 from turret_stream.keys import KeyStore
-from turret_stream.settings import ClusteringSettings, EmbeddingSettings, Settings
+from turret_stream.settings import (
+    ClusteringSettings,
+    EmbeddingSettings,
+    Settings,
+    WorkerSettings,
+)
 from turret_stream.stack import running_split_stack, running_stack
 from turret_stream.storage.edge import EdgeStore
 
@@ -284,7 +289,12 @@ def pooled_embedder(texts: list[str], processes: int) -> float:
     its share of the cores: what the pipeline's model stage can do on these cores."""
     from turret_stream.embedding.pool import PooledEmbedder
 
-    pool = PooledEmbedder(EmbeddingSettings(), processes, max(1, cores() // processes))
+    pool = PooledEmbedder(
+        EmbeddingSettings(),
+        processes,
+        max(1, cores() // processes),
+        chunk_texts=WorkerSettings().embed_chunk_texts,  # as the worker's pool
+    )
     try:
         pool.embed(texts[: 64 * processes])  # warm-up
         started = time.perf_counter()

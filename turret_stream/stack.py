@@ -109,7 +109,11 @@ def open_worker_embedder(settings: Settings) -> Embedder:
     threads = settings.embedding.threads or max(1, cores() // processes)
     worker = settings.worker
     return PooledEmbedder(
-        settings.embedding, processes, threads, worker.model_nice, worker.embed_chunk_texts
+        settings.embedding,
+        processes,
+        threads,
+        worker.model_nice,
+        chunk_texts=worker.embed_chunk_texts,
     )
 
 

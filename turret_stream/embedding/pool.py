@@ -6,9 +6,9 @@ dead letters and ordering are unchanged); only the model's arithmetic moves: eac
 texts are sorted by length, cut into chunks of a few texts of similar length
 (``worker.embed_chunk_texts``), and handed to N processes longest first, each process
 taking the next chunk when it is done, each with its share of the cores as ONNX Runtime
-threads. One process with all
-the cores does not scale: the int8 model runs small batches, and its intra-op threads
-mostly wait on each other (measured: README, *Performance*).
+threads. One process with all the cores does not scale: the int8 model runs small
+batches, and its intra-op threads mostly wait on each other (measured: README,
+*Performance*).
 
 Why chunks rather than one run per process: a run's cost grows with its longest text
 (every text is padded to it), so N equal-count runs of sorted texts left the processes
@@ -72,7 +72,8 @@ def _embed_run(texts: list[str]) -> np.ndarray:
 
 class PooledEmbedder(Embedder):
     """``processes`` model processes, each with ``threads`` ONNX threads, at ``nice``
-    (added to this process's niceness)."""
+    (added to this process's niceness), given texts in chunks of ``chunk_texts``
+    (``worker.embed_chunk_texts``: no default here, so every caller runs the setting's)."""
 
     def __init__(
         self,
@@ -80,7 +81,8 @@ class PooledEmbedder(Embedder):
         processes: int,
         threads: int,
         nice: int = 0,
-        chunk_texts: int = 8,
+        *,
+        chunk_texts: int,
     ) -> None:
         from turret_stream.embedding.fastembed import FastEmbedder
 
