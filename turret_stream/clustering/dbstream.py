@@ -192,15 +192,15 @@ class DBSTREAM:
     ) -> None:
         fading = self.fading_factor
         sigma = self.clustering_threshold / 3
-        before: dict[int, np.ndarray] = {}
+        before = self.index.centres(n.id for n in within)  # one read for all of them
         after: dict[int, np.ndarray] = {}
         for n in within:
             mc = self._mcs[n.id]
             mc.weight = mc.weight * 2 ** (-fading * (now - mc.last_update)) + 1
             mc.last_update = now
             h = math.exp(-(n.distance**2) / (2 * sigma**2))
-            before[n.id] = n.centre
-            after[n.id] = n.centre + h * (x - n.centre)
+            centre = before[n.id]
+            after[n.id] = centre + h * (x - centre)
             changes.touched.add(n.id)
         ids = [n.id for n in within]
         for a in range(len(ids)):

@@ -39,16 +39,14 @@ class StoreIndex(CentreIndex):
         slack = 2
         want = limit + slack
         while True:
-            hits = self.store.search(
-                self.collection, x, want, score_threshold=max_distance, with_vectors=True
-            )
+            hits = self.store.search(self.collection, x, want, score_threshold=max_distance)
             fresh = [h for h in hits if int(h.id[3:]) not in self._pending]
             fresh = [h for h in fresh if int(h.id[3:]) not in self._removed]
             stale = len(hits) - len(fresh)
             if len(hits) < want or len(fresh) >= limit or stale == 0:
                 break
             want += stale + len(self._pending) + len(self._removed)
-        found = [Neighbour(int(h.id[3:]), h.score, np.asarray(h.vector, np.float64)) for h in fresh]
+        found = [Neighbour(int(h.id[3:]), h.score) for h in fresh]
         found.extend(self._pending.nearest(x, limit, max_distance))
         return sorted(found, key=lambda n: n.distance)[:limit]
 
@@ -71,6 +69,8 @@ class StoreIndex(CentreIndex):
         ids = list(mc_ids)
         out = {i: self._pending.centre(i) for i in ids if i in self._pending}
         stored = [mc_point_id(i) for i in ids if i not in out]
+        if not stored:
+            return out
         for record in self.store.retrieve(self.collection, stored, with_vectors=True):
             out[int(record.id[3:])] = np.asarray(record.vector, dtype=np.float64)
         return out
