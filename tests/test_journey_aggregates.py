@@ -143,8 +143,11 @@ def test_a_cell_summed_from_stored_members_equals_the_cell_the_book_kept(minimum
         assert summed_cell == cell
 
 
+@pytest.mark.parametrize("incremental", [False, True])
 @pytest.mark.parametrize("minimum", [1, 2])
-def test_book_fed_event_by_event_matches_the_oracle_across_a_map_change(minimum):
+def test_book_fed_event_by_event_matches_the_oracle_across_a_map_change(minimum, incremental):
+    """``incremental``: ``put`` told the map's version, as the sessions owner does (the
+    session's derivation so far is kept and each event adds only its difference)."""
     events = corpus(7, sessions=120)
     (first, n1), (second, n2) = MAPS
     book = JourneyBook(minimum)
@@ -154,7 +157,8 @@ def test_book_fed_event_by_event_matches_the_oracle_across_a_map_change(minimum)
         mapping, neutral = (first, n1) if k < half else (second, n2)
         runs = book.sessions.get(e.session_id) or SessionRuns(e.session_id, e.user_id)
         assert runs.add(e.ts, e.event_id, e.mc, {"plan": "pro"})
-        book.put(runs, mapping.get, neutral)
+        basis = ("v1" if k < half else "v2") if incremental else None
+        book.put(runs, mapping.get, neutral, basis=basis)
     # Sessions last touched before the change still carry the first map's journeys ...
     for _ in book.rederive(second.get, n2, "v2"):
         pass
@@ -169,6 +173,56 @@ def test_book_fed_event_by_event_matches_the_oracle_across_a_map_change(minimum)
 
     book.cells = {k: Cell.from_payload(c.to_payload()) for k, c in book.cells.items()}
     assert answers(summed(book)) == answers(oracle)
+
+
+@pytest.mark.parametrize("minimum", [1, 2, 3])
+def test_long_sessions_fed_one_event_at_a_time_keep_exact_cells(minimum):
+    """Sessions of hundreds of events that bounce between few topics (returns on most
+    steps), cross hours, change segments and pass through noise and a neutral topic:
+    after every event, each session's contribution is its path derived from scratch and
+    the cells equal the sum of the contributions counted afresh, as ``put`` computes them
+    step by step (``DerivedPrefix``, ``Cell.extend``)."""
+    from turret_stream.journey_book import Cell
+
+    mapping = {1: "A", 2: "A", 3: "B", 4: "C", 5: "N"}  # 0: noise
+    neutral = frozenset({"N"})
+    rng = random.Random(minimum)
+    book = JourneyBook(minimum)
+    clock = {f"s{i}": 1_700_000_000.0 + 1000 * i for i in range(3)}
+    mc = dict.fromkeys(clock, 1)
+    for k in range(900):
+        sid = rng.choice(sorted(clock))
+        clock[sid] += rng.choice([1, 5, 30, 400])
+        if rng.random() < 0.3:  # runs of a few events, so every minimum makes steps
+            mc[sid] = rng.randrange(6)
+        runs = book.sessions.get(sid) or SessionRuns(sid, f"u-{sid}")
+        plan = "pro" if k < 600 or sid != "s1" else "free"  # s1 turns mixed
+        assert runs.add(clock[sid], f"e{k:04d}", mc[sid], {"plan": plan})
+        book.put(runs, mapping.get, neutral, basis="v1")
+        fresh = book.contribution(runs, mapping.get, neutral)
+        assert book.contributions[sid] == fresh
+        if k % 50 == 49 or k == 899:
+            want: dict = {}
+            for c in book.contributions.values():
+                want.setdefault(c.key, Cell()).apply(c, 1)
+            assert {key: cell for key, cell in book.cells.items() if not cell.empty} == want
+            # What a flush writes as each cell's delta: the sessions' changes since the
+            # last flush, as retracting each one's written contribution and adding its
+            # current one would count them.
+            changes: dict = {}
+            for s, before in book.written.items():
+                if before is not None:
+                    changes.setdefault(before.key, Cell()).apply(before, -1)
+                now = book.contributions[s]
+                changes.setdefault(now.key, Cell()).apply(now, 1)
+            deltas = book.cell_deltas(set(book.cells))
+            assert {key: d for key, d in deltas.items() if d != Cell()} == {
+                key: d for key, d in changes.items() if d != Cell()
+            }
+            book.take_dirty()
+    assert min(c.events for c in book.contributions.values()) > 250
+    assert max(len(c.derived.path) for c in book.contributions.values()) > 20
+    assert any(cell.back_and_forth_sessions for cell in book.cells.values())
 
 
 def test_a_replayed_or_late_event_is_refused_for_a_rebuild():

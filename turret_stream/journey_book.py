@@ -181,10 +181,24 @@ def derive(
     """The session's steps from its runs; the same as ``journeys.session_path`` on its
     events. All events of a run share a topic, so a run of n events is n calls of the
     switch rule, of which the first ``min_switch_events + 1`` can change anything."""
-    position: dict[str, Any] = {}
     path: list[str] = []
     starts: list[float] = []
-    for mc, count, first_ts, _ in runs.runs:
+    follow_runs(runs.runs, {}, path, starts, topic_of, min_switch_events, neutral)
+    return Derived(tuple(path), tuple(starts))
+
+
+def follow_runs(
+    runs: Iterable[list[Any]],
+    position: dict[str, Any],
+    path: list[str],
+    starts: list[float],
+    topic_of: TopicOf,
+    min_switch_events: int,
+    neutral: Container[str],
+) -> None:
+    """``derive``'s loop: follow ``runs`` from ``position``, appending the steps they make
+    to ``path`` and ``starts`` (all three mutated)."""
+    for mc, count, first_ts, _ in runs:
         topic = topic_of(mc)
         if topic is None:
             continue
@@ -196,7 +210,42 @@ def derive(
             if moved is not None:
                 path.append(moved.target)
                 starts.append(moved.mark)
-    return Derived(tuple(path), tuple(starts))
+
+
+@dataclass
+class DerivedPrefix:
+    """Where ``derive`` stood after a session's complete runs (all but the last: only the
+    last run of a session still grows), under one topic map (``basis``): a new event
+    follows only the runs completed since and the last one, not the whole session, so
+    an event costs the same in a session of ten events or of ten thousand."""
+
+    runs: SessionRuns
+    basis: Any
+    done: int = 0  # runs followed
+    position: dict[str, Any] = field(default_factory=dict)
+    path: list[str] = field(default_factory=list)
+    starts: list[float] = field(default_factory=list)
+
+    def derive(self, topic_of: TopicOf, min_switch_events: int, neutral: Container[str]) -> Derived:
+        """The session's steps, as ``derive`` gives them; advances the prefix."""
+        complete = len(self.runs.runs) - 1
+        if self.done < complete:
+            runs = self.runs.runs[self.done : complete]
+            follow_runs(
+                runs, self.position, self.path, self.starts, topic_of, min_switch_events, neutral
+            )
+            self.done = complete
+        path, starts = list(self.path), list(self.starts)
+        follow_runs(
+            self.runs.runs[complete:],
+            dict(self.position),
+            path,
+            starts,
+            topic_of,
+            min_switch_events,
+            neutral,
+        )
+        return Derived(tuple(path), tuple(starts))
 
 
 # -- what one session adds to the aggregates ----------------------------------------------
@@ -312,6 +361,53 @@ class Cell:
             self._add_path(path, sign)
             self._add_gaps(path, c.derived.step_starts, sign)
 
+    def extend(self, old: Contribution, new: Contribution) -> bool:
+        """Swap a session's contribution ``old`` for ``new`` when ``new`` is ``old`` with
+        events added at its end (the same cell, user and steps, maybe more steps): only
+        what the added steps change, where ``apply`` -1 then +1 would redo every step.
+        False, with nothing changed, when ``new`` is not such an extension."""
+        if old.key != new.key or old.user_id != new.user_id:
+            return False
+        before, after = old.derived, new.derived
+        n = len(before.path)
+        if after.path[:n] != before.path or after.step_starts[:n] != before.step_starts:
+            return False
+        self.events += new.events - old.events
+        path, starts = after.path, after.step_starts
+        if len(path) == n:
+            return True
+        if n == 0:
+            self._add_path(path, 1)
+            self._add_gaps(path, starts, 1)
+            return True
+        old_path = before.path
+        bump(self.paths, SEP.join(old_path), -1)
+        bump(self.paths, SEP.join(path), 1)
+        bump(self.ended, old_path[-1], -1)
+        bump(self.ended, path[-1], 1)
+        for topic in set(path[n:]):
+            if topic not in old_path:
+                bump(self.visited, topic, 1)
+        for i in range(n - 1, len(path) - 1):
+            pair = _pair(path[i], path[i + 1])
+            bump(self.transitions, pair, 1)
+            bins = self.gaps.setdefault(pair, Counter())
+            bump(bins, gap_bin(starts[i + 1] - starts[i]), 1)
+            if not bins:  # a signed cell (``cell_deltas``) can come back to zero
+                del self.gaps[pair]
+        returns = {
+            _pair(path[i], path[i + 1])
+            for i in range(max(0, n - 2), len(path) - 2)
+            if path[i] == path[i + 2]
+        }
+        if returns:
+            had = back_and_forth_pairs(old_path)  # a scan of the path, only on a return
+            if not had:
+                self.back_and_forth_sessions += 1
+            for pair in returns - had:
+                bump(self.back_and_forth, pair, 1)
+        return True
+
     def add_members(self, members: Iterable[list[Any]]) -> None:
         """Add the sessions of ``members`` (``Contribution.to_member`` lists), as ``apply``
         of each would, with what depends on the path alone counted once per distinct
@@ -338,7 +434,7 @@ class Cell:
         bump(self.ended, path[-1], n)
         for i in range(len(path) - 1):
             bump(self.transitions, _pair(path[i], path[i + 1]), n)
-        pairs = {_pair(a, b) for a, b, c2 in zip(path, path[1:], path[2:], strict=False) if a == c2}
+        pairs = back_and_forth_pairs(path)
         if pairs:
             self.back_and_forth_sessions += n
             for p in pairs:
@@ -406,6 +502,11 @@ class Cell:
         )
 
 
+def back_and_forth_pairs(path: Sequence[str]) -> set[str]:
+    """The (a, via) pairs of a path's returns a -> via -> a."""
+    return {_pair(a, b) for a, b, c in zip(path, path[1:], path[2:], strict=False) if a == c}
+
+
 def bump(counter: Counter, key: Any, sign: int) -> None:
     """Add ``sign`` to ``counter[key]``, dropping the key at zero (cells and their sums
     keep no zero entries)."""
@@ -466,6 +567,8 @@ class JourneyBook:
     # crash after the sessions' rows are written and before the cells are lets a restart
     # put the stored cells in step (``journey_owner``) without re-deriving every session.
     written: dict[str, Contribution | None] = field(default_factory=dict)
+    # Per session in memory, where deriving its path stood (``put`` with a ``basis``).
+    prefixes: dict[str, DerivedPrefix] = field(default_factory=dict)
 
     def _segments(self, runs: SessionRuns) -> str:
         if runs.segments == MIXED or runs.segments is None:
@@ -483,15 +586,12 @@ class JourneyBook:
     def contribution(
         self, runs: SessionRuns, topic_of: TopicOf, neutral: Container[str]
     ) -> Contribution:
+        return self._contribution(runs, derive(runs, topic_of, self.min_switch_events, neutral))
+
+    def _contribution(self, runs: SessionRuns, derived: Derived) -> Contribution:
         key = CellKey(hour_of(runs.first_at), hour_of(runs.last_at), self._segments(runs))
         return Contribution(
-            key,
-            runs.user_id,
-            runs.session_id,
-            runs.events,
-            runs.first_at,
-            runs.last_at,
-            derive(runs, topic_of, self.min_switch_events, neutral),
+            key, runs.user_id, runs.session_id, runs.events, runs.first_at, runs.last_at, derived
         )
 
     def _apply(self, c: Contribution, sign: int) -> None:
@@ -507,19 +607,35 @@ class JourneyBook:
         topic_of: TopicOf,
         neutral: Container[str],
         evicted: Contribution | None = None,
+        basis: Any = None,
     ) -> None:
         """The session ``runs`` changed: swap its old contribution for its new one.
         ``evicted``: the contribution the cells hold for a session evicted from memory
-        (``evicted_contribution``), which comes back with a new event."""
+        (``evicted_contribution``), which comes back with a new event. ``basis``: what
+        ``topic_of`` and ``neutral`` are (the topic map's version); with it, an event
+        added to a session costs what it adds, not what the whole session holds (the
+        session's derivation so far is kept, and the cell takes the difference)."""
         sid = runs.session_id
         self.sessions[sid] = runs
         old = self.contributions.get(sid, evicted)
         self.written.setdefault(sid, old)
         self.dirty_evicted.pop(sid, None)
-        if old is not None:
-            self._apply(old, -1)
-        new = self.contributions[sid] = self.contribution(runs, topic_of, neutral)
-        self._apply(new, 1)
+        if basis is None:
+            new = self.contribution(runs, topic_of, neutral)
+        else:
+            prefix = self.prefixes.get(sid)
+            if prefix is None or prefix.runs is not runs or prefix.basis != basis:
+                prefix = self.prefixes[sid] = DerivedPrefix(runs, basis)
+            derived = prefix.derive(topic_of, self.min_switch_events, neutral)
+            new = self._contribution(runs, derived)
+        self.contributions[sid] = new
+        cell = self.cells.get(new.key) if old is not None else None
+        if cell is not None and cell.extend(old, new):  # type: ignore[arg-type]
+            self.dirty_cells.add(new.key)
+        else:
+            if old is not None:
+                self._apply(old, -1)
+            self._apply(new, 1)
         self.dirty_sessions.add(sid)
         self.clock = max(self.clock, runs.last_at)
         self.activity[sid] = runs.last_at
@@ -554,6 +670,7 @@ class JourneyBook:
         del self.activity[sid]
         self.sessions.pop(sid, None)
         self.contributions.pop(sid, None)
+        self.prefixes.pop(sid, None)
 
     # -- a restart from the written cells -------------------------------------------------
 
@@ -669,6 +786,12 @@ class JourneyBook:
             new = pending[1] if pending is not None else self.contributions.get(sid)
             if old == new:
                 continue
+            if old is not None and new is not None and old.key == new.key and new.key in keys:
+                delta = deltas.get(new.key)
+                if delta is None:
+                    delta = deltas[new.key] = Cell()
+                if delta.extend(old, new):  # a session that grew: only its added steps
+                    continue
             if old is not None:
                 add(old, -1)
             if new is not None:

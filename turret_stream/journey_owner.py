@@ -255,7 +255,7 @@ class JourneyOwner:
                 return
             runs = rebuilt
             runs.verified = True
-        book.put(runs, topic_map.topic_of, self._neutral(topic_map), evicted)
+        book.put(runs, topic_map.topic_of, self._neutral(topic_map), evicted, topic_map.version)
         slot.pending = True
 
     def _from_store(self, names: DimensionNames, a: TopicAssignment) -> SessionRuns | None:
