@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from pipeline import post_from_client_process, read_texts, stack_settings
 
 from turret_stream.agents.labels import Labeller
@@ -88,6 +89,24 @@ def children_cpu() -> dict[str, float]:
     return out
 
 
+async def topic_messages(bootstrap: str) -> dict[str, int]:
+    """Messages written to each topic so far (the sum of its partitions' end offsets)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        topics = await consumer.topics()
+        partitions = [
+            TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()
+        ]
+        ends = await consumer.end_offsets(partitions)
+    finally:
+        await consumer.stop()
+    out: dict[str, int] = {}
+    for tp, end in ends.items():
+        out[tp.topic] = out.get(tp.topic, 0) + end
+    return out
+
+
 def machine_cpu() -> float:
     with open("/proc/stat") as f:
         v = [int(x) for x in f.readline().split()[1:]]
@@ -135,6 +154,7 @@ async def run(texts: list[str], workers: int, concurrency: int) -> None:
         own = times.user + times.system - before[1].user - before[1].system
         children = {k: v - before[2][k] for k, v in children_cpu().items()}
         machine = machine_cpu() - before[3]
+        messages = await topic_messages(stack.settings.bootstrap_servers)
     stages = {k: v - before[4].get(k, 0.0) for k, v in spent.items()}
     if count == 0:
         print("  nothing was processed after posting")
@@ -149,6 +169,9 @@ async def run(texts: list[str], workers: int, concurrency: int) -> None:
     rows.append(("the machine", machine))
     for name, seconds in rows:
         print(f"  {name:<48} {seconds / wall:>6.2f} {seconds * per:>13.2f}")
+    print(f"  messages per event on each topic (the whole run, {len(texts)} events):")
+    for topic, n in sorted(messages.items(), key=lambda kv: -kv[1]):
+        print(f"    {topic:<60} {n / len(texts):>6.2f}")
     # While posting, this process also served /track: its CPU less what the events it
     # processed meanwhile cost at the rate measured after posting is the API's estimate.
     took = posted - started
