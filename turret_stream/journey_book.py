@@ -212,30 +212,44 @@ def follow_runs(
                 starts.append(moved.mark)
 
 
-@dataclass
+@dataclass(slots=True)
 class DerivedPrefix:
     """Where ``derive`` stood after a session's complete runs (all but the last: only the
     last run of a session still grows), under one topic map (``basis``): a new event
     follows only the runs completed since and the last one, not the whole session, so
-    an event costs the same in a session of ten events or of ten thousand."""
+    an event costs the same in a session of ten events or of ten thousand. The steps so
+    far are not copied here: they are the first ``steps`` of the journey this prefix
+    last derived (``last``), which the book holds as the session's contribution."""
 
     runs: SessionRuns
     basis: Any
     done: int = 0  # runs followed
+    steps: int = 0  # steps they made
     position: dict[str, Any] = field(default_factory=dict)
-    path: list[str] = field(default_factory=list)
-    starts: list[float] = field(default_factory=list)
+    last: Derived | None = None
 
-    def derive(self, topic_of: TopicOf, min_switch_events: int, neutral: Container[str]) -> Derived:
-        """The session's steps, as ``derive`` gives them; advances the prefix."""
+    def derive(
+        self,
+        topic_of: TopicOf,
+        min_switch_events: int,
+        neutral: Container[str],
+        previous: Derived | None,
+    ) -> Derived:
+        """The session's steps, as ``derive`` gives them; advances the prefix.
+        ``previous``: the journey the book counts for the session now; from the start
+        again unless it is the one this prefix derived last."""
+        if previous is None or previous is not self.last:
+            self.done, self.steps, self.position = 0, 0, {}
+            path: list[str] = []
+            starts: list[float] = []
+        else:
+            path = list(previous.path[: self.steps])
+            starts = list(previous.step_starts[: self.steps])
         complete = len(self.runs.runs) - 1
         if self.done < complete:
             runs = self.runs.runs[self.done : complete]
-            follow_runs(
-                runs, self.position, self.path, self.starts, topic_of, min_switch_events, neutral
-            )
-            self.done = complete
-        path, starts = list(self.path), list(self.starts)
+            follow_runs(runs, self.position, path, starts, topic_of, min_switch_events, neutral)
+            self.done, self.steps = complete, len(path)
         follow_runs(
             self.runs.runs[complete:],
             dict(self.position),
@@ -245,7 +259,8 @@ class DerivedPrefix:
             min_switch_events,
             neutral,
         )
-        return Derived(tuple(path), tuple(starts))
+        self.last = Derived(tuple(path), tuple(starts))
+        return self.last
 
 
 # -- what one session adds to the aggregates ----------------------------------------------
@@ -626,7 +641,13 @@ class JourneyBook:
             prefix = self.prefixes.get(sid)
             if prefix is None or prefix.runs is not runs or prefix.basis != basis:
                 prefix = self.prefixes[sid] = DerivedPrefix(runs, basis)
-            derived = prefix.derive(topic_of, self.min_switch_events, neutral)
+            counted = self.contributions.get(sid)
+            derived = prefix.derive(
+                topic_of,
+                self.min_switch_events,
+                neutral,
+                None if counted is None else counted.derived,
+            )
             new = self._contribution(runs, derived)
         self.contributions[sid] = new
         cell = self.cells.get(new.key) if old is not None else None
