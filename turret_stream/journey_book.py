@@ -650,8 +650,8 @@ class JourneyBook:
             )
             new = self._contribution(runs, derived)
         self.contributions[sid] = new
-        cell = self.cells.get(new.key) if old is not None else None
-        if cell is not None and cell.extend(old, new):  # type: ignore[arg-type]
+        cell = self.cells.get(new.key)
+        if old is not None and cell is not None and cell.extend(old, new):
             self.dirty_cells.add(new.key)
         else:
             if old is not None:
