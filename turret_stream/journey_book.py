@@ -404,12 +404,8 @@ class Cell:
             if topic not in old_path:
                 bump(self.visited, topic, 1)
         for i in range(n - 1, len(path) - 1):
-            pair = _pair(path[i], path[i + 1])
-            bump(self.transitions, pair, 1)
-            bins = self.gaps.setdefault(pair, Counter())
-            bump(bins, gap_bin(starts[i + 1] - starts[i]), 1)
-            if not bins:  # a signed cell (``cell_deltas``) can come back to zero
-                del self.gaps[pair]
+            bump(self.transitions, _pair(path[i], path[i + 1]), 1)
+        self._add_gaps(path, starts, 1, first=n - 1)
         returns = {
             _pair(path[i], path[i + 1])
             for i in range(max(0, n - 2), len(path) - 2)
@@ -455,12 +451,15 @@ class Cell:
             for p in pairs:
                 bump(self.back_and_forth, p, n)
 
-    def _add_gaps(self, path: Sequence[str], starts: Sequence[float], sign: int) -> None:
-        for i in range(len(path) - 1):
+    def _add_gaps(
+        self, path: Sequence[str], starts: Sequence[float], sign: int, first: int = 0
+    ) -> None:
+        """The gaps of the path's steps from step ``first`` on."""
+        for i in range(first, len(path) - 1):
             pair = _pair(path[i], path[i + 1])
             bins = self.gaps.setdefault(pair, Counter())
             bump(bins, gap_bin(starts[i + 1] - starts[i]), sign)
-            if not bins:
+            if not bins:  # retracted, or a signed cell (``cell_deltas``) back to zero
                 del self.gaps[pair]
 
     @property
@@ -795,24 +794,29 @@ class JourneyBook:
         contribution then, ``written``, against now). Call before ``take_dirty``."""
         deltas: dict[CellKey, Cell] = {}
 
+        def delta_of(key: CellKey) -> Cell:
+            delta = deltas.get(key)
+            if delta is None:
+                delta = deltas[key] = Cell()
+            return delta
+
         def add(c: Contribution, sign: int) -> None:
             if c.key in keys:
-                delta = deltas.get(c.key)
-                if delta is None:
-                    delta = deltas[c.key] = Cell()
-                delta.apply(c, sign)
+                delta_of(c.key).apply(c, sign)
 
         for sid, old in self.written.items():
             pending = self.dirty_evicted.get(sid)
             new = pending[1] if pending is not None else self.contributions.get(sid)
             if old == new:
                 continue
-            if old is not None and new is not None and old.key == new.key and new.key in keys:
-                delta = deltas.get(new.key)
-                if delta is None:
-                    delta = deltas[new.key] = Cell()
-                if delta.extend(old, new):  # a session that grew: only its added steps
-                    continue
+            if (
+                old is not None
+                and new is not None
+                and old.key == new.key
+                and new.key in keys
+                and delta_of(new.key).extend(old, new)
+            ):
+                continue  # a session that grew: only its added steps
             if old is not None:
                 add(old, -1)
             if new is not None:
