@@ -117,6 +117,11 @@ class WorkerSettings(_Section):
     # of similar length, the longest first, each to the next free process (balanced:
     # a long text costs more than a short one).
     embed_chunk_texts: int = Field(8, ge=1)
+    # Batches of events the embed agent embeds at once: the next batch's embedding runs
+    # while the previous batch's texts go to the broker, so the model does not wait for
+    # the send (texts still leave, and events are acknowledged, in arrival order). 1 =
+    # one batch at a time.
+    embed_batches_in_flight: int = Field(2, ge=1)
     # Niceness added to the model processes (0-19): the model uses idle cores but yields
     # them to the API and the broker, so a backlog does not slow /track (0 = equal terms).
     model_nice: int = Field(10, ge=0, le=19)

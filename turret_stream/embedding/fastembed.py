@@ -75,6 +75,10 @@ class FastEmbedder(Embedder):
             self.dim = self._model.embedding_size
         if threads > 1 and not settings.thread_spinning:
             _stop_spinning(self._model, threads)
+        # One batch at a time: the embed agent may hand over the next batch while one is
+        # still running (worker.embed_batches_in_flight), and two runs at once on the same
+        # ONNX threads and cores only contend. The next one starts as soon as this ends.
+        self._running = threading.Lock()
         self._check_output()
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -93,10 +97,11 @@ class FastEmbedder(Embedder):
         order = sorted(range(n), key=lambda i: len(cut[i]))
         lengths = [len(cut[i]) for i in order]
         vectors = np.empty((n, self.dim), dtype=np.float32)
-        for start, stop in _similar_length_runs(lengths, self._batch_size):
-            rows = [order[i] for i in range(start, stop)]
-            batch = [cut[i] for i in rows]
-            vectors[rows] = np.stack(list(self._model.embed(batch, batch_size=len(batch))))
+        with self._running:
+            for start, stop in _similar_length_runs(lengths, self._batch_size):
+                rows = [order[i] for i in range(start, stop)]
+                batch = [cut[i] for i in rows]
+                vectors[rows] = np.stack(list(self._model.embed(batch, batch_size=len(batch))))
         return normalize_rows(vectors)
 
     def _check_output(self) -> None:
