@@ -131,7 +131,7 @@ async def run(texts: list[str], workers: int, concurrency: int) -> None:
         stack.topology.owners.listeners.append(
             lambda a: done.setdefault(a.event_id, time.perf_counter())
         )
-        at_start = (os.times(), machine_cpu())
+        at_start = (os.times(), machine_cpu(), children_cpu(), dict(spent))
         started = time.perf_counter()
         sent = await post_from_client_process(
             stack.api_url, key, list(enumerate(texts)), concurrency, 0.0, None
@@ -142,7 +142,7 @@ async def run(texts: list[str], workers: int, concurrency: int) -> None:
             f"  posted {len(texts)} in {posted - started:.1f} s; "
             f"{meanwhile} processed meanwhile ({meanwhile / (posted - started):.0f}/s)"
         )
-        posting = (os.times(), machine_cpu())
+        posting = (os.times(), machine_cpu(), children_cpu(), dict(spent))
         # From here only the pipeline works (the client process has exited).
         before = (len(done), os.times(), children_cpu(), machine_cpu(), dict(spent))
         deadline = time.perf_counter() + 600
@@ -183,6 +183,19 @@ async def run(texts: list[str], workers: int, concurrency: int) -> None:
     print(f"  while posting ({took:.1f} s, the machine {busy:.2f} cores busy), CPU ms/request:")
     print(f"    {'the client process (the load generator)':<46} {client:>13.2f}")
     print(f"    {'this process less the events it processed':<46} {api * per_request:>13.2f}")
+    # The same components as after posting, per event processed meanwhile: where a
+    # pipeline that also takes /track's load spends more than one that only processes.
+    if meanwhile:
+        per_meanwhile = 1000 / meanwhile
+        print(f"  while posting, CPU ms per event processed meanwhile ({meanwhile}):")
+        posted_rows = [("this process (API included)", own_posting)]
+        posted_rows += [
+            (f"  {name}", posting[3].get(name, 0.0) - at_start[3].get(name, 0.0)) for name in STAGES
+        ]
+        posted_rows += [(k, posting[2][k] - at_start[2][k]) for k in posting[2]]
+        posted_rows.append(("the machine", posting[1] - at_start[1]))
+        for name, seconds in posted_rows:
+            print(f"    {name:<46} {seconds * per_meanwhile:>13.2f}")
 
 
 def _cpu(t: os.times_result) -> float:
