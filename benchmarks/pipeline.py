@@ -208,10 +208,12 @@ async def run_pipeline(
     workers: int = 1,
     client_cpus: list[int] | None = None,
     split: bool = False,
+    paced_rate: float | None = None,
 ) -> dict:
     """First half of the texts as fast as possible (capacity); second half paced at half
-    that rate (latency at a steady load). ``workers``: embedding processes (up --workers).
-    The texts are posted from a separate client process (``client_cpus``)."""
+    that rate, or at ``paced_rate`` events/s (latency at a steady load). ``workers``:
+    embedding processes (up --workers). The texts are posted from a separate client
+    process (``client_cpus``)."""
     settings, key = stack_settings(workers)
     done_at: dict[str, float] = {}
     half = len(texts) // 2
@@ -246,13 +248,14 @@ async def run_pipeline(
         await wait_done(half)
         capacity = half / (max(done_at.values()) - sent["began"])
 
-        interval = 2.0 / capacity  # half the capacity
+        steady = paced_rate or capacity / 2
+        interval = 1.0 / steady
         second = list(enumerate(texts[half:], start=half))
         paced_sent = await post_from_client_process(url, key, second, 1, interval, client_cpus)
         await wait_done(len(texts))
         live = (
             await live_latency(
-                stack.api_url, key, journeys, capacity / 2, settings.journeys.min_switch_events
+                stack.api_url, key, journeys, steady, settings.journeys.min_switch_events
             )
             if journeys
             else []
@@ -264,7 +267,7 @@ async def run_pipeline(
         "live": live,
         "events": half,
         "rate": capacity,
-        "paced_rate": capacity / 2,
+        "paced_rate": steady,
         "p50": q[49],
         "p95": q[94],
     }
@@ -381,6 +384,12 @@ def main() -> None:
         "--client-cpus", type=_cpu_list, help="cores of the load-generating client process"
     )
     parser.add_argument(
+        "--paced-rate",
+        type=float,
+        help="events/s of the latency half (default: half of each row's measured capacity); "
+        "a fixed rate compares latency between code versions at the same load",
+    )
+    parser.add_argument(
         "--split",
         action="store_true",
         help="the worker in its own process, as `up` runs it (worker.separate_process)",
@@ -404,7 +413,8 @@ def main() -> None:
     for n, rate in pooled.items():
         print(f"  the model alone in {n} processes (as --workers {n}): {rate:.0f} texts/s")
     head = ("workers", "events/s", "/ model", "/ N proc", "p50 ms", "p95 ms")
-    print("  {:>7} {:>9} {:>8} {:>8} {:>7} {:>7}  (event -> topic at half capacity)".format(*head))
+    load = f"{args.paced_rate:g} events/s" if args.paced_rate else "half capacity"
+    print("  {:>7} {:>9} {:>8} {:>8} {:>7} {:>7}".format(*head) + f"  (event -> topic at {load})")
     result = None
     for n in args.workers:
         row = asyncio.run(
@@ -415,6 +425,7 @@ def main() -> None:
                 n,
                 args.client_cpus,
                 args.split,
+                args.paced_rate,
             )
         )
         result = result or row
@@ -429,7 +440,7 @@ def main() -> None:
         q = statistics.quantiles(live, n=20)
         print(
             f"  event accepted -> transition on /v1/live ({len(live)} transitions, sessions "
-            f"A,A,B,B at half capacity): p50 {statistics.median(live) * 1e3:.0f} ms, "
+            f"A,A,B,B at {load}): p50 {statistics.median(live) * 1e3:.0f} ms, "
             f"p95 {q[18] * 1e3:.0f} ms"
         )
     else:
