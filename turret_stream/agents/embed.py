@@ -162,15 +162,13 @@ def register_embed_agent(
             await asyncio.wait([previous])
             if previous.cancelled() or previous.exception() is not None:
                 return  # the agent raises the batch before's error; these are redelivered
-        try:
-            if embedded is None:
-                await isolate(carried)
-            else:
+        if embedded is not None:
+            try:
                 await send(carried, embedded)
-        except Exception as exc:
-            if embedded is None:
-                raise
-            log.warning("sending a batch of %d failed (%r): one by one", len(carried), exc)
+            except Exception as exc:
+                log.warning("sending a batch of %d failed (%r): one by one", len(carried), exc)
+                embedded = None
+        if embedded is None:
             await isolate(carried)
         for event in taken:
             await stream.ack(event)
