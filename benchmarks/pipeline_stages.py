@@ -123,15 +123,37 @@ def model_cost(texts: list[str]) -> float:
     return 1000 * (time.process_time() - started) / len(texts)
 
 
+# CPU seconds so far: this process, the machine, this process's children by kind, and
+# the stages' thread time (instrument).
+Snapshot = tuple[float, float, dict[str, float], dict[str, float]]
+
+
+def snapshot() -> Snapshot:
+    times = os.times()
+    return times.user + times.system, machine_cpu(), children_cpu(), dict(SPENT)
+
+
+def cpu_rows(a: Snapshot, b: Snapshot, process: str) -> list[tuple[str, float]]:
+    """CPU seconds from ``a`` to ``b``: this process (named ``process``), its stages and
+    the rest of it, its children, the machine."""
+    own = b[0] - a[0]
+    stages = {k: v - a[3].get(k, 0.0) for k, v in b[3].items()}
+    rows = [(process, own)]
+    rows += [(f"  {name}", stages.get(name, 0.0)) for name in STAGES]
+    rows.append(("  the rest (event loop, Kafka client, ...)", own - _top_level(stages)))
+    rows += [(kind, b[2][kind] - a[2][kind]) for kind in b[2]]
+    rows.append(("the machine", b[1] - a[1]))
+    return rows
+
+
 async def run(texts: list[str], workers: int, concurrency: int) -> None:
     settings, key = stack_settings(workers)
     done: dict[str, float] = {}
-    spent = SPENT
     async with running_stack(settings, broker=True, worker=True, api=True) as stack:
         stack.topology.owners.listeners.append(
             lambda a: done.setdefault(a.event_id, time.perf_counter())
         )
-        at_start = (os.times(), machine_cpu(), children_cpu(), dict(spent))
+        at_start = snapshot()
         started = time.perf_counter()
         sent = await post_from_client_process(
             stack.api_url, key, list(enumerate(texts)), concurrency, 0.0, None
@@ -142,32 +164,22 @@ async def run(texts: list[str], workers: int, concurrency: int) -> None:
             f"  posted {len(texts)} in {posted - started:.1f} s; "
             f"{meanwhile} processed meanwhile ({meanwhile / (posted - started):.0f}/s)"
         )
-        posting = (os.times(), machine_cpu(), children_cpu(), dict(spent))
         # From here only the pipeline works (the client process has exited).
-        before = (len(done), os.times(), children_cpu(), machine_cpu(), dict(spent))
+        at_posted = snapshot()
         deadline = time.perf_counter() + 600
         while len(done) < len(texts) and time.perf_counter() < deadline:
             await asyncio.sleep(0.05)
         wall = time.perf_counter() - posted
-        count = len(done) - before[0]
-        times = os.times()
-        own = times.user + times.system - before[1].user - before[1].system
-        children = {k: v - before[2][k] for k, v in children_cpu().items()}
-        machine = machine_cpu() - before[3]
+        count = len(done) - meanwhile
+        at_end = snapshot()
         messages = await topic_messages(stack.settings.bootstrap_servers)
-    stages = {k: v - before[4].get(k, 0.0) for k, v in spent.items()}
     if count == 0:
         print("  nothing was processed after posting")
         return
     per = 1000 / count
     print(f"  after posting: {count} events in {wall:.1f} s ({count / wall:.0f} events/s)")
     print(f"  {'':<48} {'cores':>6} {'CPU ms/event':>13}")
-    rows = [("this process (worker, API, journal)", own)]
-    rows += [(f"  {name}", stages.get(name, 0.0)) for name in STAGES]
-    rows.append(("  the rest (event loop, Kafka client, ...)", own - _top_level(stages)))
-    rows += list(children.items())
-    rows.append(("the machine", machine))
-    for name, seconds in rows:
+    for name, seconds in cpu_rows(at_posted, at_end, "this process (worker, API, journal)"):
         print(f"  {name:<48} {seconds / wall:>6.2f} {seconds * per:>13.2f}")
     print(f"  messages per event on each topic (the whole run, {len(texts)} events):")
     for topic, n in sorted(messages.items(), key=lambda kv: -kv[1]):
@@ -175,11 +187,12 @@ async def run(texts: list[str], workers: int, concurrency: int) -> None:
     # While posting, this process also served /track: its CPU less what the events it
     # processed meanwhile cost at the rate measured after posting is the API's estimate.
     took = posted - started
-    own_posting = _cpu(posting[0]) - _cpu(at_start[0])
+    own = at_end[0] - at_posted[0]
+    own_posting = at_posted[0] - at_start[0]
     api = own_posting - meanwhile * own / count
     per_request = 1000 / len(texts)
     client = sent["client_cpu_s"] * per_request
-    busy = (posting[1] - at_start[1]) / took
+    busy = (at_posted[1] - at_start[1]) / took
     print(f"  while posting ({took:.1f} s, the machine {busy:.2f} cores busy), CPU ms/request:")
     print(f"    {'the client process (the load generator)':<46} {client:>13.2f}")
     print(f"    {'this process less the events it processed':<46} {api * per_request:>13.2f}")
@@ -188,18 +201,8 @@ async def run(texts: list[str], workers: int, concurrency: int) -> None:
     if meanwhile:
         per_meanwhile = 1000 / meanwhile
         print(f"  while posting, CPU ms per event processed meanwhile ({meanwhile}):")
-        posted_rows = [("this process (API included)", own_posting)]
-        posted_rows += [
-            (f"  {name}", posting[3].get(name, 0.0) - at_start[3].get(name, 0.0)) for name in STAGES
-        ]
-        posted_rows += [(k, posting[2][k] - at_start[2][k]) for k in posting[2]]
-        posted_rows.append(("the machine", posting[1] - at_start[1]))
-        for name, seconds in posted_rows:
+        for name, seconds in cpu_rows(at_start, at_posted, "this process (API included)"):
             print(f"    {name:<46} {seconds * per_meanwhile:>13.2f}")
-
-
-def _cpu(t: os.times_result) -> float:
-    return t.user + t.system
 
 
 def _top_level(stages: dict[str, float]) -> float:
