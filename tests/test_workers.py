@@ -14,14 +14,18 @@ import urllib.request
 
 import pytest
 
+from .test_stack_metrics import per_role, resident
 from .test_up import Up, _gone, _post
 
 
 def _children(parent: int) -> list[int]:
-    out = subprocess.run(
-        ["pgrep", "-P", str(parent), "-f", "spawn_main"], capture_output=True
-    )
+    out = subprocess.run(["pgrep", "-P", str(parent), "-f", "spawn_main"], capture_output=True)
     return [int(p) for p in out.stdout.split()]
+
+
+def _metrics(url: str) -> str:
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as resp:
+        return resp.read().decode()
 
 
 def _stored(url: str, key: str, event_id: str) -> bool:
@@ -77,6 +81,18 @@ def test_two_embedding_processes_share_the_work(tmp_path):
         base = os.getpriority(os.PRIO_PROCESS, worker)
         assert [os.getpriority(os.PRIO_PROCESS, c) for c in children] == [min(base + 10, 19)] * 2
 
+        # /metrics counts each role's processes (the model's as the worker reports them).
+        page = _metrics(up.url)
+        assert per_role(page, "turret_stack_processes") == {
+            "main": 1,
+            "broker": 1,
+            "worker": 1,
+            "model": 2,
+        }
+        memory = per_role(page, "turret_stack_resident_memory_bytes")
+        assert abs(memory["worker"] - resident(worker)) < 32 * 2**20
+        assert abs(memory["model"] - sum(map(resident, children))) < 32 * 2**20
+
         _wait_stored(up.url, key, _send(up.url, key, "activate", 40))
 
         # A model process killed with -9: the pool is rebuilt, the batch embedded again.
@@ -88,6 +104,11 @@ def test_two_embedding_processes_share_the_work(tmp_path):
         assert _gone(children[1:2], timeout=30)
         replaced = _children(worker)
         assert len(replaced) == 2 and children[0] not in replaced
+        # The old pids are gone: only the worker's next report brings the count back.
+        deadline = time.monotonic() + 30
+        while per_role(_metrics(up.url), "turret_stack_processes")["model"] != 2:
+            assert time.monotonic() < deadline, "the replaced model processes are not counted"
+            time.sleep(0.2)
     finally:
         children = [c for w in _children(up.proc.pid) for c in [w, *_children(w)]]
         up.proc.send_signal(signal.SIGKILL)

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -212,6 +213,9 @@ async def running_stack(
                 store=stack.store,
                 embedder=stack.embedder,
                 publisher=stack.publisher,
+                # With the worker here (`up --one-process`): the stack's processes. A
+                # separate `api` has no others to count.
+                processes=partial(_stack_processes, stack) if worker else None,
             )
             stack.api_url = await _serve(app, settings, exits)
         yield stack
@@ -260,7 +264,8 @@ async def running_worker_api(
 ) -> AsyncIterator[tuple[str, VectorStore, WorkerProbe]]:
     """The worker process of the split layout: the store, the model, the Faust agents
     (reporting to ``progress``) and the read API on a private loopback port. Yields the
-    API's URL, the store (the checkpoints flush it) and whether the agents run."""
+    API's URL, the store (the checkpoints flush it), whether the agents run and the pids
+    of the model processes."""
     async with contextlib.AsyncExitStack() as exits:
         store = open_store(settings)
         exits.callback(store.close)
@@ -289,7 +294,7 @@ async def running_worker_api(
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         host, port = runner.addresses[0][:2]
-        yield f"http://{host}:{port}", store, probe
+        yield f"http://{host}:{port}", store, probe, partial(_model_pids, embedder)
 
 
 @contextlib.asynccontextmanager
@@ -325,12 +330,31 @@ async def running_split_stack(settings: Settings, *, broker: bool) -> AsyncItera
             publisher=stack.publisher,
             worker_probe=worker.link.running,
             worker_url=worker.url,
+            processes=partial(_stack_processes, stack),
         )
         stack.api_url = await _serve(app, settings, exits)
         # What start-up made lives as long as the process: out of the collector's sight,
         # so that a full collection does not walk it in the middle of a burst.
         gc.freeze()
         yield stack
+
+
+def _model_pids(embedder: Embedder | None) -> list[int]:
+    return embedder.pids if isinstance(embedder, PooledEmbedder) else []
+
+
+def _stack_processes(stack: RunningStack) -> dict[str, list[int]]:
+    """`up`'s processes by role (/metrics): this one, the embedded broker, the worker
+    process (split layout) and the model processes (here, or as the worker reports)."""
+    broker = stack.broker.pid if stack.broker is not None else None
+    worker = stack.worker_process
+    roles = {"main": [os.getpid()], "broker": [broker] if broker else []}
+    if worker is not None:
+        roles["worker"] = [worker.pid] if worker.pid else []
+        roles["model"] = list(worker.link.model_pids) if worker.link is not None else []
+    else:
+        roles["model"] = _model_pids(stack.embedder)
+    return roles
 
 
 async def _watch_worker(stack: RunningStack) -> None:

@@ -81,6 +81,8 @@ class WorkerLink:
         self._running = False
         self._status_at = 0.0
         self._calls: dict[int, asyncio.Future[Any]] = {}
+        # The worker's model processes, as its last status said (/metrics).
+        self.model_pids: list[int] = []
         self._next_id = 0
         self._task: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
@@ -107,6 +109,7 @@ class WorkerLink:
                     self._apply(message["ops"])
                 elif kind == "status":
                     self._running, self._status_at = bool(message["running"]), time.monotonic()
+                    self.model_pids = [int(p) for p in message.get("model_pids") or []]
                 elif kind == "reply":
                     future = self._calls.pop(message["id"], None)
                     if future is not None and not future.done():
@@ -215,9 +218,15 @@ class IngestLink:
     def failed(self, error: str) -> None:
         _send(self._writer, {"t": "failed", "error": error})
 
-    async def serve(self, store: VectorStore, running: Callable[[], Awaitable[bool]]) -> None:
-        """Until a stop message, or the ingest process closed the link."""
-        status = asyncio.create_task(self._report_status(running))
+    async def serve(
+        self,
+        store: VectorStore,
+        running: Callable[[], Awaitable[bool]],
+        model_pids: Callable[[], list[int]] = list,
+    ) -> None:
+        """Until a stop message, or the ingest process closed the link. Each status
+        report also names the model processes (``model_pids``), for the ingest's /metrics."""
+        status = asyncio.create_task(self._report_status(running, model_pids))
         try:
             while (message := await _receive(self._reader)) is not None:
                 if message.get("t") == "stop":
@@ -245,9 +254,12 @@ class IngestLink:
             error = f"{type(exc).__name__}: {exc}"
         _send(self._writer, {"t": "reply", "id": message["id"], "result": result, "error": error})
 
-    async def _report_status(self, running: Callable[[], Awaitable[bool]]) -> None:
+    async def _report_status(
+        self, running: Callable[[], Awaitable[bool]], model_pids: Callable[[], list[int]]
+    ) -> None:
         while True:
-            _send(self._writer, {"t": "status", "running": await running()})
+            report = {"t": "status", "running": await running(), "model_pids": model_pids()}
+            _send(self._writer, report)
             await asyncio.sleep(STATUS_INTERVAL_S)
 
     async def close(self) -> None:

@@ -143,9 +143,9 @@ async def _serve(settings: Settings, sock: socket.socket) -> None:
     reader, writer = await asyncio.open_connection(sock=sock, limit=LINE_LIMIT)
     link = IngestLink(reader, writer)
     try:
-        async with running_worker_api(settings, link.reporter) as (url, store, probe):
+        async with running_worker_api(settings, link.reporter) as (url, store, probe, pids):
             link.ready(url)
-            await link.serve(store, probe)
+            await link.serve(store, probe, pids)
     except Exception as exc:
         # One line for the parent to print; a bug's trace in the log too.
         if not isinstance(exc, TurretError | OSError):

@@ -135,6 +135,15 @@ class PooledEmbedder(Embedder):
         vectors[[i for chunk in chunks for i in chunk]] = np.concatenate(parts)
         return vectors
 
+    @property
+    def pids(self) -> list[int]:
+        """The model processes' pids (/metrics). ProcessPoolExecutor keeps its processes
+        by pid in ``_processes`` and has no public accessor. Read without ``_lock``: a
+        rebuild holds it while the new processes load the model, and this is asked on
+        an event loop; copying the dict's keys is one C call, atomic under the GIL."""
+        processes = getattr(self._executor, "_processes", None) or {}
+        return sorted(list(processes))
+
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
 

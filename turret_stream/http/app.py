@@ -18,6 +18,7 @@ from turret_stream.http.keys import (
     LIVE_HUB,
     PUBLISHER,
     QUERIES,
+    STACK_PROCESSES,
     STORE,
     WORKER_PROBE,
     WorkerProbe,
@@ -27,6 +28,7 @@ from turret_stream.http.readiness import heartbeat_probe
 from turret_stream.http.routes import setup_routes
 from turret_stream.journey_queries import JourneyQueries
 from turret_stream.keys import KeyStore
+from turret_stream.process_figures import StackProcesses
 from turret_stream.producer import EventPublisher
 from turret_stream.queries import Queries
 from turret_stream.settings import Settings
@@ -44,12 +46,16 @@ def create_app(
     embedder: Embedder | None = None,
     publisher: EventPublisher | None = None,
     behind_ingest: bool = False,
+    processes: StackProcesses | None = None,
 ) -> web.Application:
     """The API app. ``worker_probe`` tells /readyz whether the worker runs; by default it
     asks the broker about the worker's consumer group. ``behind_ingest``: the read API of
     `up`'s worker process, reached through the ingest process (``ingest_app.py``), which
-    serves /track and /v1/live itself: no live feed here."""
+    serves /track and /v1/live itself: no live feed here. ``processes``: `up`'s processes
+    by role, for /metrics."""
     app = guarded_application(settings)
+    if processes is not None:
+        app[STACK_PROCESSES] = processes
     app[WORKER_PROBE] = worker_probe or heartbeat_probe(settings)
     own_keystore = keystore is None
     app[KEYSTORE] = keystore or KeyStore(settings.keys_db_path, settings.http.auth_cache_s)

@@ -20,10 +20,12 @@ from turret_stream.http.keys import (
     LIVE_FEED,
     LIVE_HUB,
     PUBLISHER,
+    STACK_PROCESSES,
     WORKER_PROBE,
     WorkerProbe,
 )
 from turret_stream.keys import KeyStore
+from turret_stream.process_figures import StackProcesses
 from turret_stream.producer import EventPublisher
 from turret_stream.settings import Settings
 
@@ -35,8 +37,11 @@ def create_ingest_app(
     publisher: EventPublisher,
     worker_probe: WorkerProbe,
     worker_url: str,
+    processes: StackProcesses | None = None,
 ) -> web.Application:
     app = guarded_application(settings)
+    if processes is not None:
+        app[STACK_PROCESSES] = processes
     app[WORKER_PROBE] = worker_probe
     app[KEYSTORE] = keystore
     app[PUBLISHER] = publisher

@@ -10,6 +10,7 @@ from aiohttp import web
 from turret_stream.embedding import Embedder
 from turret_stream.journey_queries import JourneyQueries
 from turret_stream.keys import KeyStore
+from turret_stream.process_figures import StackProcesses
 from turret_stream.producer import EventPublisher
 from turret_stream.queries import Queries
 from turret_stream.ratelimit import RateLimiter
@@ -33,5 +34,7 @@ QUERIES = web.AppKey("queries", Queries)
 JOURNEYS = web.AppKey("journeys", JourneyQueries)
 EMBEDDER = web.AppKey("embedder", EmbedderSource)
 STORE = web.AppKey("store", VectorStore)
+# `up`: the pids of every process it runs, by role (/metrics).
+STACK_PROCESSES = web.AppKey("stack_processes", StackProcesses)
 LIVE_HUB: web.AppKey[LiveHub] = web.AppKey("live_hub")
 LIVE_FEED: web.AppKey[TransitionsFeed] = web.AppKey("live_feed")

@@ -4,15 +4,13 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from aiohttp import web
 
 from turret_stream.dead_letters import DeadLetterStore
 from turret_stream.errors import invalid
 from turret_stream.http.handlers import authenticate
-from turret_stream.http.keys import PUBLISHER, QUERIES, SETTINGS, STORE
+from turret_stream.http.keys import PUBLISHER, QUERIES, SETTINGS, STACK_PROCESSES, STORE
+from turret_stream.process_figures import ProcessFigures, read_figures, role_figures
 
 DEAD_LETTERS = web.AppKey("dead_letters", DeadLetterStore)
 MAX_DEAD_LETTERS = 1000
@@ -61,22 +59,19 @@ async def dimensions(request: web.Request) -> web.Response:
     )
 
 
-def _process_figures() -> dict[str, int]:
-    figures = {"threads": 0, "resident_bytes": 0}
-    status = Path("/proc/self/status")
-    if status.is_file():
-        for line in status.read_text().splitlines():
-            if line.startswith("Threads:"):
-                figures["threads"] = int(line.split()[1])
-            elif line.startswith("VmRSS:"):
-                figures["resident_bytes"] = int(line.split()[1]) * 1024
-    else:  # not Linux: threads of this interpreter only
-        figures["threads"] = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
-    return figures
+def _number(value: float) -> str:
+    # Counts and bytes in full: "{:g}" keeps 6 digits, and a counter read as 1.23457e+06
+    # for a while gives rate() nothing but steps.
+    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 def _metric(lines: list[str], name: str, kind: str, help_: str, value: float) -> None:
-    lines += [f"# HELP {name} {help_}", f"# TYPE {name} {kind}", f"{name} {value:g}"]
+    lines += [f"# HELP {name} {help_}", f"# TYPE {name} {kind}", f"{name} {_number(value)}"]
+
+
+def _per_role(lines: list[str], name: str, help_: str, values: dict[str, int]) -> None:
+    lines += [f"# HELP {name} {help_}", f"# TYPE {name} gauge"]
+    lines += [f'{name}{{role="{role}"}} {_number(value)}' for role, value in values.items()]
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -145,17 +140,38 @@ async def metrics(request: web.Request) -> web.Response:
             "Group commits (one fsync each).",
             journal.fsyncs,
         )
-    process = _process_figures()
+    process = read_figures() or ProcessFigures(0, 0)
     _metric(
-        lines, "turret_process_threads", "gauge", "OS threads of this process.", process["threads"]
+        lines, "turret_process_threads", "gauge", "OS threads of this process.", process.threads
     )
     _metric(
         lines,
         "turret_process_resident_memory_bytes",
         "gauge",
         "Resident memory of this process.",
-        process["resident_bytes"],
+        process.resident_bytes,
     )
+    processes = request.app.get(STACK_PROCESSES)
+    if processes is not None:  # `up`: every process it runs, by role
+        roles = role_figures(processes)
+        _per_role(
+            lines,
+            "turret_stack_processes",
+            "Live processes of this stack in each role (main, broker, worker, model).",
+            {role: count for role, (count, _) in roles.items()},
+        )
+        _per_role(
+            lines,
+            "turret_stack_threads",
+            "OS threads of this stack's processes in each role.",
+            {role: figures.threads for role, (_, figures) in roles.items()},
+        )
+        _per_role(
+            lines,
+            "turret_stack_resident_memory_bytes",
+            "Resident memory of this stack's processes in each role (add them for the whole).",
+            {role: figures.resident_bytes for role, (_, figures) in roles.items()},
+        )
     return web.Response(
         text="\n".join(lines) + "\n",
         content_type="text/plain",
