@@ -4,14 +4,21 @@ local receivers (aiohttp servers), and the guards on where requests may go."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
 
 import pytest
 from aiohttp import web
 
 from turret_stream.alerts.delivery import SIGNATURE_HEADER, Deliverer, DeliveryLog, verify
 from turret_stream.alerts.rules import Rule
-from turret_stream.alerts.urls import UrlNotAllowed, check_url, check_url_resolved
+from turret_stream.alerts.urls import (
+    UrlNotAllowed,
+    check_url,
+    check_url_resolved,
+    resolve_allowed,
+)
 from turret_stream.http import create_app
 from turret_stream.keys import KeyStore
 from turret_stream.settings import AlertSettings, Settings
@@ -329,7 +336,7 @@ async def test_a_hanging_receiver_holds_up_no_one_and_the_queue_is_bounded(deliv
         assert entry["status"] == "failed" and entry["attempts"] == 2
         assert "Timeout" in entry["error"]
         await asyncio.wait_for(third.done, 5)
-        await deliverer.flush_log()
+        await asyncio.wait_for(deliverer.flush_log(), 10)
         statuses = [e["status"] for e in delivery_log.list("acme", None)]
         assert "dropped" in statuses
     finally:
@@ -419,3 +426,44 @@ async def test_cli_manages_rules_through_the_api(settings, keystore, receiver):
         assert rule["id"] not in (await asyncio.to_thread(cli, "list")).output
     finally:
         await runner.cleanup()
+
+
+async def test_a_cancelled_address_check_stays_cancelled(monkeypatch):
+    # Cancelled just as the lookup completes: asyncio.wait_for on Python 3.11 returned the
+    # lookup's result instead (a cancellation lost), and a webhook sender that lost its
+    # cancellation at shutdown waited on its queue for ever: the worker never stopped.
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future = loop.create_future()
+    asked = asyncio.Event()
+
+    async def lookup(*args, **kwargs):
+        asked.set()
+        return await answer
+
+    monkeypatch.setattr(loop, "getaddrinfo", lookup)
+    check = asyncio.create_task(resolve_allowed("127.0.0.1", 80, LOCAL))
+    await asked.wait()
+    # The lookup's answer and the cancellation arrive together (the same loop iteration).
+    answer.set_result([(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 80))])
+    check.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await check
+
+
+async def test_stop_returns_when_a_sender_misses_its_cancellation(delivery_log, monkeypatch):
+    # A sender that lets one cancellation pass (as above, or any library that swallows
+    # one) must not hold up the shutdown: stop() cancels again until the tasks end.
+    started = asyncio.Event()
+
+    async def attempt(self, d):
+        started.set()
+        with contextlib.suppress(asyncio.CancelledError):  # the lost cancellation
+            await asyncio.Event().wait()
+        self._finish(d, "failed", None, "interrupted")
+
+    monkeypatch.setattr(Deliverer, "_attempt", attempt)
+    deliverer = Deliverer(LOCAL, delivery_log)
+    await deliverer.start()
+    deliverer.submit(_rule("http://127.0.0.1:9/x"), "topic_spiking", {})
+    await started.wait()
+    await asyncio.wait_for(deliverer.stop(), 30)

@@ -50,6 +50,9 @@ DELIVERY_HEADER = "X-Turret-Delivery"
 EVENT_HEADER = "X-Turret-Event"
 RETRY_STATUSES = frozenset({408, 425, 429})
 MAX_ERROR_CHARS = 300
+# stop(): how long to keep cancelling the senders, and how often.
+STOP_TIMEOUT_S = 10.0
+STOP_RETRY_S = 0.5
 _UNIT = [1.0]
 
 
@@ -202,10 +205,17 @@ class Deliverer:
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(self._tasks)
+        # Cancelled until they end: a task can miss a cancellation (asyncio.wait_for on
+        # Python 3.11 loses one that arrives as its inner future completes) and would
+        # then wait on the queue for ever. Bounded: shutdown never hangs on a webhook.
+        pending = set(self._tasks)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while pending and time.monotonic() < deadline:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=STOP_RETRY_S)
+        if pending:
+            log.warning("%d webhook tasks did not stop within %ss", len(pending), STOP_TIMEOUT_S)
         self._tasks = []
         if self._session is not None:
             await self._session.close()

@@ -90,10 +90,13 @@ async def resolve_allowed(host: str, port: int, settings: AlertSettings) -> list
     """Every address of ``host``; UrlNotAllowed when it resolves to none or to any that
     is not allowed (one bad address among good ones refuses the host)."""
     try:
-        infos = await asyncio.wait_for(
-            asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM),
-            settings.timeout_s,
-        )
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns the result of a
+        # lookup that completes as the task is cancelled, losing the cancellation (a
+        # webhook sender then outlived the worker's shutdown).
+        async with asyncio.timeout(settings.timeout_s):
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, port, type=socket.SOCK_STREAM
+            )
     except TimeoutError:
         raise UrlNotAllowed(f"host {host!r} did not resolve in {settings.timeout_s} s") from None
     except (OSError, UnicodeError) as exc:
