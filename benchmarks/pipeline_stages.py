@@ -10,7 +10,9 @@ event of this process, of the model processes, of the broker and of the whole ma
 and the thread CPU time of the worker's main stages (each stage runs on one thread at a
 time, so its thread time is its cost). In the same run, as the comparator, the product's
 embedder alone on the same texts (CPU per text in one process, batches of 64 in arrival
-order, as the embed agent gets them).
+order, as the embed agent gets them), and its speed as `pipeline.py` measures it (sorted
+batches, every core): the after-posting rate divided by it is what the pipeline reaches
+with /track idle, an upper bound on `pipeline.py`'s ratio.
 
 The stages are timed by wrapping their methods here (the benchmark's own instrument; the
 product does not carry it): `DimensionOwner.process` (a dimension owner's batch), inside
@@ -29,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from pipeline import post_from_client_process, read_texts, stack_settings
+from pipeline import post_from_client_process, product_embedder, read_texts, stack_settings
 
 from turret_stream.agents.labels import Labeller
 from turret_stream.clustering.model import TopicModel
@@ -146,7 +148,7 @@ def cpu_rows(a: Snapshot, b: Snapshot, process: str) -> list[tuple[str, float]]:
     return rows
 
 
-async def run(texts: list[str], workers: int, concurrency: int) -> None:
+async def run(texts: list[str], workers: int, concurrency: int, embedder_rate: float) -> None:
     settings, key = stack_settings(workers)
     done: dict[str, float] = {}
     async with running_stack(settings, broker=True, worker=True, api=True) as stack:
@@ -177,7 +179,10 @@ async def run(texts: list[str], workers: int, concurrency: int) -> None:
         print("  nothing was processed after posting")
         return
     per = 1000 / count
-    print(f"  after posting: {count} events in {wall:.1f} s ({count / wall:.0f} events/s)")
+    print(
+        f"  after posting: {count} events in {wall:.1f} s ({count / wall:.0f} events/s, "
+        f"{count / wall / embedder_rate:.2f} of the one-process embedder)"
+    )
     print(f"  {'':<48} {'cores':>6} {'CPU ms/event':>13}")
     for name, seconds in cpu_rows(at_posted, at_end, "this process (worker, API, journal)"):
         print(f"  {name:<48} {seconds / wall:>6.2f} {seconds * per:>13.2f}")
@@ -225,8 +230,10 @@ def main() -> None:
     texts = read_texts(args.data, args.events)
     print(f"{len(texts)} texts from {args.data.name}, --workers {args.workers}")
     print(f"  comparator, the product's embedder alone: {model_cost(texts):.1f} CPU ms/text")
+    rate = product_embedder(texts)
+    print(f"  and as pipeline.py measures it (sorted, every core): {rate:.0f} texts/s")
     instrument(SPENT)
-    asyncio.run(run(texts, args.workers, args.concurrency))
+    asyncio.run(run(texts, args.workers, args.concurrency, rate))
 
 
 if __name__ == "__main__":
