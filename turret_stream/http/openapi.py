@@ -639,7 +639,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             },
             "/metrics": {
                 "get": {
-                    "summary": "Prometheus metrics: pipeline lag, counters, journal, process",
+                    "summary": "Prometheus metrics: lag, counters, journal, processes by role",
                     "responses": {
                         "200": {
                             "description": "Prometheus text exposition format.",
