@@ -20,6 +20,7 @@ from turret_stream.records import TrackedEvent, event_key
 from turret_stream.stack import running_stack
 
 from .conftest import make_settings, wait_until
+from .test_up import exited
 
 
 def per_role(text: str, name: str) -> dict[str, float]:
@@ -32,14 +33,6 @@ def resident(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
-
-
-def exited(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except OSError:
-        return True
-    return state == "Z"
 
 
 async def scrape(url: str) -> str:

@@ -109,16 +109,20 @@ class Up:
             self._log.close()
 
 
+def exited(pid: int) -> bool:
+    """Gone, or a zombie (exited, not yet reaped by its parent)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    # The state follows the command name, which is in parentheses and may hold spaces.
+    return stat.rpartition(")")[2].split()[0] == "Z"
+
+
 def _gone(pids: list[int], timeout: float = 10) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        alive = [
-            p
-            for p in pids
-            if Path(f"/proc/{p}").exists()
-            and "Z" not in Path(f"/proc/{p}/stat").read_text().split()[2]
-        ]
-        if not alive:
+        if all(exited(p) for p in pids):
             return True
         time.sleep(0.1)
     return False
