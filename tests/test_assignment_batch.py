@@ -86,11 +86,16 @@ async def test_sessions_travel_batched_to_their_own_partition(tmp_path, broker):
 
             # At once: the cluster agent gets them in one or two batches.
             ids = await asyncio.gather(*(post(s, i) for i in range(3) for s in sessions))
+            # Once they made a topic, the sessions' next events enter it: transitions.
+            owner = stack.topology.owners.get("acme", "prompt")
+            await wait_until(lambda: owner.model is not None and owner.model.topics(), 60)
+            ids += await asyncio.gather(*(post(s, i) for i in range(3, 5) for s in sessions))
         # Every session has its row (whether its events found a topic yet or not).
         table = stack.topology.sessions
         await wait_until(lambda: all(f"acme:{s}" in table for s in sessions), timeout=60)
         await wait_until(lambda: len(placed) >= len(ids), timeout=30)
         found = await consume(settings, 1000, timeout=3.0, topic=settings.kafka.assignments_topic)
+        told = await consume(settings, 1000, timeout=3.0, topic=settings.kafka.transitions_topic)
         rows = {k: dict(v) for k, v in stack.topology.sessions.items()}
 
         # A worker before AssignmentBatch sent each assignment alone: one left on the
@@ -112,6 +117,20 @@ async def test_sessions_travel_batched_to_their_own_partition(tmp_path, broker):
     for partition, item in items:
         assert partition == _partition(event_key("acme", item["session_id"]), partitions)
     assert any(len(value["items"]) > 1 for _, value in batches)  # not a message an event
+    # The transitions travel the same way: a message of the sessions agent's is one
+    # partition's moves (TransitionBatch), each session's in order, all of them once.
+    told_batches = [(m.partition, decode(m)) for m in told]
+    moved = [(partition, t) for partition, value in told_batches for t in value["items"]]
+    assert sorted(t["event_id"] for _, t in moved) == sorted(
+        m.event_id for m in moves if m.session_id in sessions
+    )
+    assert len(moved) >= len(sessions)  # each session entered a topic at least
+    for partition, t in moved:
+        assert partition == _partition(event_key("acme", t["session_id"]), partitions)
+    assert any(len(value["items"]) > 1 for _, value in told_batches)
+    for session in sessions:
+        steps = [t["step"] for _, t in moved if t["session_id"] == session]
+        assert steps == list(range(1, len(steps) + 1))
     # Each session's row follows its events, in the partition it was written from.
     for session in sessions:
         row = rows[f"acme:{session}"]

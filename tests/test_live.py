@@ -1,5 +1,7 @@
 """GET /v1/live against a real broker: transitions are produced onto the transitions topic
-the way the session agent does (keyed project:session_id, a Transition's JSON)."""
+keyed project:session_id, one Transition's JSON a message (as workers before
+TransitionBatch did: the feed still reads them), or, as the sessions agent sends them now,
+TransitionBatch messages."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from turret_stream.broker import EmbeddedBroker
 from turret_stream.http import create_app, live
 from turret_stream.http.keys import LIVE_FEED, LIVE_HUB
 from turret_stream.keys import KeyStore
-from turret_stream.records import TopicEvent, Transition, event_key
+from turret_stream.records import TopicEvent, Transition, TransitionBatch, event_key
 from turret_stream.settings import Settings
 
 from .conftest import free_port, make_settings
@@ -363,6 +365,29 @@ async def test_order_of_a_session_is_kept_and_bad_messages_skipped(api, keys, pr
     steps = [t["step"] for t in got if t["session_id"] == "s1"]
     assert steps == list(range(1, 61))
     assert api.app[LIVE_FEED].skipped == 1
+
+
+async def test_batched_transitions_arrive_one_by_one_in_order(api, keys, producer, settings):
+    ws = await subscribe(api, keys["acme"])
+    await next_message(ws, "subscribed")
+    topic = settings.kafka.transitions_topic
+    s1 = [transition(session_id="s1", step=step, segments={"plan": "pro"}) for step in range(1, 41)]
+    # Small messages, so the session's moves span several batches, as a busy partition's do.
+    batches = TransitionBatch.split(s1, 4096)
+    assert len(batches) > 2 and all(len(b.items) > 1 for b in batches[:-1])
+    for batch in batches:
+        await producer.send_and_wait(topic, batch.dumps(), key=b"acme:s1")
+    # A batch holding anything but transitions is skipped whole; a lone one still counts.
+    broken = TransitionBatch.split([transition(session_id="s1", step=41)], 4096)[0]
+    broken.items.append({"project": "acme"})
+    await producer.send_and_wait(topic, broken.dumps(), key=b"acme:s1")
+    await produce(producer, settings, transition(session_id="s1", step=42))
+    got = [await next_message(ws) for _ in range(41)]
+    assert [t["step"] for t in got] == [*range(1, 41), 42]
+    assert [t["event_id"] for t in got[:40]] == [t.event_id for t in s1]
+    assert got[0]["segments"] == {"plan": "pro"} and got[0]["to_label"] == "billing"
+    assert api.app[LIVE_FEED].skipped == 1
+    await nothing_more(ws, 0.3)
 
 
 async def test_heartbeats(aiohttp_client, settings, keystore, keys):

@@ -190,6 +190,41 @@ class Transition(faust.Record, serializer="json", namespace="turret.Transition")
     segments: dict[str, Any] | None = None
 
 
+class TransitionBatch(faust.Record, serializer="json", namespace="turret.TransitionBatch"):
+    """The transitions one assignments message caused, for the sessions of one partition,
+    in order, as one message on the transitions topic.
+
+    One message for many, as :class:`AssignmentBatch` and for the same reason: about half
+    of all events move a session, and each move was a message of its own. Sent to the
+    partition its sessions' keys (:func:`event_key`) hash to, so a session's transitions
+    stay in order. Built and read by this class only (``split``, ``transitions``,
+    ``items_of``): the items are :class:`Transition` fields.
+    """
+
+    items: list[dict[str, Any]]
+
+    @classmethod
+    def split(cls, transitions: list[Transition], max_bytes: int) -> list[TransitionBatch]:
+        """``transitions`` (of one partition) in messages of at most about ``max_bytes``."""
+        return [cls(items) for items in _chunks(transitions, max_bytes)]
+
+    def transitions(self) -> list[Transition]:
+        return [Transition(**item) for item in self.items]
+
+    @classmethod
+    def items_of(cls, data: Any) -> list[Any] | None:
+        """The items of a message's decoded JSON when it is a ``TransitionBatch`` (each to
+        be checked as a :class:`Transition`'s fields), else None: for readers that take
+        the JSON without Faust, such as the live feed."""
+        if not isinstance(data, dict):
+            return None
+        meta = data.get("__faust")
+        if not isinstance(meta, dict) or meta.get("ns") != cls._options.namespace:
+            return None
+        items = data.get("items")
+        return items if isinstance(items, list) else None
+
+
 class WorkerHeartbeat(faust.Record, serializer="json", namespace="turret.WorkerHeartbeat"):
     """A worker says it is alive, every ``worker.liveness_interval_s``, on <prefix>.workers.
 

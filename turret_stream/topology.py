@@ -11,7 +11,9 @@
                               partition of their keys, project:session_id)
                                            where each event landed
            -> agents.sessions.follow       owns each session's row (turret-sessions table)
-      -> <prefix>.transitions (key project:session_id)   topic changes, for the live feed
+      -> <prefix>.transitions (an assignments message's transitions of one partition a
+                              message, sent to the partition of their keys)
+                                           topic changes, for the live feed
     agents.cluster.cluster (topics born, split, merged, spiking) and the labeller (named):
       -> <prefix>.topic_events (key project:dimension)   read by the live feed and
            -> agents.alerts.alert            matches alert rules, sends webhooks
@@ -146,8 +148,10 @@ def build_topology(
     )
     register_cluster_agent(app, texts, assignments, owners, dead, progress, topic_events)
     register_dead_letters_agent(app, dead, DeadLetterStore(store), progress)
+    # TransitionBatch messages; read by the API's live feed, which also takes a lone
+    # Transition (what a worker before TransitionBatch sent).
     transitions = app.topic(
-        k.transitions_topic, key_type=bytes, value_type=Transition, partitions=k.partitions
+        k.transitions_topic, key_type=bytes, value_serializer="json", partitions=k.partitions
     )
     listeners: list[Callable[[Transition], None]] = []
     books = journey_owner(store, settings.journeys)
@@ -161,6 +165,7 @@ def build_topology(
         label_of=store_labels(LabelBook(store)),
         idle_after_s=settings.journeys.dropoff_timeout_s,
         journeys=books,
+        max_bytes=k.batch_message_bytes,
     )
     labeller = Labeller(store, settings.labels, make_ollama(settings.labels), embedder)
     register_labeller(app, labeller, topic_events)

@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 import faust
 
 from turret_stream import dead_letters
+from turret_stream.agents.partitions import KeyPartitions
 from turret_stream.catalog import Catalog, dimension_names
 from turret_stream.clustering.owner import DimensionOwner
 from turret_stream.dimensions import FieldTypeTracker
@@ -260,24 +261,6 @@ def unpack(messages: Sequence[TextBatch | EmbeddedText]) -> list[EmbeddedText]:
         except Exception as exc:  # not written by an embed agent: skipped like bad JSON
             log.warning("skipped a malformed message on the texts topic: %r", exc)
     return out
-
-
-class KeyPartitions:
-    """The partition the producer's own partitioner (``producer_partitioner``) gives a key
-    on ``topic``: a batch message for several keys goes to their partition explicitly."""
-
-    def __init__(self, app: faust.App, topic: faust.TopicT) -> None:
-        self.app = app
-        self.name = topic.get_topic_name()
-        self._known = False
-
-    async def __call__(self, key: bytes) -> int:
-        if not self._known:
-            # The partitioner needs the topic's metadata, which aiokafka loads on a topic's
-            # first send; load it the way that send would.
-            await self.app.producer._ensure_producer().partitions_for(self.name)
-            self._known = True
-        return self.app.producer.key_partition(self.name, key).partition
 
 
 def register_cluster_agent(

@@ -4,7 +4,7 @@ The agent reads where each event landed (the assignments topic: a message holds 
 batch's assignments of one partition, sent to the partition of their sessions' keys, so a
 session's events arrive in order at one agent instance) and follows each session's topic
 per dimension. A change of topic is a transition, published on the transitions topic for
-the live feed.
+the live feed: a message's transitions of one partition as one ``TransitionBatch``.
 
 A switch needs evidence: the session moves from topic A to B once ``min_switch_events``
 consecutive events land in B (events without a topic neither count nor break the run),
@@ -28,12 +28,19 @@ from typing import Any
 
 import faust
 
+from turret_stream.agents.partitions import KeyPartitions
 from turret_stream.catalog import dimension_names
 from turret_stream.clustering.topic_map import TopicMapReader
 from turret_stream.journey_owner import JourneyOwner
 from turret_stream.journeys import JourneyEvent, follow_topic, session_path
 from turret_stream.labels.book import LabelBook
-from turret_stream.records import AssignmentBatch, TopicAssignment, Transition, event_key
+from turret_stream.records import (
+    AssignmentBatch,
+    TopicAssignment,
+    Transition,
+    TransitionBatch,
+    event_key,
+)
 from turret_stream.storage import Filter, VectorStore
 
 log = logging.getLogger(__name__)
@@ -227,12 +234,15 @@ def register_sessions_agent(
     label_of: LabelOf | None = None,
     idle_after_s: float | None = None,
     journeys: JourneyOwner | None = None,
+    max_bytes: int = 512 * 1024,
 ) -> faust.Table:
     """The sessions agent; with ``idle_after_s`` (the drop-off timeout) rows of sessions
     idle that long are deleted, so the table holds the active sessions only. With
     ``journeys`` it also keeps the journey aggregates (``journey_owner``): each event
     updates its session's compact path and cell; a timer re-derives after topic map
-    changes and writes what changed."""
+    changes and writes what changed. A message's transitions leave as one
+    ``TransitionBatch`` per partition, of at most about ``max_bytes``
+    (``kafka.batch_message_bytes``)."""
     sessions = app.Table("turret-sessions", default=dict, partitions=assignments.partitions)
     listeners = listeners if listeners is not None else []
     idle = IdleSessions(idle_after_s) if idle_after_s else None
@@ -265,6 +275,22 @@ def register_sessions_agent(
             moved.to_label = label_of(moved.project, moved.dimension, moved.to_topic)
             if moved.from_topic is not None:
                 moved.from_label = label_of(moved.project, moved.dimension, moved.from_topic)
+
+    partition_of = KeyPartitions(app, transitions)
+
+    async def publish(moves: list[Transition]) -> None:
+        """Send the moves as one message per partition of their sessions (in order)."""
+        by_partition: dict[int, list[Transition]] = {}
+        for moved in moves:
+            partition = await partition_of(event_key(moved.project, moved.session_id))
+            by_partition.setdefault(partition, []).append(moved)
+        for partition, group in by_partition.items():
+            key = event_key(group[0].project, group[0].session_id)
+            for message in TransitionBatch.split(group, max_bytes):
+                await transitions.send(key=key, value=message, partition=partition)
+        for moved in moves:
+            for listener in listeners:
+                listener(moved)
 
     @app.agent(assignments, name="turret.sessions")
     async def follow(stream: faust.StreamT[AssignmentBatch | TopicAssignment]) -> None:
@@ -315,9 +341,6 @@ def register_sessions_agent(
                             del sessions[gone]
             if moves and label_of is not None:
                 await asyncio.to_thread(name_moves, moves)
-            for moved in moves:
-                await transitions.send(key=event_key(moved.project, moved.session_id), value=moved)
-                for listener in listeners:
-                    listener(moved)
+            await publish(moves)
 
     return sessions

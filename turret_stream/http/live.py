@@ -41,7 +41,7 @@ from turret_stream.http.handlers import authenticate
 from turret_stream.http.keys import KEYSTORE, LIVE_FEED, LIVE_HUB, SETTINGS
 from turret_stream.keys import ApiKeyInfo, KeyStore
 from turret_stream.producer import ensure_topic
-from turret_stream.records import TopicEvent, Transition
+from turret_stream.records import TopicEvent, Transition, TransitionBatch
 from turret_stream.settings import LiveSettings, Settings, TrackLimits
 
 log = logging.getLogger(__name__)
@@ -153,13 +153,23 @@ def decode_topic_event(value: bytes | None) -> dict[str, Any] | None:
     return {"type": event.pop("kind"), **event}
 
 
-def decode_transition(value: bytes | None) -> dict[str, Any] | None:
-    """A transition's fields from its JSON on the topic (Faust's ``__faust`` key dropped),
-    or None when the message is not a transition."""
+def decode_transitions(value: bytes | None) -> list[dict[str, Any]] | None:
+    """The transitions a message of the transitions topic holds, in order, each as its
+    fields (Faust's ``__faust`` key dropped): a ``TransitionBatch``, or a lone transition
+    (what a worker before batches sent). None when the message is neither, or holds an
+    item that is not a transition."""
     try:
         data = json.loads(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return None
+    items = TransitionBatch.items_of(data)
+    found = [_transition_fields(item) for item in ([data] if items is None else items)]
+    if not found or any(item is None for item in found):
+        return None
+    return found  # type: ignore[return-value]
+
+
+def _transition_fields(data: Any) -> dict[str, Any] | None:
     if not isinstance(data, dict) or any(name not in data for name in _REQUIRED):
         return None
     if not all(isinstance(data[name], str) for name in _MATCHED):
@@ -557,39 +567,44 @@ class TransitionsFeed:
                 batch = await consumer.getmany(timeout_ms=1000)
                 for records in batch.values():
                     for record in records:
-                        self._deliver(record)
-                        # Let the senders write between transitions: one fetch can hold
-                        # a burst larger than a client's queue, and a client is only
-                        # "too slow" when its socket, not this loop, holds it back.
-                        await asyncio.sleep(0)
+                        for message in self._decode(record):
+                            self._hub_publish(message)
+                            # Let the senders write between transitions: one fetch can
+                            # hold a burst larger than a client's queue, and a client is
+                            # only "too slow" when its socket, not this loop, holds it back.
+                            await asyncio.sleep(0)
         finally:
             await consumer.stop()
 
-    def _deliver(self, record: Any) -> None:
+    def _decode(self, record: Any) -> list[tuple[str, dict[str, Any]]]:
+        """The record's live messages: ("topic", event) or ("transition", fields) each;
+        none, counted and logged, for a record that is not what its topic carries."""
         if record.topic != self.topic:
             event = decode_topic_event(record.value)
             if event is not None:
-                self._hub.publish_topic_event(event)
-                return
-            self.skipped += 1
-            log.warning(
-                "live feed: skipped a message that is not a topic event (%s[%d] offset %d)",
-                record.topic,
-                record.partition,
-                record.offset,
-            )
-            return
-        transition = decode_transition(record.value)
-        if transition is None:
-            self.skipped += 1
-            log.warning(
-                "live feed: skipped a message that is not a transition (%s[%d] offset %d)",
-                record.topic,
-                record.partition,
-                record.offset,
-            )
-            return
-        self._hub.publish(transition)
+                return [("topic", event)]
+            what = "a topic event"
+        else:
+            transitions = decode_transitions(record.value)
+            if transitions is not None:
+                return [("transition", t) for t in transitions]
+            what = "a transition"
+        self.skipped += 1
+        log.warning(
+            "live feed: skipped a message that is not %s (%s[%d] offset %d)",
+            what,
+            record.topic,
+            record.partition,
+            record.offset,
+        )
+        return []
+
+    def _hub_publish(self, message: tuple[str, dict[str, Any]]) -> None:
+        kind, fields = message
+        if kind == "topic":
+            self._hub.publish_topic_event(fields)
+        else:
+            self._hub.publish(fields)
 
 
 async def run_live_feed(app: web.Application) -> AsyncIterator[None]:
