@@ -36,7 +36,7 @@ from turret_stream.broker import EmbeddedBroker, free_port
 from turret_stream.http import create_app
 from turret_stream.http.keys import LIVE_FEED, LIVE_HUB
 from turret_stream.keys import KeyStore
-from turret_stream.records import Transition, event_key
+from turret_stream.records import Transition, TransitionBatch, event_key
 from turret_stream.settings import Settings
 
 PROJECT = "bench"
@@ -92,7 +92,8 @@ def _server_main(conn, fetch_wait_ms: int) -> None:
 
 
 def _transition(event_id: str) -> bytes:
-    return Transition(
+    """A transition as the sessions agent sends it: in a TransitionBatch (of one here)."""
+    move = Transition(
         project=PROJECT,
         dimension="prompt",
         session_id=MEASURED_SESSION,
@@ -105,7 +106,8 @@ def _transition(event_id: str) -> bytes:
         event_id=event_id,
         at=time.time(),
         previous_at=None,
-    ).dumps()
+    )
+    return TransitionBatch.split([move], 4096)[0].dumps()
 
 
 class Crowd:
