@@ -28,7 +28,6 @@ ENV = {"TURRET_DIMENSIONS__OVERRIDES": '{"prompt": "text"}'}
 post = _post
 
 
-
 def get(url: str, key: str, path: str) -> tuple[int, dict]:
     req = urllib.request.Request(url + path, headers={"X-API-Key": key})
     try:

@@ -62,9 +62,7 @@ async def test_a_burst_is_shed_with_503_and_nothing_accepted_is_lost(tmp_path, b
                 ready = await resp.json()
 
         assert shed, "a burst of 384 events at once was not shed"
-        assert all(
-            s["code"] == "SERVICE_UNAVAILABLE" and s["retry_after"] >= 1 for s in shed
-        )
+        assert all(s["code"] == "SERVICE_UNAVAILABLE" and s["retry_after"] >= 1 for s in shed)
         assert f"turret_track_shed_total {len(shed)}" in metrics
         assert "turret_pipeline_lag_events" in metrics
         assert "lag_events" in ready["checks"]

@@ -29,9 +29,7 @@ def _figure(metrics: str, name: str) -> float:
 
 
 @pytest.mark.timeout(180)
-async def test_a_request_with_100_text_keys_is_capped_and_threads_stay_bounded(
-    tmp_path, broker
-):
+async def test_a_request_with_100_text_keys_is_capped_and_threads_stay_bounded(tmp_path, broker):
     settings = make_settings(tmp_path / "data", broker.port)
     keys = KeyStore(settings.keys_db_path)
     key = keys.create("acme").secret

@@ -143,9 +143,10 @@ def test_related_topics_share_a_theme_and_the_api_lists_it(fed):
     weather_topic = next(iter(topics["weather"]))
     [weather] = theme["weather"]
     if named[weather]["total_topics"] == 1:  # a one-topic theme shows its topic's label
-        assert named[weather]["label"] == queries.cluster("acme", weather_topic, None, 0)[
-            "cluster"
-        ]["label"]
+        assert (
+            named[weather]["label"]
+            == queries.cluster("acme", weather_topic, None, 0)["cluster"]["label"]
+        )
 
 
 def test_theme_ids_survive_a_restart_and_new_traffic(fed, vectors):
