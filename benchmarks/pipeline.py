@@ -112,8 +112,33 @@ async def live_latency(
     return latencies
 
 
+# Segment metadata an LLM product typically sends with each prompt (``--segments``): few
+# distinct values, repeated in every batch.
+SEGMENTS = {
+    "platform": ("ios", "android", "web"),
+    "plan": ("free", "pro", "team"),
+    "model": ("gpt-4o", "gpt-4o-mini", "claude-3-5-sonnet", "llama-3.1-8b"),
+    "locale": ("en-US", "en-GB", "de-DE", "fr-FR", "es-ES"),
+}
+
+
+def event_metadata(i: int, text: str, segments: bool) -> dict[str, str]:
+    """The i-th event's metadata: its prompt, and with ``segments`` four segment values."""
+    if not segments:
+        return {"prompt": text}
+    picked = {
+        key: values[(i * 7 + n) % len(values)] for n, (key, values) in enumerate(SEGMENTS.items())
+    }
+    return {"prompt": text, **picked}
+
+
 async def _post_all(
-    url: str, key: str, texts: list[tuple[int, str]], concurrency: int, interval: float
+    url: str,
+    key: str,
+    texts: list[tuple[int, str]],
+    concurrency: int,
+    interval: float,
+    segments: bool = False,
 ) -> dict[str, float]:
     """Post ``texts`` to /track: ``concurrency`` clients as fast as answered, or (``interval``
     > 0) one every ``interval`` seconds. Returns event id -> when /track answered, and
@@ -126,7 +151,11 @@ async def _post_all(
     async with aiohttp.ClientSession(connector=connector) as session:
 
         async def post(i: int, text: str) -> None:
-            body = {"name": "user_prompt", "metadata": {"prompt": text}, "session_id": f"s{i % 50}"}
+            body = {
+                "name": "user_prompt",
+                "metadata": event_metadata(i, text, segments),
+                "session_id": f"s{i % 50}",
+            }
             while True:
                 async with session.post(f"{url}/track", json=body, headers=headers) as r:
                     data = await r.json()
@@ -170,15 +199,18 @@ async def post_from_client_process(
     concurrency: int,
     interval: float,
     cpus: list[int] | None,
+    segments: bool = False,
 ) -> dict[str, float]:
     """``_post_all`` in a process of its own, as real clients are: the load generator's
     JSON and HTTP work does not run on the pipeline's event loop (``cpus``: where it may
     run; by default wherever the benchmark may). perf_counter is the system's monotonic
-    clock on Linux, so its times compare with this process's."""
+    clock on Linux, so its times compare with this process's. With ``segments``, each
+    event carries four segment values besides its prompt (``event_metadata``)."""
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
     proc = ctx.Process(
-        target=_client_process, args=((url, key, texts, concurrency, interval), cpus, out)
+        target=_client_process,
+        args=((url, key, texts, concurrency, interval, segments), cpus, out),
     )
     proc.start()
     try:

@@ -148,7 +148,9 @@ def cpu_rows(a: Snapshot, b: Snapshot, process: str) -> list[tuple[str, float]]:
     return rows
 
 
-async def run(texts: list[str], workers: int, concurrency: int, embedder_rate: float) -> None:
+async def run(
+    texts: list[str], workers: int, concurrency: int, embedder_rate: float, segments: bool
+) -> None:
     settings, key = stack_settings(workers)
     done: dict[str, float] = {}
     async with running_stack(settings, broker=True, worker=True, api=True) as stack:
@@ -158,7 +160,7 @@ async def run(texts: list[str], workers: int, concurrency: int, embedder_rate: f
         at_start = snapshot()
         started = time.perf_counter()
         sent = await post_from_client_process(
-            stack.api_url, key, list(enumerate(texts)), concurrency, 0.0, None
+            stack.api_url, key, list(enumerate(texts)), concurrency, 0.0, None, segments
         )
         posted = time.perf_counter()
         meanwhile = len(done)
@@ -226,14 +228,21 @@ def main() -> None:
         "CPU counts in 'the rest'",
     )
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--segments",
+        action="store_true",
+        help="each event also carries four segment values (platform, plan, model, locale), "
+        "as an LLM product's events do; the comparator still embeds the prompts alone",
+    )
     args = parser.parse_args()
     texts = read_texts(args.data, args.events)
-    print(f"{len(texts)} texts from {args.data.name}, --workers {args.workers}")
+    with_segments = " (and four segment values an event)" if args.segments else ""
+    print(f"{len(texts)} texts from {args.data.name}{with_segments}, --workers {args.workers}")
     print(f"  comparator, the product's embedder alone: {model_cost(texts):.1f} CPU ms/text")
     rate = product_embedder(texts)
     print(f"  and as pipeline.py measures it (sorted, every core): {rate:.0f} texts/s")
     instrument(SPENT)
-    asyncio.run(run(texts, args.workers, args.concurrency, rate))
+    asyncio.run(run(texts, args.workers, args.concurrency, rate, args.segments))
 
 
 if __name__ == "__main__":
