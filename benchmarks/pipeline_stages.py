@@ -38,8 +38,9 @@ from turret_stream.clustering.model import TopicModel
 from turret_stream.clustering.owner import DimensionOwner
 from turret_stream.embedding import open_embedder
 from turret_stream.journey_owner import JourneyOwner
+from turret_stream.process_figures import read_figures
 from turret_stream.settings import EmbeddingSettings
-from turret_stream.stack import running_stack
+from turret_stream.stack import RunningStack, running_stack
 
 STAGES = {
     "dimension owners' batches": (DimensionOwner, "process"),
@@ -109,6 +110,13 @@ async def topic_messages(bootstrap: str) -> dict[str, int]:
     return out
 
 
+def broker_memory(stack: RunningStack) -> int:
+    """The embedded broker's resident bytes now."""
+    assert stack.broker is not None
+    figures = read_figures(stack.broker.pid)
+    return figures.resident_bytes if figures is not None else 0
+
+
 def machine_cpu() -> float:
     with open("/proc/stat") as f:
         v = [int(x) for x in f.readline().split()[1:]]
@@ -158,6 +166,7 @@ async def run(
             lambda a: done.setdefault(a.event_id, time.perf_counter())
         )
         at_start = snapshot()
+        broker_at_start = broker_memory(stack)
         started = time.perf_counter()
         sent = await post_from_client_process(
             stack.api_url, key, list(enumerate(texts)), concurrency, 0.0, None, segments
@@ -176,6 +185,7 @@ async def run(
         wall = time.perf_counter() - posted
         count = len(done) - meanwhile
         at_end = snapshot()
+        broker_growth = broker_memory(stack) - broker_at_start
         messages = await topic_messages(stack.settings.bootstrap_servers)
     if count == 0:
         print("  nothing was processed after posting")
@@ -188,6 +198,10 @@ async def run(
     print(f"  {'':<48} {'cores':>6} {'CPU ms/event':>13}")
     for name, seconds in cpu_rows(at_posted, at_end, "this process (worker, API, journal)"):
         print(f"  {name:<48} {seconds / wall:>6.2f} {seconds * per:>13.2f}")
+    print(
+        f"  the broker's resident memory grew {broker_growth / 2**20:.1f} MB over the run, "
+        f"{broker_growth / len(texts) / 1024:.1f} KB an event (it keeps its log in memory)"
+    )
     print(f"  messages per event on each topic (the whole run, {len(texts)} events):")
     for topic, n in sorted(messages.items(), key=lambda kv: -kv[1]):
         print(f"    {topic:<60} {n / len(texts):>6.2f}")
