@@ -154,16 +154,30 @@ class EnumKeys:
     def __init__(self, catalog: Catalog, ttl_s: float = 5.0) -> None:
         self.catalog = catalog
         self.ttl_s = ttl_s
-        self._cache: dict[str, tuple[float, frozenset[str]]] = {}
+        # project -> (read at, enum keys, of which decided)
+        self._cache: dict[str, tuple[float, frozenset[str], frozenset[str]]] = {}
 
-    def of(self, project: str) -> frozenset[str]:
+    def _read(self, project: str) -> tuple[float, frozenset[str], frozenset[str]]:
         now = time.monotonic()
         hit = self._cache.get(project)
         if hit is not None and now - hit[0] < self.ttl_s:
-            return hit[1]
-        keys = frozenset(d.key for d in self.catalog.dimensions(project) if d.type == "enum")
-        self._cache[project] = (now, keys)
-        return keys
+            return hit
+        enums = [d for d in self.catalog.dimensions(project) if d.type == "enum"]
+        read = (
+            now,
+            frozenset(d.key for d in enums),
+            frozenset(d.key for d in enums if d.decided),
+        )
+        self._cache[project] = read
+        return read
+
+    def of(self, project: str) -> frozenset[str]:
+        return self._read(project)[1]
+
+    def decided(self, project: str) -> frozenset[str]:
+        """The enum keys whose type is decided (``min_observations`` values seen): the
+        embed agent does not embed their values (README, *Dimensions and segments*)."""
+        return self._read(project)[2]
 
     def segments(self, project: str, metadata: Mapping[str, Any] | None) -> dict[str, Any]:
         """The enum segments of one event's metadata (scalar values only)."""

@@ -205,6 +205,11 @@ class DimensionSettings(_Section):
     enum_max_chars: int = Field(40, ge=1)
     # ... and values repeat: distinct / seen at most this ratio.
     enum_max_distinct_ratio: float = Field(0.5, gt=0, le=1)
+    # How long a worker's view of which keys are segments (read from the catalog) may be
+    # old: the embed agent stops embedding a key's values this long at most after its owner
+    # decided it is a segment, and embeds them again this long at most after it became
+    # text; events carry their segments from the same view.
+    segment_recheck_s: float = Field(5.0, gt=0, le=300)
 
 
 class ClusteringSettings(_Section):

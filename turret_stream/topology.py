@@ -46,6 +46,7 @@ from turret_stream.agents.sessions import (
     store_bootstrap,
     store_labels,
 )
+from turret_stream.catalog import Catalog, EnumKeys
 from turret_stream.dead_letters import DeadLetterStore
 from turret_stream.embedding import Embedder
 from turret_stream.faust_app import TurretApp
@@ -141,7 +142,11 @@ def build_topology(
     dead = app.topic(
         k.dead_letters_topic, key_type=bytes, value_type=DeadLetter, partitions=k.partitions
     )
-    stats = register_embed_agent(app, events, texts, embedder, settings, dead, progress)
+    # The embed agent reads which keys are segments from the catalog, their owners' record.
+    segments = EnumKeys(Catalog(store), settings.dimensions.segment_recheck_s).decided
+    stats = register_embed_agent(
+        app, events, texts, embedder, settings, dead, progress, segment_keys=segments
+    )
     owners = Owners(store, settings, embedder.dim)
     topic_events = app.topic(
         k.topic_events_topic, key_type=bytes, value_type=TopicEvent, partitions=k.partitions

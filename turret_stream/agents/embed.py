@@ -6,7 +6,11 @@ distinct string once per batch: repeated values such as "mobile" cost one embedd
 sends them to the owner of their (project, metadata key) on the texts topic, a batch's
 texts of one key as one message (``TextBatch``). Whether a key is a text dimension or a
 segment is decided by that owner, which sees all of the key's values; keys configured as
-enum, number or ignore are not embedded.
+enum, number or ignore are not embedded. Once an owner has decided that its key is a
+segment (``min_observations`` values seen; read from the catalog every
+``dimensions.segment_recheck_s``), the key's values still go to it, which keeps counting
+them and would see them stop repeating, but without a vector: the model's time and the
+broker's bytes go to text.
 
 Batches overlap (``worker.embed_batches_in_flight``, 2): the next batch is embedded while
 the one before is still embedded or sent, so the model processes do not idle while the
@@ -24,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import faust
 from faust.types import EventT
@@ -68,11 +72,27 @@ def texts_of(event: TrackedEvent, settings: Settings) -> list[tuple[str, str]]:
     return out
 
 
+# project -> its metadata keys decided to be segments (``EnumKeys.decided``).
+SegmentKeys = Callable[[str], frozenset[str]]
+
+
+def _no_segments(project: str) -> frozenset[str]:
+    return frozenset()
+
+
 def embed_batch(
-    events: Sequence[TrackedEvent], embedder: Embedder, settings: Settings
+    events: Sequence[TrackedEvent],
+    embedder: Embedder,
+    settings: Settings,
+    segment_keys: SegmentKeys = _no_segments,
 ) -> list[EmbeddedText]:
+    """Each text of ``events`` with its vector; a value of a key its owner decided is a
+    segment (``segment_keys``) goes without one: the owner only counts it, so embedding
+    it (and carrying 384 floats per value through the broker) would be wasted."""
     pairs = [(event, key, text) for event in events for key, text in texts_of(event, settings)]
-    unique = list(dict.fromkeys(text for _, _, text in pairs))
+    segments = {project: segment_keys(project) for project in {e.project for e, _, _ in pairs}}
+    wanted = [key not in segments[event.project] for event, key, _ in pairs]
+    unique = list(dict.fromkeys(t for (_, _, t), w in zip(pairs, wanted, strict=True) if w))
     vectors = embedder.embed(unique) if unique else []
     encoded = {text: encode_vector(v) for text, v in zip(unique, vectors, strict=True)}
     return [
@@ -81,7 +101,7 @@ def embed_batch(
             project=event.project,
             dimension=key,
             text=text,
-            vector=encoded[text],
+            vector=encoded[text] if w else "",
             model_id=embedder.model_id,
             name=event.name,
             metadata=event.metadata,
@@ -89,7 +109,7 @@ def embed_batch(
             user_id=event.user_id,
             received_at=event.received_at,
         )
-        for event, key, text in pairs
+        for (event, key, text), w in zip(pairs, wanted, strict=True)
     ]
 
 
@@ -101,8 +121,10 @@ def register_embed_agent(
     settings: Settings,
     dead: faust.TopicT,
     progress: ProgressReports | None = None,
+    segment_keys: SegmentKeys = _no_segments,
 ) -> IngestStats:
-    """The embed agent on ``events``; returns the counts of what it takes."""
+    """The embed agent on ``events``; returns the counts of what it takes. Values of the
+    keys ``segment_keys`` names are sent without a vector (``embed_batch``)."""
     stats = IngestStats()
 
     async def send(batch: Sequence[TrackedEvent], embedded: list[EmbeddedText]) -> None:
@@ -125,7 +147,8 @@ def register_embed_agent(
     async def embed_and_send(batch: Sequence[TrackedEvent]) -> None:
         # The model runs outside the event loop, which keeps serving the API and
         # Kafka heartbeats meanwhile.
-        await send(batch, await asyncio.to_thread(embed_batch, batch, embedder, settings))
+        embedded = await asyncio.to_thread(embed_batch, batch, embedder, settings, segment_keys)
+        await send(batch, embedded)
 
     async def set_aside(event: TrackedEvent, exc: Exception) -> None:
         log.warning("event %s dead-lettered: %r", event.event_id, exc)
@@ -153,7 +176,7 @@ def register_embed_agent(
         before has: texts leave, and offsets are committed, in arrival order."""
         try:
             embedded: list[EmbeddedText] | None = await asyncio.to_thread(
-                embed_batch, carried, embedder, settings
+                embed_batch, carried, embedder, settings, segment_keys
             )
         except Exception as exc:
             log.warning("embedding a batch of %d failed (%r): one by one", len(carried), exc)

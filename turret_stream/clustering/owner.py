@@ -146,7 +146,7 @@ class DimensionOwner:
         )
         self.topic_maps = TopicMapStore(store)
         # Each assignment carries its event's enum segments (for the journey aggregates).
-        self.enum_keys = EnumKeys(catalog)
+        self.enum_keys = EnumKeys(catalog, settings.dimensions.segment_recheck_s)
         self.last_persist = PersistCost()
         self.clock: Callable[[], float] = time.monotonic  # paces topic point writes
         self.announcer = TopicAnnouncer(project, key)
