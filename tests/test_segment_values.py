@@ -63,7 +63,10 @@ def test_a_decided_segment_is_not_embedded_in_its_project_only(tmp_path):
     assert len(sent) == 9  # every value still goes to its key's owner
     assert sent[("evt_acme_1", "plan")].vector == ""
     assert sent[("evt_acme_2", "platform")].vector == ""
+    assert sent[("evt_acme_1", "plan")].metadata == {}  # nothing its owner would read
+    assert sent[("evt_acme_1", "prompt")].metadata == events[0].metadata
     assert sent[("evt_beta_3", "plan")].vector != ""  # beta's plan is not decided
+    assert sent[("evt_beta_3", "plan")].metadata == events[2].metadata
     # Each embedded string once, and no value of acme's segments on its own account.
     assert sorted(model.asked) == sorted(["upgrade me to pro", "pro", "cancel my plan", "ios"])
     prompt = decode_vector(sent[("evt_acme_2", "prompt")].vector)

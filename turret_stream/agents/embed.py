@@ -104,7 +104,9 @@ def embed_batch(
             vector=encoded[text] if w else "",
             model_id=embedder.model_id,
             name=event.name,
-            metadata=event.metadata,
+            # The owner of a segment only counts its values: no copy of the event's other
+            # values (the prompt among them) for it.
+            metadata=event.metadata if w else {},
             session_id=event.session_id,
             user_id=event.user_id,
             received_at=event.received_at,
