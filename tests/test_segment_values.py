@@ -92,6 +92,28 @@ def test_decided_segments_follow_the_catalog(tmp_path):
         store.close()
 
 
+def test_an_unreadable_catalog_means_every_value_is_embedded(tmp_path, caplog):
+    settings = Settings(data_dir=tmp_path)
+    store = open_store(settings)
+    catalog = Catalog(store)
+    catalog.save_dimension("acme", "plan", "enum", True, {}, 0)
+    keys = EnumKeys(catalog, ttl_s=3600)
+    store.close()  # as a store server that went away
+    reads = 0
+    scan = catalog.dimensions
+
+    def counted(project: str):
+        nonlocal reads
+        reads += 1
+        return scan(project)
+
+    catalog.dimensions = counted
+    assert keys.decided("acme") == frozenset()
+    assert keys.decided("acme") == frozenset()
+    assert reads == 1  # not tried again on every batch
+    assert caplog.text.count("cannot read the catalog") == 1
+
+
 async def test_the_pipeline_stops_embedding_a_segment_once_decided(tmp_path, broker):
     settings = make_settings(tmp_path, broker.port, **{"dimensions.min_observations": 10})
     key = KeyStore(settings.keys_db_path).create("acme").secret

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import re
 import time
 from collections.abc import Mapping
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from turret_stream.storage import Filter, Point, VectorStore
+
+log = logging.getLogger(__name__)
 
 CATALOG = "catalog"
 STATE = "state"
@@ -156,6 +159,7 @@ class EnumKeys:
         self.ttl_s = ttl_s
         # project -> (read at, enum keys, of which decided)
         self._cache: dict[str, tuple[float, frozenset[str], frozenset[str]]] = {}
+        self._unreadable_at: dict[str, float] = {}  # project -> when ``decided`` failed
 
     def _read(self, project: str) -> tuple[float, frozenset[str], frozenset[str]]:
         now = time.monotonic()
@@ -176,8 +180,26 @@ class EnumKeys:
 
     def decided(self, project: str) -> frozenset[str]:
         """The enum keys whose type is decided (``min_observations`` values seen): the
-        embed agent does not embed their values (README, *Dimensions and segments*)."""
-        return self._read(project)[2]
+        embed agent does not embed their values (README, *Dimensions and segments*).
+
+        Only a saving, never needed: while the catalog cannot be read (a store server
+        down), none, so every value is embedded as before, and the read is tried again
+        ``ttl_s`` later rather than on every batch."""
+        failed_at = self._unreadable_at.get(project)
+        if failed_at is not None and time.monotonic() - failed_at < self.ttl_s:
+            return frozenset()
+        try:
+            return self._read(project)[2]
+        except Exception as exc:
+            self._unreadable_at[project] = time.monotonic()
+            log.warning(
+                "cannot read the catalog (%r): every value of project %s is embedded for "
+                "the next %ss",
+                exc,
+                project,
+                self.ttl_s,
+            )
+            return frozenset()
 
     def segments(self, project: str, metadata: Mapping[str, Any] | None) -> dict[str, Any]:
         """The enum segments of one event's metadata (scalar values only)."""
