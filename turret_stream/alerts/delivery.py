@@ -41,6 +41,7 @@ from turret_stream.alerts.rules import Rule
 from turret_stream.alerts.urls import GuardedResolver, UrlNotAllowed, check_url, resolve_allowed
 from turret_stream.settings import AlertSettings
 from turret_stream.storage import Filter, Point, VectorStore
+from turret_stream.task_stop import cancel_until_done
 
 log = logging.getLogger(__name__)
 
@@ -205,15 +206,9 @@ class Deliverer:
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
-        # Cancelled until they end: a task can miss a cancellation (asyncio.wait_for on
-        # Python 3.11 loses one that arrives as its inner future completes) and would
-        # then wait on the queue for ever. Bounded: shutdown never hangs on a webhook.
-        pending = set(self._tasks)
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        while pending and time.monotonic() < deadline:
-            for task in pending:
-                task.cancel()
-            _, pending = await asyncio.wait(pending, timeout=STOP_RETRY_S)
+        # Cancelled until they end: a sender that missed a cancellation would wait on the
+        # queue for ever. Bounded: shutdown never hangs on a webhook.
+        pending = await cancel_until_done(self._tasks, STOP_TIMEOUT_S, STOP_RETRY_S)
         if pending:
             log.warning("%d webhook tasks did not stop within %ss", len(pending), STOP_TIMEOUT_S)
         self._tasks = []

@@ -43,6 +43,7 @@ from turret_stream.keys import ApiKeyInfo, KeyStore
 from turret_stream.producer import ensure_topic
 from turret_stream.records import TopicEvent, Transition, TransitionBatch
 from turret_stream.settings import LiveSettings, Settings, TrackLimits
+from turret_stream.task_stop import cancel_until_done
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,9 @@ CLOSE_TIMEOUT_S = 5.0
 MAX_CLIENT_MESSAGE_BYTES = 16 * 1024
 FEED_RETRY_MIN_S = 0.5
 FEED_RETRY_MAX_S = 30.0
-FEED_STOP_ATTEMPTS = 10
+# stop(): the feed is cancelled again every second, for at most 10 s.
+FEED_STOP_TIMEOUT_S = 10.0
+FEED_STOP_RETRY_S = 1.0
 # Heartbeats are queued to this many clients between yields to the event loop.
 HEARTBEAT_CHUNK = 256
 
@@ -501,14 +504,9 @@ class TransitionsFeed:
     async def stop(self) -> None:
         if self._task is not None:
             # Cancel until it ends: a cancellation that lands while aiokafka is starting
-            # can be swallowed (asyncio.wait_for in Python 3.11), and the feed would then
-            # run on and hold the app's shutdown forever.
-            for _ in range(FEED_STOP_ATTEMPTS):
-                self._task.cancel()
-                done, _ = await asyncio.wait({self._task}, timeout=1.0)
-                if done:
-                    break
-            else:
+            # can be swallowed (task_stop.py), and the feed would then run on and hold the
+            # app's shutdown forever.
+            if await cancel_until_done([self._task], FEED_STOP_TIMEOUT_S, FEED_STOP_RETRY_S):
                 log.warning("live feed did not stop; leaving it behind")
             self._task = None
         self.ready.clear()
