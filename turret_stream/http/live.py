@@ -28,7 +28,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -565,8 +565,8 @@ class TransitionsFeed:
                 batch = await consumer.getmany(timeout_ms=1000)
                 for records in batch.values():
                     for record in records:
-                        for message in self._decode(record):
-                            self._hub_publish(message)
+                        for publish, message in self._decode(record):
+                            publish(message)
                             # Let the senders write between transitions: one fetch can
                             # hold a burst larger than a client's queue, and a client is
                             # only "too slow" when its socket, not this loop, holds it back.
@@ -574,18 +574,20 @@ class TransitionsFeed:
         finally:
             await consumer.stop()
 
-    def _decode(self, record: Any) -> list[tuple[str, dict[str, Any]]]:
-        """The record's live messages: ("topic", event) or ("transition", fields) each;
-        none, counted and logged, for a record that is not what its topic carries."""
+    def _decode(
+        self, record: Any
+    ) -> list[tuple[Callable[[dict[str, Any]], object], dict[str, Any]]]:
+        """The record's live messages, each with the hub's method that publishes it; none,
+        counted and logged, for a record that is not what its topic carries."""
         if record.topic != self.topic:
             event = decode_topic_event(record.value)
             if event is not None:
-                return [("topic", event)]
+                return [(self._hub.publish_topic_event, event)]
             what = "a topic event"
         else:
             transitions = decode_transitions(record.value)
             if transitions is not None:
-                return [("transition", t) for t in transitions]
+                return [(self._hub.publish, t) for t in transitions]
             what = "a transition"
         self.skipped += 1
         log.warning(
@@ -596,13 +598,6 @@ class TransitionsFeed:
             record.offset,
         )
         return []
-
-    def _hub_publish(self, message: tuple[str, dict[str, Any]]) -> None:
-        kind, fields = message
-        if kind == "topic":
-            self._hub.publish_topic_event(fields)
-        else:
-            self._hub.publish(fields)
 
 
 async def run_live_feed(app: web.Application) -> AsyncIterator[None]:
