@@ -261,7 +261,7 @@ async def _serve(app: web.Application, settings: Settings, exits: contextlib.Asy
 @contextlib.asynccontextmanager
 async def running_worker_api(
     settings: Settings, progress: ProgressReports
-) -> AsyncIterator[tuple[str, VectorStore, WorkerProbe]]:
+) -> AsyncIterator[tuple[str, VectorStore, WorkerProbe, Callable[[], list[int]]]]:
     """The worker process of the split layout: the store, the model, the Faust agents
     (reporting to ``progress``) and the read API on a private loopback port. Yields the
     API's URL, the store (the checkpoints flush it), whether the agents run and the pids

@@ -142,7 +142,7 @@ class PooledEmbedder(Embedder):
         rebuild holds it while the new processes load the model, and this is asked on
         an event loop; copying the dict's keys is one C call, atomic under the GIL."""
         processes = getattr(self._executor, "_processes", None) or {}
-        return sorted(list(processes))
+        return sorted(processes)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
