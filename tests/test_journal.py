@@ -64,3 +64,17 @@ async def test_confirmed_records_are_not_replayed_and_their_segments_go(tmp_path
     # seq n holds evt_{n-1}: everything after seq 80 comes back
     assert [r.event_id for r in again.open()] == [f"evt_{i}" for i in range(80, 100)]
     await again.close()
+
+
+async def test_unconfirmed_lists_the_records_between_the_confirmed_point_and_a_bound(tmp_path):
+    # Small segments: the records span several, and the confirmed ones are deleted.
+    journal = Journal(tmp_path / "j", segment_bytes=4096)
+    journal.open()
+    for i in range(60):
+        await journal.append(f"evt_{i}", b"k", b"x" * 200)
+    journal.confirm(25)
+    got = journal.unconfirmed(below=41)
+    assert [r.seq for r in got] == list(range(26, 41))
+    assert got[0].event_id == "evt_25" and got[0].value == b"x" * 200
+    assert journal.unconfirmed(below=26) == []
+    await journal.close()

@@ -288,6 +288,19 @@ class Journal:
             # After a restart, a fully confirmed last segment is not reopened for appends.
             self._segments.pop(0).path.unlink(missing_ok=True)
 
+    def unconfirmed(self, below: int) -> list[JournalRecord]:
+        """The records after the confirmed point and before sequence number ``below``, in
+        order: what a broker recycle writes again (``broker_recycle.py``). Reads the
+        segments under the writer's lock: call in a thread."""
+        with self._thread_lock:
+            out: list[JournalRecord] = []
+            for segment in self._segments:
+                if segment.last_seq <= self._confirmed or segment.first_seq >= below:
+                    continue
+                records = read_records(segment.path.read_bytes())[0]
+                out.extend(r for r in records if self._confirmed < r.seq < below)
+            return out
+
     def records(self) -> Iterator[JournalRecord]:
         """Every record still in the journal (for tests and tools)."""
         for segment in self._segments:

@@ -38,6 +38,8 @@ class _Open:
     deliveries: int = 0  # writes to the events topic not yet handled by the embed agent
     texts: int = 0  # texts sent on, not yet handled by the cluster agent
     seqs: list[int] = field(default_factory=list)
+    # Counted as processed when done (not an event processed before, written again).
+    counts: bool = True
 
 
 class PipelineProgress:
@@ -54,16 +56,36 @@ class PipelineProgress:
 
     # -- API side -------------------------------------------------------------------------
 
-    def opened(self, event_id: str, seq: int | None = None) -> None:
+    def opened(
+        self, event_id: str, seq: int | None = None, *, accepted: bool = True, done: bool = False
+    ) -> None:
         """An event is about to be written to the events topic (call before the write, so
-        that the worker's report cannot come first)."""
-        entry = self._open.setdefault(event_id, _Open())
+        that the worker's report cannot come first). A replay after ``forget_open`` writes
+        again what was counted as accepted (``accepted=False``), some of it processed
+        already (``done=True``: not counted as processed twice)."""
+        entry = self._open.get(event_id)
+        if entry is None:
+            entry = self._open[event_id] = _Open(counts=not done)
+        elif not done:
+            entry.counts = True
         entry.deliveries += 1
-        self.accepted += 1
+        if accepted:
+            self.accepted += 1
         if seq is not None:
             entry.seqs.append(seq)
             heapq.heappush(self._heap, seq)
             self._highest_seq = max(self._highest_seq, seq)
+
+    def forget_open(self) -> set[int]:
+        """The worker and the broker were replaced (a broker recycle, ``broker_recycle.py``):
+        nothing open will be reported any more. Forget it all; the caller writes the
+        journal's unconfirmed records again, which opens them anew. Returns the journal
+        sequence numbers of the events that were open (the others are processed)."""
+        still_open = {seq for entry in self._open.values() if entry.counts for seq in entry.seqs}
+        self._open.clear()
+        self._heap.clear()
+        self._done_seqs.clear()
+        return still_open
 
     def abandoned(self, event_id: str) -> None:
         """The write failed (the client got a 503): stop waiting for the worker."""
@@ -108,7 +130,8 @@ class PipelineProgress:
     def _maybe_close(self, event_id: str, entry: _Open) -> None:
         if entry.deliveries <= 0 and entry.texts <= 0:
             del self._open[event_id]
-            self.processed += 1
+            if entry.counts:
+                self.processed += 1
             self._done_seqs.update(entry.seqs)
 
     # -- readers --------------------------------------------------------------------------
