@@ -143,19 +143,24 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    broker = await request.app[PUBLISHER].broker_reachable()
+    publisher = request.app[PUBLISHER]
+    # `up` replacing its embedded broker and worker (broker_recycle.py): /track still
+    # takes events into the journal, the read API waits for the new worker.
+    restarting = publisher.holding
+    broker = not restarting and await publisher.broker_reachable()
     worker = broker and await request.app[WORKER_PROBE]()
     checks: dict[str, Any] = {
-        "broker": "ok" if broker else "unreachable",
-        "worker": "ok" if worker else ("unknown" if not broker else "not running"),
+        "broker": "restarting" if restarting else ("ok" if broker else "unreachable"),
+        "worker": "restarting"
+        if restarting
+        else ("ok" if worker else ("unknown" if not broker else "not running")),
     }
-    publisher = request.app[PUBLISHER]
     behind = False
     if publisher.progress is not None:
         # Not ready while /track sheds load: a balancer sends the traffic elsewhere.
-        behind = publisher.progress.lag >= publisher.pipeline.max_lag_events
+        behind = publisher.backlog >= publisher.pipeline.max_lag_events
         checks["pipeline"] = "behind" if behind else "ok"
-        checks["lag_events"] = publisher.progress.lag
+        checks["lag_events"] = publisher.backlog
     if broker and worker and not behind:
         return web.json_response({"status": "ready", "checks": checks})
     return web.json_response(

@@ -471,7 +471,13 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                                 },
                             },
                         ),
-                        "503": _error([ErrorCode.NOT_READY], "Not ready."),
+                        "503": _error(
+                            [ErrorCode.NOT_READY],
+                            "Not ready; `checks` names what is not: broker `unreachable`, "
+                            "worker `not running`, pipeline `behind`, or broker and worker "
+                            "`restarting` while `up` replaces its embedded broker (`/track` "
+                            "still accepts then).",
+                        ),
                     },
                 }
             },

@@ -84,7 +84,7 @@ async def metrics(request: web.Request) -> web.Response:
             "turret_pipeline_lag_events",
             "gauge",
             "Events accepted by this process and not yet through the worker.",
-            progress.lag,
+            publisher.backlog,
         )
         _metric(
             lines,
@@ -123,6 +123,27 @@ async def metrics(request: web.Request) -> web.Response:
     )
     journal = publisher.journal
     if journal is not None:
+        _metric(
+            lines,
+            "turret_track_held_events",
+            "gauge",
+            "Events journaled while the embedded broker is replaced, not yet written to it.",
+            publisher.held,
+        )
+        _metric(
+            lines,
+            "turret_track_held_total",
+            "counter",
+            "Events accepted into the journal alone while the embedded broker was replaced.",
+            publisher.held_total,
+        )
+        _metric(
+            lines,
+            "turret_broker_recycles_total",
+            "counter",
+            "Times `up` replaced its embedded broker (kafka.embedded_recycle_bytes).",
+            publisher.holds,
+        )
         _metric(
             lines,
             "turret_journal_unconfirmed_events",
