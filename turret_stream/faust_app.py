@@ -22,12 +22,37 @@ the restarted worker; ``perform_seek`` now seeks them to their beginning explici
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import faust
 from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
+from faust.topics import Topic
 from faust.transport.drivers import aiokafka as faust_aiokafka
+
+
+def quiet_cancelled_sends(loop: asyncio.AbstractEventLoop) -> None:
+    """faust-streaming 0.15's ``Topic._on_published`` reads its send's result in a done
+    callback; a send cancelled because the app stops (a worker stopped while busy: a
+    SIGTERM past the drain, a broker recycle) then logs a traceback at ERROR for what is
+    an expected cancellation (the batch is not acknowledged, so it is delivered again).
+    Those are dropped; every other exception goes to the handler there was."""
+    previous = loop.get_exception_handler()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        callback = getattr(context.get("handle"), "_callback", None)
+        callback = getattr(callback, "func", callback)  # Faust registers a partial
+        if isinstance(context.get("exception"), asyncio.CancelledError) and (
+            getattr(callback, "__func__", None) is Topic._on_published
+        ):
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
 
 
 def _transport_class(fetch_max_wait_ms: int) -> type[faust_aiokafka.Transport]:
