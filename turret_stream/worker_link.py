@@ -4,6 +4,9 @@ the read API). One Unix socket pair, one JSON message a line.
 
 worker -> ingest::
 
+    {"t": "prepared"}                                 started with ``prepare_only``: the
+                                                     model is loaded; waits for "go" before
+                                                     it opens the store
     {"t": "ready", "url": "http://127.0.0.1:PORT"}   the private read API listens
     {"t": "failed", "error": "..."}                  the worker could not start
     {"t": "progress", "ops": [["e", id, texts], ["c", id], ["d", id, stage], ...]}
@@ -12,6 +15,7 @@ worker -> ingest::
 
 ingest -> worker::
 
+    {"t": "go"}                                      a prepared worker may open the store
     {"t": "call", "id": N, "op": "written_since_flush" | "flush", "names": [...] | null}
     {"t": "stop"}
 
@@ -32,6 +36,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from turret_stream.errors import TurretError
 from turret_stream.progress import PipelineProgress
 from turret_stream.storage import VectorStore
 
@@ -46,6 +51,10 @@ REPORT_DELAY_S = 0.02
 
 class WorkerGone(Exception):
     """The worker process closed the link (it died or is stopping)."""
+
+
+class WorkerCancelled(TurretError):
+    """A prepared worker was told to stop before it started."""
 
 
 def _send(writer: asyncio.StreamWriter, message: dict[str, Any]) -> None:
@@ -87,16 +96,29 @@ class WorkerLink:
         self._task: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
 
-    async def wait_ready(self) -> str:
-        """The worker's private API URL once it has started; WorkerGone with its error
-        when it could not."""
+    async def _starting(self, expected: str) -> dict[str, Any]:
         message = await _receive(self._reader)
         if message is None or message.get("t") == "failed":
             self.closed.set()
             if message is None:
                 raise WorkerGone("the worker process exited while starting")
             raise WorkerGone(str(message.get("error")))
-        assert message.get("t") == "ready", message
+        assert message.get("t") == expected, message
+        return message
+
+    async def wait_prepared(self) -> None:
+        """Until a worker started with ``prepare_only`` has loaded the model and waits
+        for ``go``; WorkerGone with its error when it could not."""
+        await self._starting("prepared")
+
+    def go(self) -> None:
+        """Let a prepared worker open the store and start."""
+        _send(self._writer, {"t": "go"})
+
+    async def wait_ready(self) -> str:
+        """The worker's private API URL once it has started; WorkerGone with its error
+        when it could not."""
+        message = await self._starting("ready")
         self._running, self._status_at = True, time.monotonic()
         self._task = asyncio.create_task(self._read(), name="worker-link")
         return str(message["url"])
@@ -214,6 +236,14 @@ class IngestLink:
 
     def ready(self, url: str) -> None:
         _send(self._writer, {"t": "ready", "url": url})
+
+    async def prepared(self) -> None:
+        """Say the model is loaded, then wait for ``go``; WorkerCancelled when told to
+        stop instead, or when the ingest process is gone."""
+        _send(self._writer, {"t": "prepared"})
+        message = await _receive(self._reader)
+        if message is None or message.get("t") != "go":
+            raise WorkerCancelled("stopped before it opened the store")
 
     def failed(self, error: str) -> None:
         _send(self._writer, {"t": "failed", "error": error})

@@ -28,7 +28,13 @@ import sys
 from turret_stream.errors import TurretError
 from turret_stream.progress import PipelineProgress
 from turret_stream.settings import Settings
-from turret_stream.worker_link import LINE_LIMIT, IngestLink, WorkerGone, WorkerLink
+from turret_stream.worker_link import (
+    LINE_LIMIT,
+    IngestLink,
+    WorkerCancelled,
+    WorkerGone,
+    WorkerLink,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +56,16 @@ class WorkerProcess:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
-    async def start(self) -> None:
+    async def start(self, *, prepare_only: bool = False) -> None:
         """Start the child (from this, the event loop's thread: PR_SET_PDEATHSIG follows
-        the thread that started a process) and wait until its private API listens."""
+        the thread that started a process) and wait until its private API listens. With
+        ``prepare_only``, until it has imported its modules and loaded the model, before
+        it opens the store (which one process at a time may hold): ``proceed`` then lets
+        it start. A broker recycle prepares the next worker while the current one runs."""
         ours, theirs = socket.socketpair()
         process = multiprocessing.get_context("spawn").Process(
             target=_child_main,
-            args=(self._settings, theirs, os.getpid()),
+            args=(self._settings, theirs, os.getpid(), prepare_only),
             name="turret-worker",
             daemon=False,
         )
@@ -67,6 +76,20 @@ class WorkerProcess:
         self.link = WorkerLink(
             reader, writer, self._progress, self._settings.worker.liveness_timeout_s
         )
+        try:
+            if prepare_only:
+                await self.link.wait_prepared()
+            else:
+                self.url = await self.link.wait_ready()
+        except WorkerGone as exc:
+            await self._reap(5.0)
+            raise WorkerStartError(f"the worker did not start: {exc}") from None
+
+    async def proceed(self) -> None:
+        """Let a worker started with ``prepare_only`` open the store and start; returns
+        once its private API listens."""
+        assert self.link is not None
+        self.link.go()
         try:
             self.url = await self.link.wait_ready()
         except WorkerGone as exc:
@@ -120,7 +143,9 @@ def _ignore(signum: int, frame: object) -> None:
     pass
 
 
-def _child_main(settings: Settings, sock: socket.socket, parent_pid: int) -> None:
+def _child_main(
+    settings: Settings, sock: socket.socket, parent_pid: int, prepare_only: bool = False
+) -> None:
     _die_with_parent(parent_pid)
     # The parent handles both: it drains, then sends "stop" over the link. SIGTERM gets a
     # handler that does nothing rather than SIG_IGN, which the model processes would
@@ -133,19 +158,27 @@ def _child_main(settings: Settings, sock: socket.socket, parent_pid: int) -> Non
 
     setup_logging(settings)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(settings, sock))
+        asyncio.run(_serve(settings, sock, prepare_only))
 
 
-async def _serve(settings: Settings, sock: socket.socket) -> None:
+async def _serve(settings: Settings, sock: socket.socket, prepare_only: bool) -> None:
     # Imported here: the parent does not need the worker's modules.
     from turret_stream.stack import running_worker_api
 
     reader, writer = await asyncio.open_connection(sock=sock, limit=LINE_LIMIT)
     link = IngestLink(reader, writer)
     try:
-        async with running_worker_api(settings, link.reporter) as (url, store, probe, pids):
+        before_store = link.prepared if prepare_only else None
+        async with running_worker_api(settings, link.reporter, before_store) as (
+            url,
+            store,
+            probe,
+            pids,
+        ):
             link.ready(url)
             await link.serve(store, probe, pids)
+    except WorkerCancelled:
+        pass  # a prepared worker the parent no longer needs
     except Exception as exc:
         # One line for the parent to print; a bug's trace in the log too.
         if not isinstance(exc, TurretError | OSError):
