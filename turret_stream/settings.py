@@ -68,6 +68,12 @@ class KafkaSettings(_Section):
     # than the records in it. Keep it under the broker's message.max.bytes (1 MB by
     # default) and the producer's max_request_size (1,000,000).
     batch_message_bytes: int = Field(512 * 1024, ge=4096, le=1_000_000)
+    # The embedded broker keeps its log in memory, and it grows with every event: `up`
+    # replaces it (with its worker) once its resident memory passes this many bytes,
+    # checked every `embedded_recycle_check_s`, while /track keeps accepting into the
+    # journal (README, *Embedded broker recycling*). 0 = never.
+    embedded_recycle_bytes: int = Field(2 * 1024**3, ge=0)
+    embedded_recycle_check_s: float = Field(30.0, gt=0)
 
     @property
     def events_topic(self) -> str:

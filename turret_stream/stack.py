@@ -22,13 +22,16 @@ from typing import Protocol
 from aiohttp import web
 
 from turret_stream.broker import EmbeddedBroker
+from turret_stream.broker_recycle import BrokerRecycler
 from turret_stream.embedding import Embedder, open_embedder
 from turret_stream.embedding.base import cores
 from turret_stream.embedding.pool import PooledEmbedder
+from turret_stream.faust_app import quiet_cancelled_sends
 from turret_stream.gc_tuning import tune_gc
 from turret_stream.http.app import create_app
+from turret_stream.http.forward import UPSTREAM
 from turret_stream.http.ingest_app import create_ingest_app
-from turret_stream.http.keys import WorkerProbe
+from turret_stream.http.keys import LIVE_FEED, WorkerProbe
 from turret_stream.http.server import ApiRunner
 from turret_stream.journal import Journal, JournalRecord
 from turret_stream.keys import KeyStore
@@ -65,6 +68,10 @@ class RunningStack:
     worker_process: WorkerProcess | None = None
     failure: asyncio.Future[str] | None = None
     model_processes: int = 0
+    # Watches the worker process (split layout); replaced with it by a broker recycle.
+    watch: asyncio.Task[None] | None = None
+    # One checkpoint at a time; a broker recycle holds it while it replaces the worker.
+    checkpoint_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class StoreFlusher(Protocol):
@@ -133,6 +140,7 @@ async def running_worker(
     for name in topic_names(settings):
         await ensure_topic(settings.bootstrap_servers, name, k.partitions, k.replication_factor)
     await ensure_topic(settings.bootstrap_servers, k.workers_topic, 1, k.replication_factor)
+    quiet_cancelled_sends(asyncio.get_running_loop())
     await topology.app.start()
     try:
         yield topology
@@ -189,6 +197,11 @@ async def running_stack(
         if api and worker:
             # API and worker share this process: lag is counted in it (back-pressure).
             stack.progress = PipelineProgress()
+            if broker and settings.kafka.embedded_recycle_bytes > 0:
+                log.info(
+                    "the embedded broker is recycled only with the worker in a process of "
+                    "its own (worker.separate_process): its memory grows until `up` restarts"
+                )
         if worker:
             stack.embedder = await asyncio.to_thread(open_worker_embedder, settings)
             if isinstance(stack.embedder, PooledEmbedder):
@@ -260,19 +273,24 @@ async def _serve(app: web.Application, settings: Settings, exits: contextlib.Asy
 
 @contextlib.asynccontextmanager
 async def running_worker_api(
-    settings: Settings, progress: ProgressReports
+    settings: Settings,
+    progress: ProgressReports,
+    before_store: Callable[[], Awaitable[None]] | None = None,
 ) -> AsyncIterator[tuple[str, VectorStore, WorkerProbe, Callable[[], list[int]]]]:
-    """The worker process of the split layout: the store, the model, the Faust agents
+    """The worker process of the split layout: the model, the store, the Faust agents
     (reporting to ``progress``) and the read API on a private loopback port. Yields the
     API's URL, the store (the checkpoints flush it), whether the agents run and the pids
-    of the model processes."""
+    of the model processes. ``before_store`` is awaited once the model is loaded, before
+    the store is opened (a broker recycle's next worker waits there for the last)."""
     async with contextlib.AsyncExitStack() as exits:
-        store = open_store(settings)
-        exits.callback(store.close)
-        await check_store(store, settings)
         embedder = await asyncio.to_thread(open_worker_embedder, settings)
         if isinstance(embedder, PooledEmbedder):
             exits.callback(embedder.close)
+        if before_store is not None:
+            await before_store()
+        store = open_store(settings)
+        exits.callback(store.close)
+        await check_store(store, settings)
         topology = await exits.enter_async_context(
             running_worker(settings, store, embedder, progress)
         )
@@ -308,15 +326,10 @@ async def running_split_stack(settings: Settings, *, broker: bool) -> AsyncItera
         if settings.journal_enabled:
             pending = _open_journal(stack, exits)
         stack.progress = PipelineProgress()
-        worker = stack.worker_process = WorkerProcess(settings, stack.progress)
-        exits.push_async_callback(worker.stop)
-        await worker.start()
-        assert worker.link is not None
-        stack.flusher = worker.link
-        stack.model_processes = embed_processes(settings)
         stack.failure = asyncio.get_running_loop().create_future()
-        watch = asyncio.create_task(_watch_worker(stack))
-        exits.callback(watch.cancel)
+        exits.push_async_callback(_stop_worker_process, stack)
+        worker = await _start_worker_process(stack)
+        stack.model_processes = embed_processes(settings)
         _start_publisher(stack, exits)
         if stack.journal is not None:
             await _start_checkpoints(stack, exits, pending)
@@ -328,11 +341,13 @@ async def running_split_stack(settings: Settings, *, broker: bool) -> AsyncItera
             settings,
             keystore=stack.keystore,
             publisher=stack.publisher,
-            worker_probe=worker.link.running,
+            worker_probe=partial(_worker_process_running, stack),
             worker_url=worker.url,
             processes=partial(_stack_processes, stack),
         )
         stack.api_url = await _serve(app, settings, exits)
+        # After the API: on stop, a recycle in progress finishes before the API closes.
+        _start_broker_recycles(stack, exits, app)
         # What start-up made lives as long as the process: out of the collector's sight,
         # so that a full collection does not walk it in the middle of a burst.
         gc.freeze()
@@ -355,6 +370,106 @@ def _stack_processes(stack: RunningStack) -> dict[str, list[int]]:
     else:
         roles["model"] = _model_pids(stack.embedder)
     return roles
+
+
+async def _start_worker_process(stack: RunningStack) -> WorkerProcess:
+    """Start the split layout's worker process, and watch it (``_watch_worker``)."""
+    assert stack.progress is not None
+    worker = WorkerProcess(stack.settings, stack.progress)
+    stack.worker_process = worker
+    await worker.start()
+    assert worker.link is not None
+    stack.flusher = worker.link
+    stack.watch = asyncio.create_task(_watch_worker(stack))
+    return worker
+
+
+async def _stop_worker_process(stack: RunningStack) -> None:
+    """Stop the worker process there is now (a recycle may have replaced the first)."""
+    if stack.watch is not None:
+        stack.watch.cancel()  # a stop asked for is not a failure
+    if stack.worker_process is not None:
+        await stack.worker_process.stop()
+
+
+async def _worker_process_running(stack: RunningStack) -> bool:
+    worker = stack.worker_process
+    return worker is not None and worker.link is not None and await worker.link.running()
+
+
+class _ReplaceableWorkerProcess:
+    """The split layout's worker process as a broker recycle replaces it: the next one
+    is prepared (model loaded) while the current one runs; the ingest app forwards to
+    the new one's private port."""
+
+    def __init__(self, stack: RunningStack, app: web.Application) -> None:
+        self._stack = stack
+        self._app = app
+        self._next: WorkerProcess | None = None
+
+    def alive(self) -> bool:
+        worker = self._stack.worker_process
+        return worker is not None and worker.link is not None and worker.link.alive
+
+    async def prepare_next(self) -> None:
+        assert self._stack.progress is not None
+        self._next = WorkerProcess(self._stack.settings, self._stack.progress)
+        await self._next.start(prepare_only=True)
+
+    async def discard_next(self) -> None:
+        if self._next is not None:
+            worker, self._next = self._next, None
+            await worker.stop()
+
+    async def checkpoint(self) -> None:
+        await _checkpoint_now(self._stack)
+
+    async def stop(self) -> None:
+        await _stop_worker_process(self._stack)
+
+    async def start_next(self) -> None:
+        stack, worker = self._stack, self._next
+        assert worker is not None and worker.link is not None
+        stack.worker_process = worker  # stopped with `up` from here on, started or not
+        self._next = None
+        await worker.proceed()
+        stack.flusher = worker.link
+        stack.watch = asyncio.create_task(_watch_worker(stack))
+        self._app[UPSTREAM].url = worker.url
+
+
+def _start_broker_recycles(
+    stack: RunningStack, exits: contextlib.AsyncExitStack, app: web.Application
+) -> None:
+    """Replace the embedded broker once it holds ``kafka.embedded_recycle_bytes``
+    (``broker_recycle.py``): the split layout with the journal and the embedded broker."""
+    k = stack.settings.kafka
+    if stack.broker is None or k.embedded_recycle_bytes <= 0:
+        return
+    if stack.journal is None or stack.publisher is None or stack.progress is None:
+        log.info(
+            "the embedded broker is not recycled without the journal: its memory grows "
+            "until `up` restarts"
+        )
+        return
+    failure = stack.failure
+
+    def fail(message: str) -> None:
+        if failure is not None and not failure.done():
+            failure.set_result(message)
+
+    recycler = BrokerRecycler(
+        stack.settings,
+        broker=stack.broker,
+        publisher=stack.publisher,
+        journal=stack.journal,
+        progress=stack.progress,
+        feed=app[LIVE_FEED],
+        worker=_ReplaceableWorkerProcess(stack, app),
+        checkpoint_lock=stack.checkpoint_lock,
+        fail=fail,
+    )
+    _start_every(exits, k.embedded_recycle_check_s, recycler.check, "broker recycle check")
 
 
 async def _watch_worker(stack: RunningStack) -> None:
@@ -438,6 +553,12 @@ async def _checkpoint(stack: RunningStack, stop: asyncio.Event | None = None) ->
     confirmed event is on disk there before it leaves the journal. With ``stop`` (the
     periodic checkpoint, not the one at shutdown), one collection at a time, each after a
     quiet moment on /track (``_quiet_moment``)."""
+    async with stack.checkpoint_lock:
+        await _checkpoint_now(stack, stop)
+
+
+async def _checkpoint_now(stack: RunningStack, stop: asyncio.Event | None = None) -> None:
+    """``_checkpoint``, with the checkpoint lock held by the caller."""
     journal, progress = stack.journal, stack.progress
     assert journal is not None
     if progress is None:
