@@ -177,10 +177,12 @@ def _metric(url: str, name: str) -> float:
 @pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_up_replaces_its_broker_under_load_and_loses_nothing(tmp_path):
-    # Recycled at every check (any broker holds more than 1 byte); no drain, so what the
-    # old worker had not finished is written again from the journal and deduplicated.
+    # Recycled once the broker has grown by about a thousand events past its start (18-20
+    # MB), so every few seconds while the stream runs and no more once it stops; no drain,
+    # so what the old worker had not finished is written again from the journal and
+    # deduplicated.
     env = {
-        "TURRET_KAFKA__EMBEDDED_RECYCLE_BYTES": "1",
+        "TURRET_KAFKA__EMBEDDED_RECYCLE_BYTES": str(26 * 1024 * 1024),
         "TURRET_KAFKA__EMBEDDED_RECYCLE_CHECK_S": "3",
         "TURRET_PIPELINE__DRAIN_TIMEOUT_S": "0",
         "TURRET_RATE_LIMIT__ENABLED": "false",
