@@ -154,31 +154,46 @@ class Rounds:
 
             with contextlib.suppress(AssertionError):
                 wait(all_visible, timeout=patience, every=1.0)
-            total = get(up.url, self.key, path)[1]["total_events"]
+            total = counted_events(up.url, self.key)
         finally:
             assert up.stop() == 0
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "turret_stream",
-                "export",
-                "events",
-                "--project",
-                "default",
-                "--data-dir",
-                str(self.data_dir),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        ids = [json.loads(line)["event_id"] for line in out.stdout.splitlines() if line]
-        return {
-            "acked": len(self.acked),
-            "stored": len(ids),
-            "stored_distinct": len(set(ids)),
-            "counted": total,
-            "lost": len(self.acked - set(ids)),
-            "duplicated": len(ids) - len(set(ids)) + max(0, total - len(set(ids))),
-        }
+        return tally(self.acked, stored_ids(self.data_dir), total)
+
+
+def counted_events(url: str, key: str) -> int:
+    """The events the prompt dimension's topics count (a running `up`)."""
+    return get(url, key, "/v1/clusters?dimension=prompt&examples=0")[1]["total_events"]
+
+
+def stored_ids(data_dir: Path) -> list[str]:
+    """Every stored event's id, as `export` lists them (`up` stopped: the store is locked)."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "turret_stream",
+            "export",
+            "events",
+            "--project",
+            "default",
+            "--data-dir",
+            str(data_dir),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [json.loads(line)["event_id"] for line in out.stdout.splitlines() if line]
+
+
+def tally(acked: set[str], ids: list[str], counted: int) -> dict:
+    """How many events answered 200 are missing from the store, and how many are stored
+    or counted more than once."""
+    return {
+        "acked": len(acked),
+        "stored": len(ids),
+        "stored_distinct": len(set(ids)),
+        "counted": counted,
+        "lost": len(acked - set(ids)),
+        "duplicated": len(ids) - len(set(ids)) + max(0, counted - len(set(ids))),
+    }
