@@ -136,16 +136,26 @@ class BrokerRecycler:
             log.info("`up` is stopping: the embedded broker is not replaced")
             return
         written, held, held_s = replaced
+        after = self.broker_resident() or 0
         log.info(
             "replaced the embedded broker in %.1f s, events held for %.1f s (%.0f MB -> "
             "%.0f MB); wrote %d events to it again, %d of them accepted meanwhile",
             loop.time() - started,
             held_s,
             before / _MB,
-            (self.broker_resident() or 0) / _MB,
+            after / _MB,
             written,
             held,
         )
+        limit = self._settings.kafka.embedded_recycle_bytes
+        if after > limit:
+            # It would be replaced again at the next check, and the one after.
+            log.warning(
+                "the new embedded broker already holds %.0f MB, more than "
+                "kafka.embedded_recycle_bytes (%.0f MB): raise the limit",
+                after / _MB,
+                limit / _MB,
+            )
 
     async def _replace(self, stop: asyncio.Event | None) -> tuple[int, int, float] | None:
         """Returns the events written to the new broker, how many of them were accepted
