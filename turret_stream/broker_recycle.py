@@ -173,8 +173,10 @@ class BrokerRecycler:
         await publisher.hold()
         await self._drain()
         async with self._lock:
-            if self._worker.alive():
-                await self._worker.checkpoint()
+            if not self._worker.alive():
+                # `up` is stopping (stack._watch_worker); the journal replays at the start.
+                raise RuntimeError("the worker process died during the recycle")
+            await self._worker.checkpoint()
             await self._worker.stop()
             await self._feed.stop()
             await self._broker.stop()
