@@ -21,6 +21,7 @@ from typing import Protocol
 
 from aiohttp import web
 
+from turret_stream import thread_calls
 from turret_stream.broker import EmbeddedBroker
 from turret_stream.broker_recycle import BrokerRecycler
 from turret_stream.embedding import Embedder, open_embedder
@@ -141,6 +142,7 @@ async def running_worker(
         await ensure_topic(settings.bootstrap_servers, name, k.partitions, k.replication_factor)
     await ensure_topic(settings.bootstrap_servers, k.workers_topic, 1, k.replication_factor)
     quiet_cancelled_sends(asyncio.get_running_loop())
+    thread_calls.install(asyncio.get_running_loop())
     await topology.app.start()
     try:
         yield topology
@@ -149,6 +151,10 @@ async def running_worker(
             await asyncio.wait_for(topology.app.stop(), STOP_TIMEOUT_S)
         except TimeoutError:
             log.warning("worker did not stop within %ss; leaving anyway", STOP_TIMEOUT_S)
+        # The agents' store calls in threads outlive their cancelled tasks: the store is
+        # closed after this, so let them end first (thread_calls.py).
+        if left := await thread_calls.settle(STOP_TIMEOUT_S):
+            log.warning("%d thread calls still run after %ss; closing anyway", left, STOP_TIMEOUT_S)
 
 
 def _worker_running(topology: Topology) -> WorkerProbe:
