@@ -142,7 +142,6 @@ async def running_worker(
         await ensure_topic(settings.bootstrap_servers, name, k.partitions, k.replication_factor)
     await ensure_topic(settings.bootstrap_servers, k.workers_topic, 1, k.replication_factor)
     quiet_cancelled_sends(asyncio.get_running_loop())
-    thread_calls.install(asyncio.get_running_loop())
     await topology.app.start()
     try:
         yield topology
@@ -152,9 +151,17 @@ async def running_worker(
         except TimeoutError:
             log.warning("worker did not stop within %ss; leaving anyway", STOP_TIMEOUT_S)
         # The agents' store calls in threads outlive their cancelled tasks: the store is
-        # closed after this, so let them end first (thread_calls.py).
+        # closed after this, so let them end first (thread_calls.py; the stacks install
+        # the counting executor before their first thread call).
         if left := await thread_calls.settle(STOP_TIMEOUT_S):
             log.warning("%d thread calls still run after %ss; closing anyway", left, STOP_TIMEOUT_S)
+
+
+def _count_thread_calls() -> None:
+    """The loop's default executor counts its calls (thread_calls.py). Installed before
+    any ``to_thread`` call: the model pool's processes die with the thread that started
+    them (PR_SET_PDEATHSIG), and replacing a default executor ends its threads."""
+    thread_calls.install(asyncio.get_running_loop())
 
 
 def _worker_running(topology: Topology) -> WorkerProbe:
@@ -186,6 +193,7 @@ async def running_stack(
     settings: Settings, *, broker: bool, worker: bool, api: bool
 ) -> AsyncIterator[RunningStack]:
     """Everything asked for, in this process."""
+    _count_thread_calls()
     stack = RunningStack(settings)
     async with contextlib.AsyncExitStack() as exits:
         await _start_broker(stack, exits, broker)
@@ -288,6 +296,7 @@ async def running_worker_api(
     API's URL, the store (the checkpoints flush it), whether the agents run and the pids
     of the model processes. ``before_store`` is awaited once the model is loaded, before
     the store is opened (a broker recycle's next worker waits there for the last)."""
+    _count_thread_calls()
     async with contextlib.AsyncExitStack() as exits:
         embedder = await asyncio.to_thread(open_worker_embedder, settings)
         if isinstance(embedder, PooledEmbedder):

@@ -62,7 +62,9 @@ class CountingExecutor(ThreadPoolExecutor):
 
 def install(loop: asyncio.AbstractEventLoop) -> CountingExecutor:
     """Make a ``CountingExecutor`` the loop's default executor (``asyncio.to_thread``
-    uses it), once per loop."""
+    uses it), once per loop. Call it before the loop's first ``to_thread``: the default
+    executor it replaces is dropped with its threads, and processes started from one of
+    them with PR_SET_PDEATHSIG (the model pool's) would die with it."""
     executor = _installed.get(loop)
     if executor is None:
         executor = _installed[loop] = CountingExecutor(thread_name_prefix="asyncio")
