@@ -196,12 +196,6 @@ class BrokerRecycler:
     async def _drain(self) -> None:
         """Give the worker ``pipeline.drain_timeout_s`` to finish what it was sent, so that
         little is written twice; whatever it leaves is written again from the journal."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._settings.pipeline.drain_timeout_s
-        while self._progress.lag and loop.time() < deadline and self._worker.alive():
-            await asyncio.sleep(0.05)
-        if self._progress.lag:
-            log.info(
-                "%d events not through the worker before the recycle: written again",
-                self._progress.lag,
-            )
+        timeout = self._settings.pipeline.drain_timeout_s
+        if left := await self._progress.drained(timeout, self._worker.alive):
+            log.info("%d events not through the worker before the recycle: written again", left)

@@ -125,7 +125,7 @@ class EventPublisher:
         the answer waits for the slower of the two, not their sum. Either may land while
         the other fails (the client gets a 503): a journaled event is replayed on the
         next start, and downstream dedupe by event id makes a retry harmless."""
-        if self.holding and self.journal is not None:
+        if self.holding:  # only with a journal (``hold``)
             await self._publish_held(key, value, event_id)
             return
         seq = None

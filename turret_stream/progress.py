@@ -16,9 +16,14 @@ external Kafka after a restart) are ignored. All methods run on the event loop.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
+
+# How often ``drained`` looks at the lag (a stop's or a recycle's wait, not a hot path).
+DRAIN_POLL_S = 0.05
 
 
 class ProgressReports(Protocol):
@@ -140,6 +145,15 @@ class PipelineProgress:
     def lag(self) -> int:
         """Events accepted by this process and not yet through the pipeline."""
         return len(self._open)
+
+    async def drained(self, timeout_s: float, worker_alive: Callable[[], bool]) -> int:
+        """Wait until nothing is open, for at most ``timeout_s``, or until the worker is
+        gone; returns how many events are still open."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self.lag and loop.time() < deadline and worker_alive():
+            await asyncio.sleep(DRAIN_POLL_S)
+        return self.lag
 
     def confirmed_seq(self) -> int:
         """Every journal record up to this sequence number is through the pipeline."""

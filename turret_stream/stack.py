@@ -393,10 +393,15 @@ async def _start_worker_process(stack: RunningStack) -> WorkerProcess:
     worker = WorkerProcess(stack.settings, stack.progress)
     stack.worker_process = worker
     await worker.start()
+    _watch_started(stack, worker)
+    return worker
+
+
+def _watch_started(stack: RunningStack, worker: WorkerProcess) -> None:
+    """``worker`` (current, started) is what checkpoints flush, and is watched."""
     assert worker.link is not None
     stack.flusher = worker.link
     stack.watch = asyncio.create_task(_watch_worker(stack))
-    return worker
 
 
 async def _stop_worker_process(stack: RunningStack) -> None:
@@ -448,8 +453,7 @@ class _ReplaceableWorkerProcess:
         stack.worker_process = worker  # stopped with `up` from here on, started or not
         self._next = None
         await worker.proceed()
-        stack.flusher = worker.link
-        stack.watch = asyncio.create_task(_watch_worker(stack))
+        _watch_started(stack, worker)
         self._app[UPSTREAM].url = worker.url
 
 
@@ -630,12 +634,12 @@ async def _drain(stack: RunningStack) -> None:
     left stays in the journal and is replayed on the next start."""
     progress, flusher = stack.progress, _flusher(stack)
     if progress is not None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + stack.settings.pipeline.drain_timeout_s
-        while progress.lag and loop.time() < deadline and (flusher is None or flusher.alive):
-            await asyncio.sleep(0.05)
-        if progress.lag:
-            log.warning("stopping with %d events still in the journal", progress.lag)
+        left = await progress.drained(
+            stack.settings.pipeline.drain_timeout_s,
+            lambda: flusher is None or flusher.alive,
+        )
+        if left:
+            log.warning("stopping with %d events still in the journal", left)
     if flusher is not None and not flusher.alive:
         return  # the worker is gone: nothing more is confirmed; the journal replays it
     await _checkpoint(stack)

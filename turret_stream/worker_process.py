@@ -24,6 +24,8 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from turret_stream.errors import TurretError
 from turret_stream.progress import PipelineProgress
@@ -37,6 +39,8 @@ from turret_stream.worker_link import (
 )
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Longest wait, after asking it, for the worker process to stop (its Faust app has 15 s).
 STOP_TIMEOUT_S = 30.0
@@ -76,22 +80,22 @@ class WorkerProcess:
         self.link = WorkerLink(
             reader, writer, self._progress, self._settings.worker.liveness_timeout_s
         )
-        try:
-            if prepare_only:
-                await self.link.wait_prepared()
-            else:
-                self.url = await self.link.wait_ready()
-        except WorkerGone as exc:
-            await self._reap(5.0)
-            raise WorkerStartError(f"the worker did not start: {exc}") from None
+        if prepare_only:
+            await self._starting(self.link.wait_prepared())
+        else:
+            self.url = await self._starting(self.link.wait_ready())
 
     async def proceed(self) -> None:
         """Let a worker started with ``prepare_only`` open the store and start; returns
         once its private API listens."""
         assert self.link is not None
         self.link.go()
+        self.url = await self._starting(self.link.wait_ready())
+
+    async def _starting(self, message: Awaitable[T]) -> T:
+        """The child's start message; WorkerStartError with its error if it exited."""
         try:
-            self.url = await self.link.wait_ready()
+            return await message
         except WorkerGone as exc:
             await self._reap(5.0)
             raise WorkerStartError(f"the worker did not start: {exc}") from None
